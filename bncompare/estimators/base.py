@@ -1,0 +1,75 @@
+"""The one interface every estimator implements.
+
+Like scikit-learn: the constructor takes settings only, ``fit`` learns, and
+learned state lives in attributes ending in ``_``.
+
+    est = MLE().fit(graph, contexts)          # contexts: (B, N, M) long, B contexts of N rows
+    probs = est.predict_proba(queries)        # queries: (B, Q, M) -> list over nodes of (B, Q, d_m)
+    est.cpts_                                 # full CPTs (list of (B, n_configs, d_m)) or None
+
+``predict_proba(queries, nodes)`` returns, for each requested node ``m``, the
+estimator's predictive distribution of ``x_m`` given the query's values on the
+nodes before ``m`` (in topological order). Values at ``m`` and later are ignored.
+An estimator that knows the graph uses only the parents; one that does not
+(naive, structure-agnostic transformer) may use the whole prefix.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from bncompare.errors import BNError
+from bncompare.networks.graph import Graph, check_data
+from bncompare.networks.network import CPTBatch
+
+
+class Estimator:
+    name: str = "estimator"
+    cpts_: CPTBatch | None = None
+
+    def fit(self, graph: Graph, contexts: torch.Tensor) -> "Estimator":
+        raise NotImplementedError
+
+    def predict_proba(self, queries: torch.Tensor, nodes: Sequence[int] | None = None) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    # ----- shared helpers -------------------------------------------------
+    def _start_fit(self, graph: Graph, contexts) -> torch.Tensor:
+        if not isinstance(graph, Graph):
+            raise BNError(f"{self.name}: fit needs a Graph, got {type(graph).__name__}")
+        contexts = check_data(graph, contexts, "context")
+        if contexts.dim() != 3:
+            raise BNError(f"context must have shape (B, N, M), got {tuple(contexts.shape)}")
+        self.graph_ = graph
+        self.n_contexts_ = contexts.shape[0]
+        return contexts
+
+    def _check_queries(self, queries, nodes) -> tuple[torch.Tensor, list[int]]:
+        if not hasattr(self, "graph_"):
+            raise BNError(f"{self.name}: call fit before predict_proba")
+        g = self.graph_
+        queries = check_data(g, queries, "query")
+        if queries.dim() != 3 or queries.shape[0] != self.n_contexts_:
+            raise BNError(
+                f"queries must have shape (B={self.n_contexts_}, Q, {g.n_nodes}), got {tuple(queries.shape)}"
+            )
+        nodes = list(range(g.n_nodes)) if nodes is None else [int(m) for m in nodes]
+        for m in nodes:
+            if not 0 <= m < g.n_nodes:
+                raise BNError(f"target node index {m} out of range 0..{g.n_nodes - 1}")
+        return queries, nodes
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_"))
+        return f"{type(self).__name__}({settings})"
+
+
+class TableEstimator(Estimator):
+    """An estimator that ends up with full CPTs; predictions are CPT look-ups."""
+
+    def predict_proba(self, queries, nodes=None):
+        queries, nodes = self._check_queries(queries, nodes)
+        queries = queries.to(self.cpts_[0].device)
+        batch = torch.arange(queries.shape[0], device=queries.device)[:, None]
+        return [self.cpts_[m][batch, self.graph_.config_index(queries, m)] for m in nodes]

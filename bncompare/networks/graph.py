@@ -1,0 +1,204 @@
+"""The structure of a discrete Bayesian network: named nodes, cardinalities, parents.
+
+Nodes are always stored in a topological order, so node ``m``'s parents all have
+indices ``< m``. A parent configuration is coded in mixed radix with the LAST
+parent varying fastest, which is pgmpy's column order for ``TabularCPD``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from bncompare.errors import BNError
+
+
+@dataclass(frozen=True)
+class Graph:
+    names: tuple[str, ...]
+    cards: tuple[int, ...]
+    parents: tuple[tuple[int, ...], ...]
+
+    def __post_init__(self):
+        if len(set(self.names)) != len(self.names):
+            raise BNError(f"duplicate node names in {list(self.names)}")
+        if not (len(self.names) == len(self.cards) == len(self.parents)):
+            raise BNError("names, cards and parents must have the same length")
+        for m, (name, card) in enumerate(zip(self.names, self.cards)):
+            if int(card) < 2:
+                raise BNError(f"node {name!r} has cardinality {card}; every node needs at least 2 states")
+            for p in self.parents[m]:
+                if not 0 <= p < m:
+                    raise BNError(f"node {name!r}: parent index {p} is not an earlier node (nodes must be topologically ordered)")
+            if len(set(self.parents[m])) != len(self.parents[m]):
+                raise BNError(f"node {name!r} lists a parent twice")
+
+    # ----- construction -------------------------------------------------
+    @classmethod
+    def from_edges(
+        cls,
+        nodes: Sequence[str],
+        edges: Iterable[tuple[str, str]],
+        cards: int | Mapping[str, int] | Sequence[int] = 2,
+        parent_order: Mapping[str, Sequence[str]] | None = None,
+    ) -> "Graph":
+        """Build a graph from edges; nodes are sorted topologically (stable w.r.t. ``nodes``).
+
+        ``parent_order`` fixes the order of a node's parents (it matters for the CPT
+        layout); by default parents keep the order of ``nodes``.
+        """
+        nodes = [str(n) for n in nodes]
+        if len(set(nodes)) != len(nodes):
+            raise BNError(f"duplicate node names in {nodes}")
+        if isinstance(cards, int):
+            card_of = {n: cards for n in nodes}
+        elif isinstance(cards, Mapping):
+            missing = [n for n in nodes if n not in cards]
+            if missing:
+                raise BNError(f"no cardinality given for nodes {missing}")
+            card_of = {n: int(cards[n]) for n in nodes}
+        else:
+            if len(cards) != len(nodes):
+                raise BNError(f"got {len(cards)} cardinalities for {len(nodes)} nodes")
+            card_of = dict(zip(nodes, (int(c) for c in cards)))
+        known = set(nodes)
+        pa: dict[str, list[str]] = {n: [] for n in nodes}
+        for u, v in edges:
+            u, v = str(u), str(v)
+            for end in (u, v):
+                if end not in known:
+                    raise BNError(f"edge {u}->{v} names unknown node {end!r}; nodes are {nodes}")
+            if u == v:
+                raise BNError(f"self-loop on node {u!r}: the graph must be acyclic")
+            if u not in pa[v]:
+                pa[v].append(u)
+        if parent_order:
+            for n, order in parent_order.items():
+                if n in pa:
+                    if sorted(order) != sorted(pa[n]):
+                        raise BNError(f"parent order for {n!r} {list(order)} does not match its parents {pa[n]}")
+                    pa[n] = [str(p) for p in order]
+        rank = {n: i for i, n in enumerate(nodes)}
+        for n in nodes:
+            if not parent_order or n not in parent_order:
+                pa[n].sort(key=rank.__getitem__)
+        order = _topological_order(nodes, pa)
+        index = {n: i for i, n in enumerate(order)}
+        return cls(
+            names=tuple(order),
+            cards=tuple(card_of[n] for n in order),
+            parents=tuple(tuple(index[p] for p in pa[n]) for n in order),
+        )
+
+    # ----- derived quantities -------------------------------------------
+    @property
+    def n_nodes(self) -> int:
+        return len(self.names)
+
+    def index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise BNError(f"unknown node {name!r}; nodes are {list(self.names)}") from None
+
+    @cached_property
+    def n_configs(self) -> tuple[int, ...]:
+        """Number of parent configurations (CPT rows) of each node."""
+        return tuple(int(np.prod([self.cards[p] for p in pa], dtype=np.int64)) for pa in self.parents)
+
+    @cached_property
+    def strides(self) -> tuple[tuple[int, ...], ...]:
+        """Mixed-radix weights of each node's parents, last parent fastest."""
+        out = []
+        for pa in self.parents:
+            s, acc = [], 1
+            for p in reversed(pa):
+                s.append(acc)
+                acc *= self.cards[p]
+            out.append(tuple(reversed(s)))
+        return tuple(out)
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        return [(self.names[p], self.names[m]) for m in range(self.n_nodes) for p in self.parents[m]]
+
+    @property
+    def max_card(self) -> int:
+        return max(self.cards)
+
+    def config_index(self, x: torch.Tensor, m: int) -> torch.Tensor:
+        """Row index of node ``m``'s CPT for each sample in ``x`` (shape ``(..., M)``)."""
+        code = torch.zeros(x.shape[:-1], dtype=torch.long, device=x.device)
+        for p, s in zip(self.parents[m], self.strides[m]):
+            code = code + x[..., p].long() * s
+        return code
+
+    def configs(self, m: int) -> np.ndarray:
+        """All parent configurations of node ``m`` in row order, shape ``(n_configs, n_parents)``."""
+        cards = [self.cards[p] for p in self.parents[m]]
+        if not cards:
+            return np.zeros((1, 0), dtype=np.int64)
+        grids = np.meshgrid(*[np.arange(c) for c in cards], indexing="ij")
+        return np.stack([g.reshape(-1) for g in grids], axis=1)
+
+    def __repr__(self) -> str:
+        return f"Graph({self.n_nodes} nodes, {len(self.edges)} edges, cards={list(self.cards)})"
+
+
+def _topological_order(nodes: list[str], pa: dict[str, list[str]]) -> list[str]:
+    """Kahn's algorithm, taking the earliest-listed ready node first (deterministic)."""
+    remaining = {n: set(pa[n]) for n in nodes}
+    order: list[str] = []
+    while remaining:
+        ready = [n for n in nodes if n in remaining and not remaining[n]]
+        if not ready:
+            cycle = _find_cycle(remaining)
+            raise BNError(f"graph has a cycle: {' -> '.join(cycle)}")
+        n = ready[0]
+        order.append(n)
+        del remaining[n]
+        for deps in remaining.values():
+            deps.discard(n)
+    return order
+
+
+def _find_cycle(remaining: dict[str, set[str]]) -> list[str]:
+    start = next(iter(remaining))
+    path, seen = [start], {start: 0}
+    while True:
+        nxt = next(iter(remaining[path[-1]]))
+        if nxt in seen:
+            cyc = path[seen[nxt]:] + [nxt]
+            return list(reversed(cyc))
+        seen[nxt] = len(path)
+        path.append(nxt)
+
+
+def check_data(graph: Graph, x, what: str = "data") -> torch.Tensor:
+    """Validate samples ``x`` of shape ``(..., M)`` and return them as a long tensor."""
+    if not isinstance(x, torch.Tensor):
+        x = torch.as_tensor(np.asarray(x))
+    if x.dtype.is_floating_point:
+        if torch.isnan(x).any():
+            raise BNError(f"{what} contains NaN")
+        if (x != x.round()).any():
+            raise BNError(f"{what} contains non-integer states")
+    elif x.dtype == torch.bool or x.dtype.is_complex:
+        raise BNError(f"{what} must hold integer states, got dtype {x.dtype}")
+    if x.dim() < 1 or x.shape[-1] != graph.n_nodes:
+        raise BNError(f"{what} has shape {tuple(x.shape)}; the last axis must have {graph.n_nodes} columns, one per node")
+    x = x.long()
+    if x.numel():
+        cards = torch.tensor(graph.cards, device=x.device)
+        bad = (x < 0) | (x >= cards)
+        if bad.any():
+            idx = bad.nonzero()[0].tolist()
+            m = idx[-1]
+            raise BNError(
+                f"{what} has state {int(x[tuple(idx)])} for node {graph.names[m]!r}, "
+                f"outside 0..{graph.cards[m] - 1}"
+            )
+    return x
