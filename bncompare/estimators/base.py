@@ -3,6 +3,7 @@
 Like scikit-learn: the constructor takes settings only, ``fit`` learns, and
 learned state lives in attributes ending in ``_``.
 
+    est.prepare(graph, prior)                 # once per study (trains a transformer; no-op otherwise)
     est = MLE().fit(graph, contexts)          # contexts: (B, N, M) long, B contexts of N rows
     probs = est.predict_proba(queries)        # queries: (B, Q, M) -> list over nodes of (B, Q, d_m)
     est.cpts_                                 # full CPTs (list of (B, n_configs, d_m)) or None
@@ -27,6 +28,15 @@ from bncompare.networks.network import CPTBatch
 class Estimator:
     name: str = "estimator"
     cpts_: CPTBatch | None = None
+
+    def prepare(self, graph: Graph, prior, seed: int = 0) -> "Estimator":
+        """Learn whatever depends only on the task distribution, once per study.
+
+        A no-op for estimators that learn everything in context; the trained
+        transformer trains (or loads its cached model) here. ``prior`` is the
+        CPT prior the study's tasks are drawn from.
+        """
+        return self
 
     def fit(self, graph: Graph, contexts: torch.Tensor) -> "Estimator":
         raise NotImplementedError
