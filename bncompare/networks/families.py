@@ -63,6 +63,12 @@ def collider(n: int = 4, card: int = 2) -> Graph:
     return Graph.from_edges(nodes, [(p, nodes[-1]) for p in nodes[:-1]], card)
 
 
+def complete(n: int = 7, card: int = 2) -> Graph:
+    """Every earlier node is a parent: the graph a structure-agnostic model must assume."""
+    nodes = list(_node_names(n))
+    return Graph.from_edges(nodes, [(u, v) for i, v in enumerate(nodes) for u in nodes[:i]], card)
+
+
 def random_dag(n: int = 7, p: float | tuple[float, float] = (0.7, 1.0), seed: int = 0, card: int = 2,
                max_parents: int | None = None) -> Graph:
     """Erdos-Renyi DAG on the order A, B, C, ...: edge i -> j (i < j) with probability p.
@@ -97,7 +103,10 @@ def _node_names(n: int):
     return [f"X{i}" for i in range(n)]
 
 
-SYNTHETIC = {"chain": chain, "tree": tree, "general": general, "star": star, "collider": collider, "random": random_dag}
+SYNTHETIC = {
+    "chain": chain, "tree": tree, "general": general, "star": star, "collider": collider,
+    "complete": complete, "random": random_dag,
+}
 
 
 def available() -> list[str]:
@@ -105,7 +114,7 @@ def available() -> list[str]:
     names = []
     for fam in ("chain", "tree", "general"):
         names += [fam] + [f"{fam}-{n}" for n in PAPER_SIZES]
-    names += ["star", "star-N", "collider", "collider-N", "random", "random-N"]
+    names += ["star", "star-N", "collider", "collider-N", "complete", "complete-N", "random", "random-N"]
     return names + list(REAL_NETWORKS)
 
 

@@ -82,7 +82,60 @@ def _standard_gamma(alpha: torch.Tensor, generator: torch.Generator | None) -> t
 
 
 def make_prior(kind: str = "dirichlet", **kw):
-    kinds = {"dirichlet": DirichletPrior, "uniform": UniformRangePrior}
+    kinds = {"dirichlet": DirichletPrior, "uniform": UniformRangePrior, "random_dag": RandomDAGPrior}
     if kind not in kinds:
         raise BNError(f"unknown prior {kind!r}; choose one of {sorted(kinds)}")
     return kinds[kind](**kw)
+
+
+@dataclass(frozen=True)
+class RandomDAGPrior:
+    """A fresh Erdos-Renyi DAG AND fresh Dirichlet(alpha) CPTs for every task.
+
+    Used to train a transformer that is never told the graph. All tasks share
+    the node order and cardinalities, so their CPTs are written on the COMPLETE
+    graph of that size (node m's "parents" = every earlier node): a row for a
+    full prefix configuration copies the DAG's row for the prefix restricted to
+    the DAG's parents. Edge i -> j (i < j) appears with probability p, and p is
+    drawn per task from U[p_low, p_high]. ``max_parents`` keeps the latest ones.
+    """
+
+    p_low: float = 0.2
+    p_high: float = 0.8
+    alpha: float = 1.0
+    max_parents: int | None = None
+
+    def __post_init__(self):
+        if not 0 <= self.p_low <= self.p_high <= 1:
+            raise BNError(f"edge-probability range must satisfy 0 <= low <= high <= 1, got [{self.p_low}, {self.p_high}]")
+        DirichletPrior(self.alpha)
+
+    def sample_parents(self, n_nodes: int, n_sets: int, generator=None) -> torch.Tensor:
+        """Adjacency (G, M, M) bool: [g, i, j] is the edge i -> j."""
+        p = self.p_low + (self.p_high - self.p_low) * torch.rand(n_sets, 1, 1, generator=generator, dtype=torch.float64)
+        adj = torch.rand(n_sets, n_nodes, n_nodes, generator=generator, dtype=torch.float64) < p
+        adj &= torch.ones(n_nodes, n_nodes, dtype=torch.bool).triu(1)
+        if self.max_parents is not None:  # keep the latest max_parents parents of each node
+            from_right = adj.flip(1).cumsum(1).flip(1)
+            adj &= from_right <= self.max_parents
+        return adj
+
+    def sample(self, graph: Graph, n_sets: int, generator=None, return_parents: bool = False):
+        M = graph.n_nodes
+        for m in range(M):
+            if graph.parents[m] != tuple(range(m)):
+                raise BNError("RandomDAGPrior draws CPTs on a complete graph (get_graph('complete-N'))")
+        adj = self.sample_parents(M, n_sets, generator)
+        full = DirichletPrior(self.alpha).sample(graph, n_sets, generator)
+        cpts = []
+        for m in range(M):
+            prefix = torch.as_tensor(graph.configs(m))  # (rows, m): every prefix configuration
+            strides = torch.as_tensor(graph.strides[m], dtype=torch.long)
+            kept = prefix[None] * adj[:, :m, m][:, None, :]  # zero out non-parents: rows sharing parents collapse
+            code = (kept * strides).sum(-1)  # (G, rows)
+            cpts.append(torch.gather(full[m], 1, code[..., None].expand(-1, -1, graph.cards[m])))
+        return (cpts, adj) if return_parents else cpts
+
+    def describe(self) -> str:
+        cap = f", at most {self.max_parents} parents" if self.max_parents is not None else ""
+        return f"random DAG (edge prob ~ U[{self.p_low:g}, {self.p_high:g}]{cap}) with Dirichlet({self.alpha:g}) rows"
