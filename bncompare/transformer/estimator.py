@@ -17,9 +17,11 @@ from bncompare.transformer.model import InContextTransformer
 class TransformerEstimator(Estimator):
     name = "transformer"
 
-    def __init__(self, model: InContextTransformer, batch_size: int = 256, name: str | None = None):
+    def __init__(self, model: InContextTransformer, batch_size: int = 256, max_query_tokens: int = 256,
+                 name: str | None = None):
         self.model = model
         self.batch_size = batch_size
+        self.max_query_tokens = max_query_tokens
         if name:
             self.name = name
 
@@ -42,14 +44,18 @@ class TransformerEstimator(Estimator):
         ctx, queries = self.contexts_.to(device), queries.to(device)
         B, N, _ = ctx.shape
         Q, T = queries.shape[1], len(nodes)
-        mask = attention_mask(N, Q * T, device=device)
+        # Queries never see each other, so answering them in chunks changes nothing
+        # but keeps attention cost ~ (N + chunk)^2 instead of (N + Q*T)^2.
+        q_chunk = max(1, max(self.max_query_tokens, N) // T)
         self.model.eval()
-        outs = []
-        for s in range(0, B, self.batch_size):
-            tokens = encode(self.graph_, ctx[s : s + self.batch_size], queries[s : s + self.batch_size], nodes, dtype)
-            out = self.model(tokens, mask)[:, 1 + N :]  # query positions
-            outs.append(out.reshape(out.shape[0], Q, T, -1).to(torch.float64))
-        out = torch.cat(outs, 0)
+        out = torch.empty(B, Q, T, self.model.cfg.d_out, dtype=torch.float64, device=device)
+        for q0 in range(0, Q, q_chunk):
+            qs = queries[:, q0 : q0 + q_chunk]
+            mask = attention_mask(N, qs.shape[1] * T, device=device)
+            for s in range(0, B, self.batch_size):
+                tokens = encode(self.graph_, ctx[s : s + self.batch_size], qs[s : s + self.batch_size], nodes, dtype)
+                o = self.model(tokens, mask)[:, 1 + N :]  # query positions
+                out[s : s + self.batch_size, q0 : q0 + q_chunk] = o.reshape(o.shape[0], qs.shape[1], T, -1).to(torch.float64)
         return [self._to_probs(out[:, :, j, : self.graph_.cards[m]]) for j, m in enumerate(nodes)]
 
     def _to_probs(self, out: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,190 @@
+"""A transformer whose weights are written down: it counts, in context, exactly.
+
+``construct_model(graph)`` returns an :class:`InContextTransformer` with two
+:class:`Block` s (``norm="none"``, one softmax head, ReLU MLPs; the same class
+the trained model uses) whose weights compute the in-context MLE, or the
+Dirichlet posterior mean, of every conditional of ``graph``. So the trainable
+family provably contains an exact counting solution.
+
+Residual stream (width ``d_model = d_in + 2S + d_out``, ``S = sum(cards)``)::
+
+    [ token (d_in) | g: gated parent one-hots (S) | o: attention average (S) | out (d_out) ]
+
+- embed: copies the token into the first ``d_in`` dims.
+- block 1, attention: all zero. MLP (one ReLU unit per state ``(m, v)``):
+  ``g_{m,v} = ReLU(x_{m,v} + sum_{c: m in pa(c)} t_c - 1)``, i.e. the query's
+  one-hot of ``m`` if ``m`` is a parent of the target, else 0 (exact: x, t are 0/1).
+  On context and sink tokens ``t = 0``, so ``g = 0``.
+- block 2, attention (one head): query ``beta * g`` (plus two bias/target terms
+  below), key = the token's one-hots, so the score of context row ``i`` is
+  ``beta * (number of the target's parents on which row i agrees with the
+  query)``. Value = the one-hots, written into ``o``. Two more key dims:
+
+  * query flag: the query bias puts ``-C`` there (``C = beta * (max in-degree
+    + 1) + 1000``), so a query token's weight on itself is below ``exp(-1000)``
+    times the sink's (for any sensible alpha): zero in float64 and float32.
+    (The mask already stops queries seeing each other.)
+  * sink flag: the score of the sink is linear in the target one-hot ``t``:
+    ``beta * |pa(m0)| + log(alpha * d_m0)`` in mode "dirichlet", so the sink
+    weighs like ``alpha * d`` full matches and, with value ``1/d`` in every
+    block, turns the average into ``(n_v + alpha) / (n + alpha d)``;
+    ``beta * (|pa(m0)| - 1/2)`` in mode "mle": negligible next to one full
+    match, but it dominates every partial match when no full match exists, so
+    an unseen configuration gets the uniform row (pgmpy's convention).
+
+  SDPA divides scores by ``sqrt(head_dim)``; that factor is folded into ``W_q``.
+- block 2, MLP: picks the target's block, ``out_v += ReLU(o_{m,v} + t_m - 1)``
+  (exact, since ``0 <= o <= 1``); the head reads ``out`` (padded to the
+  largest cardinality). ``output="probs"``.
+
+Sharpness and error. Only rows that agree with the query on every parent
+should count. A row with ``j >= 1`` mismatches keeps relative weight
+``exp(-beta j)``, so with ``N`` context rows the largest absolute error of any
+probability is at most (:func:`error_bound`)
+
+- "dirichlet": ``N exp(-beta) / (alpha d)``;
+- "mle": ``(N + 1) exp(-beta / 2)`` (the sink costs ``exp(-beta/2)`` when the
+  configuration was seen; partial matches cost ``N exp(-beta/2)`` relative to
+  the sink when it was not).
+
+The default ``beta = 50`` gives < 1e-8 for N <= 500 in both modes (float64);
+beta >= 41 suffices for 1e-6 at N = 500. Scores stay far from overflow (SDPA
+subtracts the row maximum).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from bncompare.errors import BNError
+from bncompare.estimators.base import Estimator
+from bncompare.networks.graph import Graph
+from bncompare.transformer.encoding import Layout
+from bncompare.transformer.estimator import TransformerEstimator
+from bncompare.transformer.model import InContextTransformer, TransformerConfig
+
+DEFAULT_BETA = 50.0
+MODES = ("mle", "dirichlet")
+
+
+def _check_settings(mode: str, alpha: float, beta: float) -> None:
+    if mode not in MODES:
+        raise BNError(f"constructed transformer mode must be 'mle' or 'dirichlet', got {mode!r}")
+    if not (isinstance(alpha, (int, float)) and alpha > 0 and math.isfinite(alpha)):
+        raise BNError(f"constructed transformer pseudo-count alpha must be a finite number > 0, got {alpha!r}")
+    if not (isinstance(beta, (int, float)) and beta > 0 and math.isfinite(beta)):
+        raise BNError(f"constructed transformer sharpness beta must be a finite number > 0, got {beta!r}")
+
+
+def error_bound(mode: str, beta: float, n_context: int, alpha: float = 1.0, card: int = 2) -> float:
+    """Upper bound on |constructed - counting| for any probability, with ``n_context`` rows."""
+    _check_settings(mode, alpha, beta)
+    if mode == "dirichlet":
+        return min(1.0, n_context * math.exp(-beta) / (alpha * card))
+    return min(1.0, (n_context + 1) * math.exp(-beta / 2))
+
+
+def construct_model(
+    graph: Graph,
+    mode: str = "mle",
+    alpha: float = 1.0,
+    beta: float = DEFAULT_BETA,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> InContextTransformer:
+    """The 2-block transformer computing the in-context MLE ("mle") or Dirichlet(alpha) posterior mean of ``graph``."""
+    if not isinstance(graph, Graph):
+        raise BNError(f"construct_model needs a Graph, got {type(graph).__name__}")
+    _check_settings(mode, alpha, beta)
+    lay = Layout(graph.cards)
+    S, M, D = lay.n_onehot, lay.n_nodes, lay.d_out
+    G, O, OUT = lay.d_in, lay.d_in + S, lay.d_in + 2 * S  # where g, o and out start in the residual stream
+    d_model = lay.d_in + 2 * S + D
+    cfg = TransformerConfig(
+        d_in=lay.d_in, d_out=D, d_model=d_model, n_layer=2, n_head=1, d_ff=S,
+        norm="none", attention="softmax", output="probs",
+    )
+    model = InContextTransformer(cfg).to(torch.float64)  # write the weights in float64, cast at the end
+    children = [[c for c in range(M) if m in graph.parents[c]] for m in range(M)]
+    n_pa = [len(pa) for pa in graph.parents]
+    penalty = beta * (max(n_pa) + 1) + 1000.0  # C: keeps a query's weight on itself below exp(-1000)
+    scale = math.sqrt(d_model)  # undo SDPA's 1/sqrt(head_dim)
+
+    W = {name: torch.zeros_like(p) for name, p in model.state_dict().items()}
+    W["embed.weight"][:G, :G] = torch.eye(G)
+
+    # Block 1 MLP: g_{m,v} = ReLU(x_{m,v} + sum of targets that m is a parent of - 1).
+    b1 = "blocks.0.mlp."
+    for m in range(M):
+        for v in range(graph.cards[m]):
+            s = lay.offsets[m] + v
+            W[b1 + "up.weight"][s, s] = 1.0
+            for c in children[m]:
+                W[b1 + "up.weight"][s, lay.target(c)] = 1.0
+            W[b1 + "up.bias"][s] = -1.0
+            W[b1 + "down.weight"][G + s, s] = 1.0
+
+    # Block 2 attention. Head coordinates reuse the token's: one-hots, query flag, sink flag.
+    a2 = "blocks.1.attn."
+    qf, sf = lay.query_flag, lay.sink_flag
+    for s in range(S):
+        W[a2 + "q.weight"][s, G + s] = beta * scale
+        W[a2 + "k.weight"][s, s] = 1.0
+        W[a2 + "v.weight"][O + s, s] = 1.0
+    W[a2 + "q.bias"][qf] = -penalty * scale
+    W[a2 + "k.weight"][qf, qf] = 1.0
+    W[a2 + "k.weight"][sf, sf] = 1.0
+    for m in range(M):
+        d = graph.cards[m]
+        sink_score = beta * n_pa[m] + math.log(alpha * d) if mode == "dirichlet" else beta * (n_pa[m] - 0.5)
+        W[a2 + "q.weight"][sf, lay.target(m)] = sink_score * scale
+        W[a2 + "v.weight"][O + lay.offsets[m] : O + lay.offsets[m] + d, sf] = 1.0 / d  # the sink's value: uniform
+    W[a2 + "proj.weight"] = torch.eye(d_model, dtype=torch.float64)
+
+    # Block 2 MLP: out_v = sum_m ReLU(o_{m,v} + t_m - 1) = o_{m0,v}.
+    b2 = "blocks.1.mlp."
+    for m in range(M):
+        for v in range(graph.cards[m]):
+            s = lay.offsets[m] + v
+            W[b2 + "up.weight"][s, O + s] = 1.0
+            W[b2 + "up.weight"][s, lay.target(m)] = 1.0
+            W[b2 + "up.bias"][s] = -1.0
+            W[b2 + "down.weight"][OUT + v, s] = 1.0
+
+    W["head.weight"][:, OUT:] = torch.eye(D)
+    model.load_state_dict(W)
+    return model.to(device=device or _default_device(), dtype=dtype).eval()
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class ConstructedTransformer(Estimator):
+    """The constructed transformer behind the estimator interface; ``fit`` writes the weights for the graph.
+
+    Names: ``"transformer_mle"`` and ``"transformer_dirichlet"``. ``model_`` is
+    the :class:`InContextTransformer`; predictions go through
+    :class:`TransformerEstimator`, the same path the trained model takes.
+    """
+
+    def __init__(self, mode: str = "mle", alpha: float = 1.0, beta: float = DEFAULT_BETA,
+                 dtype: torch.dtype = torch.float64, batch_size: int = 256):
+        _check_settings(mode, alpha, beta)
+        self.mode, self.alpha, self.beta = mode, float(alpha), float(beta)
+        self.dtype, self.batch_size = dtype, batch_size
+
+    @property
+    def name(self) -> str:
+        return f"transformer_{self.mode}"
+
+    def fit(self, graph, contexts):
+        contexts = self._start_fit(graph, contexts)
+        self.model_ = construct_model(graph, self.mode, self.alpha, self.beta, self.dtype)
+        self.wrapper_ = TransformerEstimator(self.model_, self.batch_size, name=self.name).fit(graph, contexts)
+        return self
+
+    def predict_proba(self, queries, nodes=None):
+        self._check_queries(queries, nodes)  # fitted? shapes? node range? (one-line errors under our name)
+        return self.wrapper_.predict_proba(queries, nodes)
