@@ -19,15 +19,29 @@ def draw_categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 def sample_with_uniforms(graph: Graph, cpts: CPTBatch, u: torch.Tensor) -> torch.Tensor:
-    """Ancestral samples driven by uniforms ``u`` of shape ``(G, N, M)``."""
+    """Ancestral samples driven by uniforms ``u`` of shape ``(G, N, M)``.
+
+    Same rule as :func:`draw_categorical` (state = number of CDF values <= u),
+    but per node it gathers only the d - 1 CDF values it needs, on contiguous
+    (G, N) planes: several times faster than gathering whole rows.
+    """
     check_cpt_batch(graph, cpts)
     G, N, M = u.shape
-    x = torch.zeros(G, N, M, dtype=torch.long, device=u.device)
-    batch = torch.arange(G, device=u.device)[:, None]
+    planes = u.permute(2, 0, 1).contiguous()  # (M, G, N)
+    set_id = torch.arange(G, device=u.device)[:, None]
+    cols: list[torch.Tensor] = []
     for m in range(M):
-        rows = cpts[m][batch, graph.config_index(x, m)]  # (G, N, d_m)
-        x[..., m] = draw_categorical(rows, u[..., m])
-    return x
+        q, d = graph.n_configs[m], graph.cards[m]
+        row = (set_id * q).expand(G, N)
+        for p, s in zip(graph.parents[m], graph.strides[m]):
+            row = row + cols[p] * s
+        row = row.reshape(-1)
+        cdf = cpts[m].to(u.dtype).cumsum(-1).reshape(G * q, d)
+        x = torch.zeros(G * N, dtype=torch.long, device=u.device)
+        for v in range(d - 1):
+            x += planes[m].reshape(-1) >= cdf[:, v][row]
+        cols.append(x.reshape(G, N))
+    return torch.stack(cols, -1)
 
 
 def sample(graph: Graph, cpts: CPTBatch, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
