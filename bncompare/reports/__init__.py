@@ -1,0 +1,1 @@
+"""PDF reports of studies (matplotlib PdfPages + seaborn), and merging of multirun results."""

@@ -1,0 +1,49 @@
+"""Merge the results of several studies (e.g. a multirun sweep) into one results.csv and one report.
+
+    python -m bncompare.reports.merge reports/multirun/2026-11-21_10-00-00 --out reports/merged
+    python -m bncompare.reports.merge reports/tree-7/default-seed0 reports/chain-7/default-seed0 --out reports/both
+
+Every folder below the given paths that holds a results.csv is one run. Seeds of
+the same graph are combined in the report (mean of per-seed means, standard
+error across seeds); each graph gets its own pages.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bncompare.errors import BNError
+
+
+def merge(paths, out) -> Path:
+    from bncompare.reports.data import load
+    from bncompare.reports.report import render
+    from bncompare.studies.store import atomic_write_text
+
+    data = load(list(paths))
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BNError(f"cannot write to {str(out)!r}: {e.strerror or e}") from None
+    atomic_write_text(out / "results.csv", data.results.to_csv(index=False))
+    atomic_write_text(out / "runs.txt", "".join(f"{r.graph}\tseed {r.seed}\t{r.dir}\n" for r in data.runs))
+    return render(data, out / "report.pdf")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bncompare.reports.merge", description=__doc__.split("\n\n")[0])
+    parser.add_argument("dirs", nargs="+", help="study output folders, or folders that contain them")
+    parser.add_argument("--out", required=True, help="folder for the merged results.csv and report.pdf")
+    args = parser.parse_args(argv)
+    try:
+        pdf = merge(args.dirs, args.out)
+    except BNError as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
+    print(f"merged {pdf.parent / 'results.csv'}\nreport {pdf}")
+
+
+if __name__ == "__main__":
+    main()

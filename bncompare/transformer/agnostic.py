@@ -1,0 +1,65 @@
+"""A trained transformer that is never told the graph.
+
+It trains on a fresh Erdos-Renyi DAG AND fresh Dirichlet CPTs for every task
+(:class:`~bncompare.networks.priors.RandomDAGPrior`), with the nodes of the
+study graph in their order and with their cardinalities. The encoding never
+shows parents to any transformer; what differs from the structure-aware
+:class:`TrainedTransformer` is only the task distribution: that one sees a
+single structure, so it can store the parents in its weights; this one must
+find, in context, which earlier variables matter.
+
+Every graph with the same node count and cardinalities (chain-7, tree-7,
+general-7, random-7, ...) shares one training task, hence one cached model:
+that is what makes the generalization comparison fair.
+"""
+from __future__ import annotations
+
+from bncompare.errors import BNError
+from bncompare.networks.graph import Graph
+from bncompare.networks.priors import RandomDAGPrior
+from bncompare.transformer.checkpoint import trained_model
+from bncompare.transformer.estimator import TransformerEstimator
+from bncompare.transformer.trained import TrainedTransformer
+
+
+def complete_graph_like(graph: Graph) -> Graph:
+    """Same nodes, order and cardinalities as ``graph``, every earlier node a parent."""
+    names = [f"X{m}" for m in range(graph.n_nodes)]  # names are not seen by the model; keep one cache entry per layout
+    edges = [(u, v) for i, v in enumerate(names) for u in names[:i]]
+    return Graph.from_edges(names, edges, list(graph.cards))
+
+
+class StructureAgnosticTransformer(TrainedTransformer):
+    name = "transformer_agnostic"
+
+    def __init__(self, train_cfg=None, p_low: float = 0.2, p_high: float = 0.8, max_parents: int | None = 3,
+                 cache_dir=None, progress: bool = True, batch_size: int = 256):
+        super().__init__(train_cfg, cache_dir, progress, batch_size)
+        self.p_low, self.p_high, self.max_parents = p_low, p_high, max_parents
+
+    def training_task(self, graph: Graph, prior) -> tuple[Graph, RandomDAGPrior]:
+        alpha = getattr(prior, "alpha", None)
+        if alpha is None:
+            raise BNError(f"{self.name} trains on Dirichlet CPT rows; the study prior {prior!r} has no alpha")
+        return complete_graph_like(graph), RandomDAGPrior(self.p_low, self.p_high, float(alpha), self.max_parents)
+
+    def prepare(self, graph: Graph, prior, seed: int = 0):
+        if not isinstance(graph, Graph):
+            raise BNError(f"{self.name}: prepare needs a Graph, got {type(graph).__name__}")
+        train_graph, train_prior = self.training_task(graph, prior)
+        self.model_, self.history_ = trained_model(train_graph, train_prior, self.config(seed), self.cache_dir,
+                                                   self.progress)
+        self.prepared_graph_ = graph
+        self.estimator_ = TransformerEstimator(self.model_, batch_size=self.batch_size, name=self.name)
+        return self
+
+    def fit(self, graph, contexts):
+        if not hasattr(self, "estimator_"):
+            raise BNError(f"{self.name}: call prepare(graph, prior, seed) before fit; it trains or loads the model")
+        if isinstance(graph, Graph) and tuple(graph.cards) != tuple(self.prepared_graph_.cards):
+            raise BNError(f"{self.name}: model was trained for cardinalities {list(self.prepared_graph_.cards)}, "
+                          f"got {list(graph.cards)}")
+        # Any graph with the same layout is fine: the parents are never used.
+        self.estimator_.fit(graph, contexts)
+        self.graph_, self.n_contexts_ = self.estimator_.graph_, self.estimator_.n_contexts_
+        return self

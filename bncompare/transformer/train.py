@@ -1,0 +1,338 @@
+"""Train an :class:`InContextTransformer` on tasks drawn from a CPT prior.
+
+One training step:
+
+1. draw ``batch_size`` fresh CPT sets from the prior (one per sequence; the
+   structure is fixed), all in one vectorized call;
+2. draw one context length ``n`` for the whole batch (log-uniform over
+   ``[n_context_min, n_context_max]``, so no padding is needed and short,
+   cheap sequences are common), then ``n`` context rows and
+   ``n_queries`` query samples per sequence from that sequence's CPTs;
+3. one forward pass answers every target of every query sample;
+4. cross-entropy against the chosen target, AdamW step, cosine learning rate.
+
+Loss targets (``TrainConfig.loss``):
+
+- ``"true_cpt"`` (default): the TRUE CPT row at the query's parent values. Its
+  minimizer is the Bayes posterior predictive, the same as for ``"sample"``,
+  with far less gradient noise.
+- ``"sample"``: the query's own sampled value (the paper's next-token target).
+- ``"mle"``: the context MLE row (the paper's imitation target); its
+  minimizer is the MLE, not the Bayes predictor.
+
+Every step also records the cross-entropy the Dirichlet posterior mean gets
+against the same target on the same batch (``bayes_loss``): for the first two
+losses it is the Bayes-optimal reference line of the training curve.
+
+Randomness comes from explicit generators seeded from ``TrainConfig.seed``:
+one stream for the training tasks, one for the initial weights and a separate
+one for the held-out evaluation tasks, so the same config gives the same model.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from bncompare.errors import BNError
+from bncompare.estimators.counting import count_table
+from bncompare.networks.graph import Graph
+from bncompare.networks.sampling import sample
+from bncompare.transformer.encoding import Layout, attention_mask, encode
+from bncompare.transformer.model import InContextTransformer, TransformerConfig, init_weights
+
+# Bump when a change to this file changes what a given config trains: it is part
+# of the cache key, so stale cached models are not reused.
+TRAIN_CODE_VERSION = "1"
+
+LOSSES = ("true_cpt", "sample", "mle")
+SAMPLINGS = ("loguniform", "uniform", "fixed")
+
+# Seed streams derived from TrainConfig.seed.
+STREAM_TASKS, STREAM_INIT, STREAM_EVAL = 0, 1, 2
+
+
+@dataclass
+class TrainConfig:
+    # model
+    d_model: int = 64
+    n_layer: int = 2
+    n_head: int = 4
+    d_ff: int = 256
+    norm: str = "layer"  # "layer" | "none"
+    attention: str = "softmax"  # "softmax" | "softmax_1"
+    # optimization (defaults tuned on tree-7, Dirichlet(1): see benchmarks/bench_transformer.py)
+    steps: int = 4000
+    batch_size: int = 16
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio; annealing to 0 lowers the error floor
+    warmup: int = 200
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    # data
+    n_context_max: int = 500
+    n_context_min: int = 0
+    context_sampling: str = "loguniform"  # "loguniform" | "uniform" | "fixed" (always n_context_max)
+    n_queries: int = 8  # query samples per sequence; each asks for every node
+    loss: str = "true_cpt"  # "true_cpt" | "sample" | "mle"
+    seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    # held-out evaluation (separate seed stream); eval_every = 0 turns it off
+    eval_every: int = 500
+    eval_tasks: int = 128
+    eval_lengths: tuple[int, ...] = (2, 10, 50, 200)
+
+    def __post_init__(self):
+        self.eval_lengths = tuple(int(n) for n in self.eval_lengths)
+        if self.loss not in LOSSES:
+            raise BNError(f"unknown training loss {self.loss!r}; choose one of {list(LOSSES)}")
+        if self.context_sampling not in SAMPLINGS:
+            raise BNError(f"unknown context sampling {self.context_sampling!r}; choose one of {list(SAMPLINGS)}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise BNError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        if self.attention not in ("softmax", "softmax_1"):
+            raise BNError(f"attention must be 'softmax' or 'softmax_1', got {self.attention!r}")
+        if self.norm not in ("layer", "none"):
+            raise BNError(f"norm must be 'layer' or 'none', got {self.norm!r}")
+        for name in ("d_model", "n_layer", "n_head", "d_ff", "steps", "batch_size", "n_queries"):
+            if int(getattr(self, name)) < 1:
+                raise BNError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.d_model % self.n_head:
+            raise BNError(f"TrainConfig: d_model={self.d_model} is not divisible by n_head={self.n_head}")
+        if not 0 <= self.n_context_min <= self.n_context_max:
+            raise BNError(f"TrainConfig needs 0 <= n_context_min <= n_context_max, got {self.n_context_min}, {self.n_context_max}")
+        if not self.lr > 0:
+            raise BNError(f"TrainConfig.lr must be > 0, got {self.lr}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise BNError(f"unknown TrainConfig fields {unknown}; known fields are {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["eval_lengths"] = list(self.eval_lengths)
+        return d
+
+    def model_config(self, graph: Graph) -> TransformerConfig:
+        layout = Layout(graph.cards)
+        return TransformerConfig(
+            d_in=layout.d_in, d_out=layout.d_out, d_model=self.d_model, n_layer=self.n_layer,
+            n_head=self.n_head, d_ff=self.d_ff, norm=self.norm, attention=self.attention, output="logits",
+        )
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """Independent seed for one of the training's random streams (tasks, init, eval)."""
+    return int(np.random.SeedSequence([int(seed), int(stream)]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BNError("TrainConfig.device='cuda' but CUDA is not available; use 'auto' or 'cpu'")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+# ----- tasks ----------------------------------------------------------------
+
+def draw_length(cfg: TrainConfig, gen: torch.Generator) -> int:
+    lo, hi = cfg.n_context_min, cfg.n_context_max
+    u = float(torch.rand((), generator=gen, dtype=torch.float64))
+    if cfg.context_sampling == "fixed":
+        return hi
+    if cfg.context_sampling == "uniform":
+        return lo + min(int(u * (hi - lo + 1)), hi - lo)
+    # log-uniform on n + 1 over [lo + 1, hi + 2): as many steps in [1, 10) as in [10, 100)
+    a, b = math.log(lo + 1), math.log(hi + 2)
+    return min(int(math.exp(a + u * (b - a))) - 1, hi)
+
+
+@dataclass
+class Tasks:
+    """A batch of tasks: contexts, queries and every target, each (B, Q, M, d_out) padded with zeros."""
+
+    contexts: torch.Tensor  # (B, N, M) long
+    queries: torch.Tensor  # (B, Q, M) long
+    true: torch.Tensor  # true CPT row at the query's parents
+    sampled: torch.Tensor  # one-hot of the query's own value
+    mle: torch.Tensor  # context MLE row (uniform when the parent configuration is unseen)
+    bayes: torch.Tensor | None  # Dirichlet posterior mean (None when the prior is not Dirichlet)
+
+
+def make_tasks(graph: Graph, prior, n_tasks: int, n_context: int, n_queries: int, gen: torch.Generator) -> Tasks:
+    cpts = prior.sample(graph, n_tasks, gen)
+    contexts = sample(graph, cpts, n_context, gen)
+    queries = sample(graph, cpts, n_queries, gen)
+    alpha = getattr(prior, "alpha", None)
+    d_out = max(graph.cards)
+    batch = torch.arange(n_tasks)[:, None]
+    true, sampled, mle, bayes = [], [], [], []
+    pad = lambda t: F.pad(t, (0, d_out - t.shape[-1]))  # noqa: E731
+    for m, d in enumerate(graph.cards):
+        rows = graph.config_index(queries, m)
+        n = count_table(graph, contexts, m)[batch, rows]  # (B, Q, d) counts at the query's parents
+        total = n.sum(-1, keepdim=True)
+        true.append(pad(cpts[m][batch, rows]))
+        sampled.append(pad(F.one_hot(queries[..., m], d).to(torch.float64)))
+        mle.append(pad(torch.where(total > 0, n / total.clamp_min(1), torch.full_like(n, 1.0 / d))))
+        if alpha is not None:
+            bayes.append(pad((n + alpha) / (total + alpha * d)))
+    stack = lambda xs: torch.stack(xs, 2) if xs else None  # noqa: E731
+    return Tasks(contexts, queries, stack(true), stack(sampled), stack(mle), stack(bayes))
+
+
+def target_of(tasks: Tasks, loss: str) -> torch.Tensor:
+    return {"true_cpt": tasks.true, "sample": tasks.sampled, "mle": tasks.mle}[loss]
+
+
+def valid_outputs(graph: Graph, device=None) -> torch.Tensor:
+    """(M, d_out) bool: which output slots are real states of each node."""
+    d_out = max(graph.cards)
+    return torch.arange(d_out, device=device)[None, :] < torch.tensor(graph.cards, device=device)[:, None]
+
+
+def query_log_probs(model: InContextTransformer, graph: Graph, tasks: Tasks, device, autocast: bool) -> torch.Tensor:
+    """Model log-probabilities for every target of every query, (B, Q, M, d_out) float32."""
+    B, N, M = tasks.contexts.shape
+    Q = tasks.queries.shape[1]
+    tokens = encode(graph, tasks.contexts.to(device), tasks.queries.to(device), range(M))
+    mask = attention_mask(N, Q * M, device=device)
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
+        out = model(tokens, mask)[:, 1 + N :]
+    logits = out.float().reshape(B, Q, M, -1)
+    # states a node does not have (mixed cardinalities) get no probability
+    logits = logits.masked_fill(~valid_outputs(graph, device), -1e9)
+    return torch.log_softmax(logits, -1)
+
+
+def cross_entropy(target: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
+    """Mean over queries and targets of -sum_v target_v log p_v (padded slots have target 0)."""
+    return -(target * log_probs).sum(-1).mean()
+
+
+def bayes_cross_entropy(target: torch.Tensor, bayes: torch.Tensor) -> float:
+    return float(-(target * torch.log(bayes.clamp_min(1e-300))).sum(-1).mean())
+
+
+# ----- training -------------------------------------------------------------
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup, then cosine decay to lr * min_lr_ratio."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    # nanoGPT's rule: decay matrices, not biases or norm gains
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
+
+
+def build_model(graph: Graph, cfg: TrainConfig) -> InContextTransformer:
+    return init_weights(InContextTransformer(cfg.model_config(graph)), seed=stream_seed(cfg.seed, STREAM_INIT))
+
+
+def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = True):
+    """Train a fresh model on tasks from ``prior`` -> (model on CPU in eval mode, history).
+
+    ``history`` has one dict per step: ``step``, ``loss``, ``bayes_loss`` (the
+    Dirichlet posterior mean's loss on the same batch, when the prior is
+    Dirichlet), ``lr``, ``n_context``; every ``eval_every`` steps and at the end
+    it also holds held-out figures averaged over ``eval_lengths``: ``eval_ce`` /
+    ``eval_bayes_ce`` (cross-entropy against the true CPT rows) and ``eval_tv`` /
+    ``eval_bayes_tv`` / ``eval_mle_tv`` (total variation to the true rows).
+    ``history[-1]["train_seconds"]`` is the wall clock of the whole call.
+    """
+    cfg = cfg or TrainConfig()
+    if not isinstance(graph, Graph):
+        raise BNError(f"train needs a Graph, got {type(graph).__name__}")
+    if not hasattr(prior, "sample"):
+        raise BNError(f"train needs a CPT prior (e.g. DirichletPrior), got {type(prior).__name__}")
+    t0 = time.perf_counter()
+    device = resolve_device(cfg.device)
+    autocast = device.type == "cuda"
+    model = build_model(graph, cfg).to(device)
+    opt = make_optimizer(model, cfg)
+    gen = torch.Generator().manual_seed(stream_seed(cfg.seed, STREAM_TASKS))
+    evaluator = HeldOut(graph, prior, cfg) if cfg.eval_every > 0 else None
+
+    history = []
+    show = progress and sys.stderr.isatty()
+    bar = tqdm(range(cfg.steps), desc="train", unit="step", disable=not show, dynamic_ncols=True)
+    for step in bar:
+        model.train()
+        lr = lr_at(step, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        tasks = make_tasks(graph, prior, cfg.batch_size, draw_length(cfg, gen), cfg.n_queries, gen)
+        target = target_of(tasks, cfg.loss)
+        log_probs = query_log_probs(model, graph, tasks, device, autocast)
+        loss = cross_entropy(target.to(device, torch.float32), log_probs)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+
+        rec = {"step": step, "loss": loss.item(), "lr": lr, "n_context": tasks.contexts.shape[1]}
+        if tasks.bayes is not None:
+            rec["bayes_loss"] = bayes_cross_entropy(target, tasks.bayes)
+        last = step == cfg.steps - 1
+        if evaluator is not None and (step % cfg.eval_every == 0 or last):
+            rec.update(evaluator(model, device, autocast))
+        history.append(rec)
+        if show and (step % 10 == 0 or last):
+            post = {"loss": f"{_recent(history, 'loss'):.4f}"}
+            if "bayes_loss" in rec:
+                post["bayes"] = f"{_recent(history, 'bayes_loss'):.4f}"
+            bar.set_postfix(post)
+    bar.close()
+    model = model.cpu().eval()
+    history[-1]["train_seconds"] = time.perf_counter() - t0
+    return model, history
+
+
+def _recent(history: list[dict], key: str, k: int = 50) -> float:
+    vals = [h[key] for h in history[-k:] if key in h]
+    return sum(vals) / len(vals)
+
+
+class HeldOut:
+    """Fixed held-out tasks (own seed stream) scored against the true CPT rows."""
+
+    def __init__(self, graph: Graph, prior, cfg: TrainConfig):
+        gen = torch.Generator().manual_seed(stream_seed(cfg.seed, STREAM_EVAL))
+        self.graph = graph
+        self.sets = [make_tasks(graph, prior, cfg.eval_tasks, n, cfg.n_queries, gen) for n in cfg.eval_lengths]
+
+    @torch.no_grad()
+    def __call__(self, model, device, autocast) -> dict:
+        model.eval()
+        ce, tv, bce, btv, mtv = [], [], [], [], []
+        for tasks in self.sets:
+            log_probs = query_log_probs(model, self.graph, tasks, device, autocast).double().cpu()
+            ce.append(float(-(tasks.true * log_probs).sum(-1).mean()))
+            tv.append(float(0.5 * (log_probs.exp() - tasks.true).abs().sum(-1).mean()))
+            mtv.append(float(0.5 * (tasks.mle - tasks.true).abs().sum(-1).mean()))
+            if tasks.bayes is not None:
+                bce.append(bayes_cross_entropy(tasks.true, tasks.bayes))
+                btv.append(float(0.5 * (tasks.bayes - tasks.true).abs().sum(-1).mean()))
+        out = {"eval_ce": float(np.mean(ce)), "eval_tv": float(np.mean(tv)), "eval_mle_tv": float(np.mean(mtv))}
+        if bce:
+            out.update(eval_bayes_ce=float(np.mean(bce)), eval_bayes_tv=float(np.mean(btv)))
+        return out

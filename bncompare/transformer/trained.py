@@ -1,0 +1,64 @@
+"""The trained transformer behind the common estimator interface.
+
+    est = TrainedTransformer({"steps": 3000})
+    est.prepare(graph, DirichletPrior(1.0), seed=0)   # trains, or loads the cached model
+    est.fit(graph, contexts).predict_proba(queries)
+    est.history_                                      # the training curve
+
+``prepare`` is where the training happens (once per study and seed); ``fit``
+only stores the contexts, as for any in-context estimator.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from bncompare.errors import BNError
+from bncompare.estimators.base import Estimator
+from bncompare.networks.graph import Graph
+from bncompare.transformer.checkpoint import graph_signature, trained_model
+from bncompare.transformer.estimator import TransformerEstimator
+from bncompare.transformer.train import TrainConfig
+
+
+class TrainedTransformer(Estimator):
+    name = "transformer_trained"
+
+    def __init__(self, train_cfg: TrainConfig | dict | None = None, cache_dir=None, progress: bool = True,
+                 batch_size: int = 256):
+        self.train_cfg = train_cfg
+        self.cache_dir = cache_dir
+        self.progress = progress
+        self.batch_size = batch_size
+
+    def config(self, seed: int = 0) -> TrainConfig:
+        """The TrainConfig this estimator trains with for ``seed``."""
+        cfg = self.train_cfg
+        if cfg is None:
+            cfg = TrainConfig()
+        elif isinstance(cfg, dict):
+            cfg = TrainConfig.from_dict(cfg)
+        elif not isinstance(cfg, TrainConfig):
+            raise BNError(f"{self.name}: train_cfg must be a TrainConfig, a dict or None, got {type(cfg).__name__}")
+        return replace(cfg, seed=int(seed))
+
+    def prepare(self, graph: Graph, prior, seed: int = 0):
+        if not isinstance(graph, Graph):
+            raise BNError(f"{self.name}: prepare needs a Graph, got {type(graph).__name__}")
+        self.model_, self.history_ = trained_model(graph, prior, self.config(seed), self.cache_dir, self.progress)
+        self.prepared_graph_ = graph
+        self.estimator_ = TransformerEstimator(self.model_, batch_size=self.batch_size, name=self.name)
+        return self
+
+    def fit(self, graph, contexts):
+        if not hasattr(self, "estimator_"):
+            raise BNError(f"{self.name}: call prepare(graph, prior, seed) before fit; it trains or loads the model")
+        if isinstance(graph, Graph) and graph_signature(graph) != graph_signature(self.prepared_graph_):
+            raise BNError(f"{self.name}: fit got graph {graph!r} but the model was prepared for {self.prepared_graph_!r}")
+        self.estimator_.fit(graph, contexts)
+        self.graph_, self.n_contexts_ = self.estimator_.graph_, self.estimator_.n_contexts_
+        return self
+
+    def predict_proba(self, queries, nodes=None):
+        if not hasattr(self, "graph_"):
+            raise BNError(f"{self.name}: call fit before predict_proba")
+        return self.estimator_.predict_proba(queries, nodes)

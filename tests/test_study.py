@@ -1,0 +1,215 @@
+"""The study runner end to end: the smoke preset through the real CLI, resume after a kill, merge, CLI errors."""
+import gzip
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bncompare.studies.protocol import BLOCK, Episodes, PriorTruth
+from bncompare.studies.run import compose
+from bncompare.studies.runner import build_problem, run_study
+from bncompare.studies.spec import study_spec
+from bncompare.studies.store import RESULT_COLUMNS, read_results
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMING = ("fit_seconds_per_context", "predict_seconds_per_context", "seconds_per_context")
+
+
+def env(tmp: Path) -> dict:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    e["BNCOMPARE_CACHE"] = str(tmp / "cache")  # never touch the user's model cache
+    e.pop("HYDRA_FULL_ERROR", None)
+    return e
+
+
+def cli(tmp: Path, *args, module="bncompare.studies.run", **kw):
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=tmp, env=env(tmp), capture_output=True,
+                          text=True, timeout=300, **kw)
+
+
+def n_pages(pdf: Path) -> int:
+    return len(re.findall(rb"/Type\s*/Page[^s]", pdf.read_bytes()))
+
+
+def numbers(results: pd.DataFrame) -> pd.DataFrame:
+    keep = ~results["metric"].isin(TIMING)
+    return results[keep].sort_values(["estimator", "context_len", "node", "metric"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("smoke")
+    out = tmp / "out"
+    t0 = time.perf_counter()
+    run = cli(tmp, "study=smoke", f"out_dir={out}", "progress=false")
+    assert run.returncode == 0, run.stderr[-3000:]
+    print(f"smoke study: {time.perf_counter() - t0:.1f} s")
+    return tmp, out
+
+
+def test_smoke_writes_every_output(smoke):
+    _, out = smoke
+    for name in ("results.csv", "episodes.csv.gz", "config.yaml", "report.pdf", "meta.json"):
+        assert (out / name).is_file(), name
+    results = read_results(out / "results.csv")
+    assert list(results.columns) == RESULT_COLUMNS
+    assert not results.duplicated(["estimator", "context_len", "node", "metric"]).any()
+    cfg = compose(["study=smoke"])
+    assert set(results["estimator"]) == set(cfg["estimators"])  # every estimator ran
+    for metric in ("cond_tv", "cond_kl", "joint_tv", "joint_kl", "unseen_frac", "seconds_per_context",
+                   "cond_tv_excess", "agree_tv", "attn_match"):
+        assert metric in set(results["metric"]), metric
+    assert set(results["node"]) >= {"A", "G", "all"}
+    slow = results[(results["estimator"] == "pyro_nuts") & (results["metric"] == "cond_tv")]
+    assert set(slow["context_len"]) == {20} and (slow["n"] == 1).all()  # subset and context_lens honoured
+    assert (out / "extras" / "history_trained.csv").is_file()
+    assert n_pages(out / "report.pdf") >= 13
+    with gzip.open(out / "episodes.csv.gz", "rt") as f:
+        assert f.readline().strip() == "graph,seed,estimator,context_len,episode,node,metric,value"
+
+
+def test_smoke_numbers_are_paired_and_sane(smoke):
+    _, out = smoke
+    eps = pd.read_csv(out / "episodes.csv.gz", keep_default_na=False, na_values=[""], dtype={"node": str})
+    tv = eps[(eps["metric"] == "cond_tv")].pivot_table(index=["context_len", "episode", "node"],
+                                                      columns="estimator", values="value")
+    # the constructed transformer counts exactly: same TV as MLE on every episode and node
+    assert np.allclose(tv["constructed_mle"], tv["mle"], atol=1e-9)
+    assert np.allclose(tv["constructed_bayes"], tv["bayes"], atol=1e-9)
+    sub = tv.dropna(subset=["pgmpy_mle"])
+    assert len(sub) and np.allclose(sub["pgmpy_mle"], sub["mle"], atol=1e-12)  # pgmpy on the same episodes
+    results = read_results(out / "results.csv").set_index(["estimator", "context_len", "node", "metric"])
+    assert results.loc[("mle", 2, "all", "cond_tv_excess"), "mean"] > 0  # Bayes beats MLE at N = 2
+    assert results.loc[("pgmpy_mle", 2, "all", "agree_tv"), "mean"] < 1e-12
+    assert np.isinf(results.loc[("mle", 2, "all", "cond_kl"), "mean"])  # reported, not clipped
+    assert 0 < results.loc[("mle", 2, "all", "cond_kl_inf_frac"), "mean"] < 1
+
+
+def test_resume_recomputes_only_missing_cells(smoke, tmp_path):
+    _, out = smoke
+    work = tmp_path / "out"
+    shutil.copytree(out, work)
+    before = read_results(work / "results.csv")
+    cells = sorted((work / "cells").glob("*.csv.gz"))
+    lost = [cells[0], cells[5]]
+    for p in lost:
+        p.unlink()
+    (work / "cells" / "trained__N20__deadbeef.csv.gz.tmp").write_text("half a cell")  # killed mid-write
+    kept = {p: p.stat().st_mtime_ns for p in cells if p not in lost}
+    run = cli(tmp_path, "study=smoke", f"out_dir={work}", "progress=false", "report=false")
+    assert run.returncode == 0, run.stderr[-3000:]
+    last = json.loads((work / "meta.json").read_text())["runs"][-1]
+    assert (last["cells_computed"], last["cells_reused"]) == (2, len(cells) - 2)
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
+    assert not list((work / "cells").glob("*.tmp"))
+    after = read_results(work / "results.csv")
+    assert len(after) == len(before)
+    pd.testing.assert_frame_equal(numbers(after), numbers(before))  # same seed -> same numbers
+
+
+def test_killed_run_resumes_and_merges(smoke, tmp_path):
+    out = tmp_path / "chain"
+    args = ["graph=chain", "estimators=counting", "episodes=1000", "context_lens=[1,10,100]",
+            f"out_dir={out}", "progress=false", "report=false"]
+    proc = subprocess.Popen([sys.executable, "-m", "bncompare.studies.run", *args], cwd=tmp_path, env=env(tmp_path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "cells").glob("*.csv.gz")) and proc.poll() is None:
+        time.sleep(0.05)
+    t_kill = time.perf_counter()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list((out / "cells").glob("*.csv.gz")))
+    assert 1 <= done < 12  # killed mid-study
+    run = cli(tmp_path, *args)
+    print(f"resume after kill: {time.perf_counter() - t_kill:.1f} s")
+    assert run.returncode == 0, run.stderr[-3000:]
+    last = json.loads((out / "meta.json").read_text())["runs"][-1]
+    assert last["cells_reused"] == done and last["cells_computed"] == 12 - done
+    results = read_results(out / "results.csv")
+    assert not results.duplicated(["estimator", "context_len", "node", "metric"]).any()
+    assert len(results.groupby(["estimator", "context_len"])) == 12
+
+    # one report for both studies (tree from the smoke run, chain from this one)
+    merged = tmp_path / "merged"
+    t0 = time.perf_counter()
+    run = cli(tmp_path, str(smoke[1]), str(out), "--out", str(merged), module="bncompare.reports.merge")
+    assert run.returncode == 0, run.stderr[-3000:]
+    print(f"merge: {time.perf_counter() - t0:.1f} s")
+    both = read_results(merged / "results.csv")
+    assert set(both["graph"]) == {"tree-7", "chain-7"}
+    assert n_pages(merged / "report.pdf") > n_pages(smoke[1] / "report.pdf")
+
+
+@pytest.mark.parametrize("override, expect", [
+    ("graph=nosuchgraph", "valid choices: "),
+    ("episodes=abc", "episodes must be an integer"),
+    ("context_lens=[-1,10]", "context length must be >= 0"),
+    ("out_dir=/dev/null/sub", "cannot write"),
+])
+def test_cli_errors_are_one_line(tmp_path, override, expect):
+    run = cli(tmp_path, override, "progress=false")
+    assert run.returncode == 2
+    err = run.stderr.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    assert err.startswith("error: ") and expect in err, err
+    if override.startswith("graph="):
+        assert "tree" in err and "sachs" in err
+
+
+def test_help_lists_the_choices(tmp_path):
+    run = cli(tmp_path, "--help")
+    assert run.returncode == 0
+    for text in ("graph:", "sachs", "random", "study: default, paper, smoke", "estimators:", "prior:"):
+        assert text in run.stdout, text
+
+
+def test_draws_do_not_depend_on_batch_size_and_subsets_share_episodes():
+    spec = study_spec(compose(["estimators=counting", "episodes=70", "context_lens=[5]"]))
+    graph, truth, _ = build_problem(spec)
+    a = list(Episodes(graph, truth, spec).batches(5, 70, batch_size=32))
+    b = list(Episodes(graph, truth, spec).batches(5, 70, batch_size=1000))
+    cat = lambda bs, f: torch.cat([getattr(x, f) for x in bs])  # noqa: E731
+    assert len(a) == 3 and len(b) == 1 and b[0].size == 70
+    for field in ("contexts", "queries"):
+        assert torch.equal(cat(a, field), cat(b, field))
+    assert a[0].size == BLOCK and list(a[2].episodes) == list(range(64, 70))
+    sub = next(Episodes(graph, truth, spec).batches(5, 3, batch_size=32))
+    assert torch.equal(sub.contexts, a[0].contexts[:3]) and torch.equal(sub.cpts[2], a[0].cpts[2][:3])
+    other = study_spec(compose(["estimators=counting", "episodes=70", "context_lens=[5]", "seed=1"]))
+    assert not torch.equal(next(Episodes(graph, truth, other).batches(5, 32, 32)).contexts, a[0].contexts)
+
+
+@pytest.mark.parametrize("graph", ["random", "sachs"])
+def test_random_dag_and_real_network_run(tmp_path, graph):
+    cfg = compose([f"graph={graph}", "estimators=counting", "episodes=8", "context_lens=[0,20]", "queries=2",
+                   "fidelity.mc_samples=50", "progress=false", "report=false"])
+    out = run_study(cfg, tmp_path / graph)
+    results = read_results(out / "results.csv")
+    assert len(results.groupby(["estimator", "context_len"])) == 8
+    fidelity = {"sachs": "mc_pair_tv", "random": "joint_tv"}[graph]  # sachs: 3^11 states -> Monte Carlo
+    assert fidelity in set(results["metric"])
+    if graph == "sachs":
+        assert isinstance(build_problem(study_spec(cfg))[1], PriorTruth) is False  # bundled CPTs are the truth
+
+
+def test_numbers_do_not_depend_on_batch_size(tmp_path):
+    # 40 episodes = 2 blocks, in one batch or two; Monte Carlo draws included (sachs has 3^11 states)
+    runs = []
+    for bs in (32, 64):
+        cfg = compose(["graph=sachs", "estimators=counting", "~estimators.naive", "episodes=40", "context_lens=[10]",
+                       "queries=2", "fidelity.mc_samples=30", f"batch_size={bs}", "progress=false", "report=false"])
+        runs.append(numbers(read_results(run_study(cfg, tmp_path / str(bs)) / "results.csv")))
+    assert "mc_pair_tv" in set(runs[0]["metric"])
+    pd.testing.assert_frame_equal(runs[0], runs[1])

@@ -1,0 +1,236 @@
+"""Training, checkpoints, the cache, the trained estimator and the attention diagnostics.
+
+Every training run here is tiny (a one- or two-layer model of width 16, tens of
+steps, short contexts), so the whole file runs in seconds on a CPU.
+"""
+import json
+import math
+
+import pytest
+import torch
+
+from bncompare.errors import BNError
+from bncompare.networks import DirichletPrior, get_graph, sample
+from bncompare.transformer import checkpoint as ckpt
+from bncompare.transformer.checkpoint import load_checkpoint, save_checkpoint, trained_model
+from bncompare.transformer.diagnostics import attention_to_parents, attention_weights
+from bncompare.transformer.encoding import attention_mask, encode
+from bncompare.transformer.model import SelfAttention, TransformerConfig
+from bncompare.transformer.train import TrainConfig, lr_at, train
+from bncompare.transformer.trained import TrainedTransformer
+
+GRAPH = get_graph("chain-2")  # A -> B
+PRIOR = DirichletPrior(1.0)
+TINY = dict(d_model=16, n_head=2, d_ff=32, n_layer=1, batch_size=8, n_context_max=20, n_queries=4,
+            warmup=5, min_lr_ratio=0.1, eval_every=0, steps=8)
+
+
+def tiny(**kw) -> TrainConfig:
+    return TrainConfig(**{**TINY, **kw})
+
+
+@pytest.fixture(scope="module")
+def short_run():
+    """One short but real training run, shared by the tests that only read it."""
+    cfg = tiny(steps=100, lr=1e-2, n_layer=2, n_context_min=5, context_sampling="uniform",
+               eval_every=99, eval_tasks=64, eval_lengths=(5, 20))
+    model, history = train(GRAPH, PRIOR, cfg, progress=False)
+    return cfg, model, history
+
+
+def test_training_lowers_held_out_loss(short_run):
+    _, _, history = short_run
+    evals = [h for h in history if "eval_ce" in h]
+    first, last = evals[0], evals[-1]
+    assert first["step"] == 0 and last["step"] == 99
+    # an untrained model answers ~uniform: cross-entropy ~log 2 against the true rows
+    assert abs(first["eval_ce"] - math.log(2)) < 0.05
+    assert last["eval_ce"] < first["eval_ce"] - 0.05
+    assert last["eval_tv"] < first["eval_tv"]
+    # nothing beats the Bayes posterior mean on average
+    assert last["eval_ce"] > last["eval_bayes_ce"] - 1e-3
+    assert all(math.isfinite(h["loss"]) and h["bayes_loss"] > 0 for h in history)
+    assert history[-1]["train_seconds"] > 0
+
+
+def test_same_seed_same_model_other_seed_differs(short_run):
+    cfg, model, history = short_run
+    model2, history2 = train(GRAPH, PRIOR, cfg, progress=False)
+    assert [h["loss"] for h in history] == [h["loss"] for h in history2]
+    for (k, a), (_, b) in zip(model.state_dict().items(), model2.state_dict().items()):
+        assert torch.equal(a, b), k
+    _, history3 = train(GRAPH, PRIOR, tiny(seed=1), progress=False)
+    assert [h["loss"] for h in history3] != [h["loss"] for h in history[:8]]
+
+
+@pytest.mark.parametrize("loss", ["true_cpt", "sample", "mle"])
+@pytest.mark.parametrize("attention", ["softmax", "softmax_1"])
+def test_every_loss_and_attention_variant_trains(loss, attention):
+    model, history = train(GRAPH, PRIOR, tiny(loss=loss, attention=attention, steps=4), progress=False)
+    assert len(history) == 4 and all(math.isfinite(h["loss"]) for h in history)
+    assert model.cfg.attention == attention
+    assert not model.training
+
+
+def test_bad_train_config_is_one_line_error():
+    for bad in (dict(loss="kl"), dict(attention="linear"), dict(d_model=10, n_head=4), dict(device="tpu")):
+        with pytest.raises(BNError) as e:
+            tiny(**bad)
+        assert "\n" not in str(e.value)
+    with pytest.raises(BNError, match="unknown TrainConfig fields"):
+        TrainConfig.from_dict({"stepz": 3})
+
+
+def test_cosine_schedule():
+    cfg = tiny(steps=100, warmup=10, lr=1e-3, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(1e-4)
+    assert lr_at(10, cfg) == pytest.approx(1e-3)
+    assert lr_at(99, cfg) == pytest.approx(1e-4, rel=0.01)
+
+
+def test_softmax_1_row_with_nothing_to_attend_outputs_zero():
+    """With a null key, a row whose every real score is very negative attends to nothing."""
+    torch.manual_seed(0)
+    outs = {}
+    for attention in ("softmax", "softmax_1"):
+        cfg = TransformerConfig(d_in=4, d_out=2, d_model=8, n_head=1, attention=attention)
+        attn = SelfAttention(cfg)
+        with torch.no_grad():
+            attn.q.weight.zero_(), attn.k.weight.zero_(), attn.proj.bias.zero_()
+            attn.q.bias.fill_(-10.0)
+            attn.k.bias.fill_(10.0)  # every score = -100 * 8 / sqrt(8)
+        h = torch.randn(2, 5, 8)
+        outs[attention] = attn(h, torch.ones(5, 5, dtype=torch.bool))
+    assert outs["softmax_1"].abs().max() < 1e-6
+    assert outs["softmax"].abs().max() > 1e-2  # plain softmax must still average the values
+
+
+# ----- checkpoints and cache ---------------------------------------------------
+
+def test_checkpoint_round_trip_weights_only(tmp_path, short_run):
+    cfg, model, history = short_run
+    save_checkpoint(tmp_path, model, {"graph": ckpt.graph_signature(GRAPH), "train": cfg.to_dict()})
+    state = torch.load(tmp_path / "model.pt", weights_only=True)  # plain tensors only
+    assert set(state) == set(model.state_dict())
+    loaded, meta = load_checkpoint(tmp_path, GRAPH)
+    assert meta["train"] == cfg.to_dict() and meta["model"] == model.cfg.to_dict()
+    cpts = PRIOR.sample(GRAPH, 3, torch.Generator().manual_seed(0))
+    ctx, q = sample(GRAPH, cpts, 10), sample(GRAPH, cpts, 2)
+    tok, mask = encode(GRAPH, ctx, q, range(GRAPH.n_nodes)), attention_mask(10, 2 * GRAPH.n_nodes)
+    assert torch.equal(model(tok, mask), loaded(tok, mask))
+
+
+def test_checkpoint_for_another_graph_is_rejected(tmp_path, short_run):
+    _, model, _ = short_run
+    save_checkpoint(tmp_path, model, {"graph": ckpt.graph_signature(GRAPH)})
+    with pytest.raises(BNError, match="trained for another network") as e:
+        load_checkpoint(tmp_path, get_graph("tree-5"))
+    assert "\n" not in str(e.value)
+    with pytest.raises(BNError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing")
+
+
+def test_interrupted_save_leaves_old_checkpoint_intact(tmp_path, short_run, monkeypatch):
+    _, model, _ = short_run
+    save_checkpoint(tmp_path, model, {"graph": ckpt.graph_signature(GRAPH), "tag": "old"})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def dies_halfway(obj, f):  # the serializer writes some bytes, then the process "dies"
+        f.write(b"partial weights")
+        raise KeyboardInterrupt
+
+    other = train(GRAPH, PRIOR, tiny(seed=5, steps=1), progress=False)[0]
+    monkeypatch.setattr(ckpt.torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, other, {"graph": ckpt.graph_signature(GRAPH), "tag": "new"})
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert after == before  # no temp file left, nothing overwritten
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path, GRAPH)[1]["tag"] == "old"
+
+
+def test_weights_and_config_from_different_saves_are_detected(tmp_path, short_run):
+    _, model, _ = short_run
+    other = train(GRAPH, PRIOR, tiny(seed=5, steps=1), progress=False)[0]
+    save_checkpoint(tmp_path / "a", model, {})
+    save_checkpoint(tmp_path / "b", other, {})
+    (tmp_path / "a" / "model.pt").write_bytes((tmp_path / "b" / "model.pt").read_bytes())
+    with pytest.raises(BNError, match="incomplete"):
+        load_checkpoint(tmp_path / "a")
+
+
+def test_cache_hit_loads_instead_of_training(tmp_path, monkeypatch):
+    cfg = tiny(steps=3)
+    model, history = trained_model(GRAPH, PRIOR, cfg, cache_dir=tmp_path, progress=False)
+    entries = list((tmp_path / "transformer").iterdir())
+    assert len(entries) == 1 and json.loads((entries[0] / "config.json").read_text())["train"] == cfg.to_dict()
+
+    def no_training(*a, **k):
+        raise AssertionError("the cache should have served this model")
+
+    monkeypatch.setattr(ckpt, "train", no_training)
+    model2, history2 = trained_model(GRAPH, PRIOR, cfg, cache_dir=tmp_path, progress=False)
+    assert history2 == history
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))
+    # anything that changes the model changes the key
+    keys = {ckpt.cache_key(GRAPH, PRIOR, cfg), ckpt.cache_key(GRAPH, PRIOR, tiny(steps=4)),
+            ckpt.cache_key(GRAPH, DirichletPrior(0.5), cfg), ckpt.cache_key(get_graph("chain-4"), PRIOR, cfg)}
+    assert len(keys) == 4
+    with pytest.raises(AssertionError, match="cache should have served"):
+        trained_model(GRAPH, PRIOR, tiny(steps=4), cache_dir=tmp_path, progress=False)
+
+
+def test_cache_dir_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("BNCOMPARE_CACHE", str(tmp_path))
+    assert ckpt.default_cache_dir() == tmp_path
+
+
+# ----- the estimator ----------------------------------------------------------
+
+def test_trained_transformer_estimator(tmp_path):
+    est = TrainedTransformer({**TINY, "steps": 3}, cache_dir=tmp_path, progress=False)
+    cpts = PRIOR.sample(GRAPH, 4, torch.Generator().manual_seed(1))
+    ctx, q = sample(GRAPH, cpts, 15), sample(GRAPH, cpts, 3)
+    with pytest.raises(BNError, match="call prepare"):
+        est.fit(GRAPH, ctx)
+    est.prepare(GRAPH, PRIOR, seed=2)
+    assert est.name == "transformer_trained" and len(est.history_) == 3
+    assert est.config(2).seed == 2
+    probs = est.fit(GRAPH, ctx).predict_proba(q)
+    assert len(probs) == 2 and all(p.shape == (4, 3, 2) for p in probs)
+    assert all(torch.allclose(p.sum(-1), torch.ones(4, 3, dtype=torch.float64)) for p in probs)
+    other = get_graph("tree-5")
+    with pytest.raises(BNError, match="prepared for"):
+        est.fit(other, sample(other, PRIOR.sample(other, 1), 3))
+    with pytest.raises(BNError, match="unknown TrainConfig fields"):
+        TrainedTransformer({"lr": 1e-3, "bogus": 1}).prepare(GRAPH, PRIOR)
+
+
+# ----- diagnostics ------------------------------------------------------------
+
+def test_recomputed_attention_weights_reproduce_the_attention_output(short_run):
+    _, model, _ = short_run
+    cpts = PRIOR.sample(GRAPH, 2, torch.Generator().manual_seed(3))
+    ctx, q = sample(GRAPH, cpts, 9), sample(GRAPH, cpts, 3)
+    tok, mask = encode(GRAPH, ctx, q, range(GRAPH.n_nodes)), attention_mask(9, 3 * GRAPH.n_nodes)
+    weights = attention_weights(model, tok, mask, layers=[0, 1])
+    h = model.embed(tok)
+    for i, block in enumerate(model.blocks):
+        attn, x = block.attn, block.norm1(h)
+        B, L, D = x.shape
+        v = attn.v(x).view(B, L, attn.n_head, -1).transpose(1, 2)
+        y = (weights[i][..., :L] @ v).transpose(1, 2).reshape(B, L, D)
+        assert torch.allclose(attn.proj(y), attn(x, mask), atol=1e-5)
+        h = block(h, mask)
+
+
+def test_attention_to_parents_shares(short_run):
+    _, model, _ = short_run
+    cpts = PRIOR.sample(GRAPH, 4, torch.Generator().manual_seed(4))
+    ctx, q = sample(GRAPH, cpts, 12), sample(GRAPH, cpts, 3)
+    rows = attention_to_parents(model, GRAPH, ctx, q, layers=[0, -1])
+    assert {(r["layer"], r["head"]) for r in rows} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    for r in rows:
+        total = r["match"] + r["other"] + r["sink"] + r["self"] + r["null"]
+        assert total == pytest.approx(1.0, abs=1e-5)
+        assert 0 < r["chance"] <= 1 and r["n_context"] == 12
