@@ -68,7 +68,7 @@ class TrainConfig:
     norm: str = "layer"  # "layer" | "none"
     attention: str = "softmax"  # "softmax" | "softmax_1"
     # optimization (defaults tuned on tree-7, Dirichlet(1): see benchmarks/bench_transformer.py)
-    steps: int = 4000
+    steps: int = 3000
     batch_size: int = 16
     lr: float = 3e-3
     min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio; annealing to 0 lowers the error floor
