@@ -20,6 +20,9 @@ sample) of the constructed transformer next to the counting MLE.
 from __future__ import annotations
 
 import argparse
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: spinning idle threads distort timings
 import sys
 import time
 from dataclasses import replace
