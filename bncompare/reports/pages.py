@@ -405,7 +405,8 @@ def attention_page(pdf, ctx: Ctx) -> None:
         message_page(pdf, title, "No transformer estimator with an attention diagnostic in this study.")
         return
     fig, axes = plt.subplots(2, len(ests), figsize=PAGE, squeeze=False)
-    _header(fig, title, "last layer, queries of non-root nodes. Top: share of each head's attention on context rows "
+    _header(fig, title, "every layer (L<layer> H<head>), queries of non-root nodes, rows matched on the TRUE parents (a structure-"
+            "agnostic model is never told them). Top: share of each head's attention on context rows "
             "whose parent values equal the query's (the rows the counting solution averages); dashed: the share "
             "those rows would get under uniform attention. Bottom: where the best head's attention goes.")
     for j, e in enumerate(ests):

@@ -241,15 +241,19 @@ def _fidelity(episodes: Episodes, est, batch: Batch, context_len: int, exact: bo
 
 
 def _attention(est, graph: Graph, batch: Batch, rows: Rows) -> None:
-    """Attention shares of a transformer estimator's last layer, per head and episode."""
+    """Attention shares of a transformer estimator's heads (every layer), per head and episode."""
     model = getattr(est, "model_", None)
     if not isinstance(model, torch.nn.Module) or batch.contexts.shape[1] == 0:
         return
     from bncompare.transformer.diagnostics import attention_to_parents
 
     nodes = [m for m in range(graph.n_nodes) if graph.parents[m]] or None  # roots match every row
+    # Every layer: a trained model may select parents in an early layer (the structure-agnostic one
+    # does it in layer 0), so the last layer alone can miss it. Matching uses the study's TRUE parents.
+    layers = list(range(len(model.blocks))) if hasattr(model, "blocks") else None
     for b, ep in enumerate(batch.episodes):
-        for r in attention_to_parents(model, graph, batch.contexts[b : b + 1], batch.queries[b : b + 1], nodes):
+        for r in attention_to_parents(model, graph, batch.contexts[b : b + 1], batch.queries[b : b + 1], nodes,
+                                      layers):
             head = f"L{r['layer']}.H{r['head']}"
             for key in ("match", "other", "sink", "self", "null", "chance"):
                 rows.scalar(f"attn_{key}", np.array([ep]), [r[key]], node=head)

@@ -27,6 +27,7 @@ KINDS: dict[str, tuple[str, str] | Callable] = {
     "pyro_svi": ("bncompare.estimators.pyro_baselines", "PyroSVI"),
     "constructed": ("bncompare.transformer.construct", "ConstructedTransformer"),
     "trained": ("bncompare.transformer.trained", "TrainedTransformer"),
+    "transformer_agnostic": ("bncompare.transformer.agnostic", "StructureAgnosticTransformer"),
 }
 
 
