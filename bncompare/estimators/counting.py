@@ -27,11 +27,14 @@ def count_tables(graph, contexts: torch.Tensor) -> list[torch.Tensor]:
 
     One bincount per node over the code (context, parent configuration, value).
     Columns are first copied into contiguous (B, N) planes: reading them out of
-    the (B, N, M) tensor with a stride is what made counting slow.
+    the (B, N, M) tensor with a stride made counting several times slower.
     """
     B = contexts.shape[0]
-    planes = contexts.permute(2, 0, 1).contiguous()  # (M, B, N)
-    context_id = torch.arange(B, device=contexts.device)[:, None]
+    # int32 halves the memory traffic whenever every code fits in it.
+    fits = B * max(q * d for q, d in zip(graph.n_configs, graph.cards)) < 2**31
+    itype = torch.int32 if fits else torch.long
+    planes = contexts.permute(2, 0, 1).to(itype).contiguous()  # (M, B, N)
+    context_id = torch.arange(B, device=contexts.device, dtype=itype)[:, None]
     out = []
     for m in range(graph.n_nodes):
         q, d = graph.n_configs[m], graph.cards[m]
