@@ -97,6 +97,10 @@ def title_page(pdf, data: ReportData) -> None:
             f"({last.get('cells_computed', 0)} cells computed, {last.get('cells_reused', 0)} reused), started {last.get('started')}",
             "versions: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()),
         ]
+        for r in data.runs:  # real networks / real data: distance of the true CPTs from the training prior
+            if r.meta.get("prior_distance"):
+                lines.append(f"{r.graph}: {r.meta['prior_distance']}")
+                break
     y = 0.89
     for line in lines:
         for part in textwrap.wrap(line, 150):
@@ -174,6 +178,8 @@ def dag_page(pdf, ctx: Ctx) -> None:
 def _truth_text(graph, truth, prior) -> str:
     import torch
 
+    if hasattr(truth, "describe"):
+        return textwrap.fill(truth.describe(), 48)
     desc = prior.describe() if hasattr(prior, "describe") else str(prior)
     if not getattr(truth, "fixed", False):
         return f"Truth: a fresh CPT set per episode, rows ~ {desc}."
@@ -518,6 +524,45 @@ def summary_page(pdf, ctx: Ctx) -> None:
         for j, n in enumerate(lens):
             if best[n] is not None:
                 t[(ctx.estimators.index(best[n]) + 1, j)].set_text_props(fontweight="bold")
+    _save(pdf, fig)
+
+
+def agnostic_page(pdf, ctx: Ctx) -> None:
+    """Only in studies with a structure-agnostic transformer: what it is, and its error next to the baselines."""
+    agn = [e for e in ctx.estimators if ctx.data.entry(ctx.graph, e).get("kind") == "transformer_agnostic"]
+    if not agn:
+        return
+    e0 = ctx.data.entry(ctx.graph, agn[0])
+    p = e0.get("params") or {}
+    fig = plt.figure(figsize=PAGE)
+    _header(fig, f"{ctx.graph}: the structure-agnostic transformer",
+            "never told the parents: trained on a fresh Erdos-Renyi DAG (edge probability ~ U[{}, {}], at most {} "
+            "parents) and fresh Dirichlet CPTs per task, on {} nodes with this graph's cardinalities; one cached model "
+            "serves every graph of that layout. It must find the parents in context: the attention page shows the share "
+            "of attention on rows matching the query on the TRUE parents (layer 0 is where a trained model selects them). "
+            "Baselines: naive = prefix MLE (no graph); MLE and Bayes posterior mean use the true graph; the structure-"
+            "aware trained TF is trained on this graph only.".format(p.get("p_low"), p.get("p_high"),
+                                                                    p.get("max_parents"), "the same number of"))
+    rows = [[fmt(_value(ctx.comb, e, n, "cond_tv"), _value(ctx.comb, e, n, "cond_tv", what="sem")) for n in ctx.lens]
+            for e in ctx.estimators]
+    ax = fig.add_axes([0.3, 0.46, 0.68, 0.3])
+    table(ax, rows, [f"N = {n}" for n in ctx.lens], rows=[ctx.styles.label(e) for e in ctx.estimators], fontsize=8,
+          title="conditional TV at the query's true parent values (mean ± SE)")
+    # Does it find the parents? The head with most attention on true-parent-matching rows, vs uniform attention.
+    att = ctx.comb[ctx.comb["metric"] == "attn_match"]
+    rows, labels = [], []
+    for e in [x for x in ctx.estimators if x in set(att["estimator"])]:
+        best = att[att["estimator"] == e].groupby("node")["mean"].mean().idxmax()
+        rows.append([fmt(_value(ctx.comb, e, n, "attn_match", best), _value(ctx.comb, e, n, "attn_match", best, "sem"))
+                     for n in ctx.lens])
+        labels.append(f"{ctx.styles.label(e)}, head {best.replace('.', ' ')}")
+    if rows:
+        chance = ctx.comb[ctx.comb["metric"] == "attn_chance"].groupby("context_len")["mean"].mean()
+        rows.append([fmt(chance.get(n, float("nan"))) for n in ctx.lens])
+        labels.append("uniform attention (chance)")
+        ax = fig.add_axes([0.3, 0.06, 0.68, 0.28])
+        table(ax, rows, [f"N = {n}" for n in ctx.lens], rows=labels, fontsize=8,
+              title="attention share on context rows matching the query on its TRUE parents (best head)")
     _save(pdf, fig)
 
 

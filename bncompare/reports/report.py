@@ -15,7 +15,7 @@ from bncompare.reports.plots import setup_style
 
 GRAPH_PAGES = (pages.dag_page, pages.error_page, pages.per_node_pages, pages.excess_page, pages.fidelity_page,
                pages.unseen_page, pages.training_page, pages.attention_page, pages.cost_page, pages.summary_page,
-               pages.agreement_page)
+               pages.agnostic_page, pages.agreement_page)
 
 
 def write_report(paths, out=None) -> Path:

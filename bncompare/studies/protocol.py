@@ -13,8 +13,10 @@ triple. Episodes are drawn in blocks of ``BLOCK``; block ``k`` of context length
   with stream in {0, 1, 2} (``bncompare.transformer.train``), a different
   entropy pool from ours.
 
-Truth. Synthetic graphs draw fresh CPTs from the prior for each episode; real
-networks keep their bundled CPTs as the truth of every episode.
+Truth (a "task source", see :class:`TaskSource`). Synthetic graphs draw fresh
+CPTs from the prior for each episode; real networks keep their bundled CPTs as
+the truth of every episode; real data (``graph=sachs_data``) takes contexts from
+a split's pool rows and queries from its held-out rows, whose CPTs are the truth.
 
 Cell. A cell is (estimator, N) over the study's episodes (or the estimator's
 subset). :func:`evaluate_cell` returns one tidy row per episode, node and metric.
@@ -44,12 +46,26 @@ def block_seed(seed: int, context_len: int, block: int, sub: int = SUB_DATA) -> 
     return int(np.random.SeedSequence([seed, EVAL_STREAM, context_len, block, sub]).generate_state(1, np.uint64)[0] >> 1)
 
 
-# ----- truth ------------------------------------------------------------------------
+# ----- task sources ------------------------------------------------------------------
+# A task source makes the episodes of one block: the true CPTs, the contexts and the queries.
+# The runner and the estimators never know which kind they got.
 
-class PriorTruth:
-    """Fresh CPTs from the prior for every episode (synthetic families)."""
+class TaskSource:
+    """Base: draw CPTs (``draw``), then contexts and queries from them (synthetic sampling)."""
 
     fixed = False
+
+    def draw(self, graph: Graph, n: int, gen: torch.Generator) -> CPTBatch:
+        raise NotImplementedError
+
+    def block(self, graph: Graph, n: int, context_len: int, n_queries: int, k: int, gen: torch.Generator):
+        """(cpts, contexts (n, N, M), queries (n, Q, M)) of block ``k``, drawn with ``gen``."""
+        cpts = self.draw(graph, n, gen)
+        return cpts, sample(graph, cpts, context_len, gen), sample(graph, cpts, n_queries, gen)
+
+
+class PriorTruth(TaskSource):
+    """Fresh CPTs from the prior for every episode (synthetic families)."""
 
     def __init__(self, prior):
         self.prior = prior
@@ -58,16 +74,60 @@ class PriorTruth:
         return self.prior.sample(graph, n, gen)
 
 
-class FixedTruth:
+class FixedTruth(TaskSource):
     """The same CPTs in every episode (a real network's bundled CPTs)."""
 
     fixed = True
 
-    def __init__(self, cpts: CPTBatch):
+    def __init__(self, cpts: CPTBatch, network=None):
         self.cpts = [torch.as_tensor(c, dtype=torch.float64) for c in cpts]
+        self.network = network  # the BayesNet, when there is one (for the prior-distance note)
 
     def draw(self, graph: Graph, n: int, gen: torch.Generator) -> CPTBatch:
         return [c.expand(n, -1, -1) for c in self.cpts]
+
+
+class SplitTruth(TaskSource):
+    """Real rows with a held-out reference (e.g. Sachs): no sampling from a model at all.
+
+    Block ``k`` uses split ``k mod len(splits)``: its truth is the split's reference CPTs
+    (fitted on the held-out rows only), its contexts are distinct rows of the split's pool
+    and its queries distinct held-out rows. Whole blocks cycle over the splits, so with
+    ``episodes`` a multiple of 32 x splits every split weighs the same.
+    """
+
+    fixed = False
+
+    def __init__(self, splits):
+        self.splits = list(splits)
+        self.network = self.splits[0].reference
+
+    @property
+    def pool_size(self) -> int:
+        return min(s.pool.shape[0] for s in self.splits)
+
+    @property
+    def holdout_size(self) -> int:
+        return min(s.holdout.shape[0] for s in self.splits)
+
+    def split_of(self, episode: int):
+        return self.splits[(int(episode) // BLOCK) % len(self.splits)]
+
+    def block(self, graph: Graph, n: int, context_len: int, n_queries: int, k: int, gen: torch.Generator):
+        split = self.splits[k % len(self.splits)]
+        cpts = [torch.as_tensor(c, dtype=torch.float64)[None].expand(n, -1, -1) for c in split.reference.cpts]
+        if context_len == 0:
+            contexts = torch.zeros(n, 0, graph.n_nodes, dtype=torch.long)
+        else:
+            contexts = split.draw_contexts(n, context_len, gen)
+        return cpts, contexts, split.draw_queries(n, n_queries, gen)
+
+    def describe(self) -> str:
+        s = self.splits[0]
+        return (f"Truth: held-out reference CPTs of {len(self.splits)} random splits (block k uses split k mod "
+                f"{len(self.splits)}); each fitted on {s.holdout.shape[0]} held-out rows, Dirichlet smoothing "
+                f"{s.smoothing:g}. Contexts: distinct rows of the {s.pool.shape[0]}-row pool (disjoint); "
+                f"queries: held-out rows.")
 
 
 # ----- episodes -----------------------------------------------------------------------
@@ -107,10 +167,7 @@ class Episodes:
             if any(n != context_len for n, _ in self._cache):
                 self._cache.clear()  # one context length at a time: memory stays small
             gen = torch.Generator().manual_seed(block_seed(self.spec.seed, context_len, k))
-            cpts = self.truth.draw(self.graph, BLOCK, gen)
-            contexts = sample(self.graph, cpts, context_len, gen)
-            queries = sample(self.graph, cpts, self.spec.queries, gen)
-            self._cache[key] = (cpts, contexts, queries)
+            self._cache[key] = self.truth.block(self.graph, BLOCK, context_len, self.spec.queries, k, gen)
         return self._cache[key]
 
     def batches(self, context_len: int, n_episodes: int, batch_size: int):

@@ -34,16 +34,43 @@ def build_problem(spec: StudySpec):
 
     name, options = spec.graph["name"], spec.graph["options"]
     prior = make_prior(spec.prior["kind"], **spec.prior["params"])
+    if name == SACHS_DATA:
+        return _sachs_data_problem(spec, options, prior)
     if is_real(name):
         if options:
             raise BNError(f"graph {name!r} is a real network and takes no options, got {sorted(options)}")
         net = load_network(name)
-        return net.graph, FixedTruth([c[None] for c in net.cpts]), prior
+        return net.graph, FixedTruth([c[None] for c in net.cpts], net), prior
     try:
         graph = get_graph(name, **options)
     except TypeError as e:
         raise BNError(f"bad graph options {options} for {name!r}: {e}") from None
     return graph, PriorTruth(prior), prior
+
+
+SACHS_DATA = "sachs_data"
+SACHS_DATA_OPTIONS = {"method", "splits", "holdout_frac", "smoothing"}
+
+
+def _sachs_data_problem(spec: StudySpec, options: dict, prior):
+    """The real Sachs rows: splits seeded by the study seed, truth = each split's held-out reference."""
+    from bncompare.realdata.sachs import sachs_data, sachs_graph, sachs_splits
+    from bncompare.studies.protocol import SplitTruth
+
+    unknown = sorted(set(options) - SACHS_DATA_OPTIONS)
+    if unknown:
+        raise BNError(f"graph {SACHS_DATA!r}: unknown options {unknown}; allowed: {sorted(SACHS_DATA_OPTIONS)}")
+    graph = sachs_graph()
+    splits = sachs_splits(sachs_data(str(options.get("method", "hartemink"))), n_splits=options.get("splits", 5),
+                          holdout_frac=float(options.get("holdout_frac", 0.5)), seed=spec.seed,
+                          smoothing=float(options.get("smoothing", 0.5)), graph=graph)
+    truth = SplitTruth(splits)
+    if max(spec.context_lens) > truth.pool_size:
+        raise BNError(f"context length {max(spec.context_lens)} exceeds the Sachs context pool of "
+                      f"{truth.pool_size} rows; lower context_lens or graph.options.holdout_frac")
+    if spec.queries > truth.holdout_size:
+        raise BNError(f"queries={spec.queries} exceeds the {truth.holdout_size} held-out Sachs rows")
+    return graph, truth, prior
 
 
 def check_out_dir(out_dir) -> Path:
@@ -154,7 +181,7 @@ def run_study(config: dict, out_dir, report: bool | None = None) -> Path:
     write_results(out, [summaries[c] for c in plan])
     write_episodes(out, [(name, n, store.read(name, n, keys[name])) for n, name in plan], graph_name, seed)
     _write_meta(out, spec, started, time.perf_counter() - t_start, len(pending), len(plan) - len(pending),
-                prepare_seconds)
+                prepare_seconds, prior_note(truth, prior))
     if report:
         from bncompare.reports.report import write_report
 
@@ -172,8 +199,19 @@ def _save_history(out: Path, name: str, est) -> None:
     atomic_write_text(out / "extras" / f"history_{name}.csv", pd.DataFrame(history).to_csv(index=False))
 
 
+def prior_note(truth, prior) -> str | None:
+    """How far a real network's CPTs (or a real-data reference) sit from the Dirichlet training prior."""
+    net, alpha = getattr(truth, "network", None), getattr(prior, "alpha", None)
+    if net is None or alpha is None:
+        return None
+    from bncompare.realdata.prior_fit import describe
+
+    text = describe(net, float(alpha))
+    return f"split-0 held-out reference: {text}" if hasattr(truth, "splits") else text
+
+
 def _write_meta(out: Path, spec: StudySpec, started, seconds: float, computed: int, reused: int,
-                prepare_seconds: dict) -> None:
+                prepare_seconds: dict, prior_distance: str | None = None) -> None:
     path = out / "meta.json"
     meta = json.loads(path.read_text()) if path.is_file() else {}
     runs = meta.get("runs", [])
@@ -182,4 +220,6 @@ def _write_meta(out: Path, spec: StudySpec, started, seconds: float, computed: i
                  "prepare_seconds": {k: round(v, 2) for k, v in prepare_seconds.items()}})
     meta.update({"graph": spec.graph["name"], "seed": spec.seed, "device": describe_device(spec),
                  "versions": package_versions(), "runs": runs})
+    if prior_distance:
+        meta["prior_distance"] = prior_distance
     atomic_write_text(path, json.dumps(meta, indent=2))

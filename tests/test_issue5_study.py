@@ -1,0 +1,83 @@
+"""Issue 5 in the study runner: the structure-agnostic preset, the real Sachs rows, prior distance of real CPTs."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bncompare.studies.protocol import BLOCK, Episodes, SplitTruth
+from bncompare.studies.run import compose
+from bncompare.studies.runner import build_problem, run_study
+from bncompare.studies.spec import study_spec
+from bncompare.studies.store import read_results
+
+TINY_TRAIN = ["transformer=smoke", "transformer.train.steps=20", "transformer.train.d_model=16", "transformer.train.d_ff=32"]
+
+
+def test_agnostic_preset_compares_the_right_estimators():
+    cfg = compose(["study=agnostic"])
+    assert cfg["graph"]["name"] == "random-7"
+    assert {e: v["kind"] for e, v in cfg["estimators"].items()} == {
+        "bayes": "dirichlet", "mle": "mle", "naive": "naive", "trained": "trained", "agnostic": "transformer_agnostic"}
+
+
+def test_tiny_agnostic_study_rows_and_attention_page(tmp_path):
+    cfg = compose(["study=agnostic", "graph=chain-5", *TINY_TRAIN, f"transformer.cache_dir={tmp_path / 'cache'}",
+                   "~estimators.trained", "context_lens=[3,12]", "episodes=8", "queries=2", "diagnostics.attention_episodes=2",
+                   "progress=false"])
+    out = run_study(cfg, tmp_path / "out")
+    res = read_results(out / "results.csv")
+    agn = res[res["estimator"] == "agnostic"]
+    tv = agn[(agn["metric"] == "cond_tv") & (agn["node"] == "all")]
+    assert sorted(tv["context_len"]) == [3, 12] and tv["mean"].between(0, 1).all()
+    heads = set(agn.loc[agn["metric"] == "attn_match", "node"])
+    assert {"L0.H0", "L1.H0"} <= heads  # every layer is diagnosed, not only the last
+    assert (out / "report.pdf").stat().st_size > 10_000
+    assert (out / "extras" / "history_agnostic.csv").is_file()
+
+
+def _sachs_cfg(*extra):
+    return compose(["graph=sachs_data", "estimators=counting", "~estimators.bdeu", "context_lens=[0,10]", "episodes=64",
+                    "queries=4", "fidelity.mc_samples=20", "fidelity.episodes=8", "progress=false", "report=false",
+                    "graph.options.splits=2", *extra])
+
+
+def test_sachs_data_contexts_come_from_the_pool_and_truth_from_held_out_rows(tmp_path):
+    spec = study_spec(_sachs_cfg())
+    graph, truth, _ = build_problem(spec)
+    assert isinstance(truth, SplitTruth) and len(truth.splits) == 2
+    for s in truth.splits:  # no leakage: the reference is fitted on rows disjoint from the pool
+        assert not np.intersect1d(s.pool_rows.numpy(), s.holdout_rows.numpy()).size
+    batch = next(Episodes(graph, truth, spec).batches(10, 64, 64))
+    for b in range(batch.size):
+        split = truth.split_of(batch.episodes[b])
+        assert split is truth.splits[b // BLOCK]  # blocks cycle over the splits
+        # every context row is a pool row, every query row a held-out row
+        for rows, part in ((batch.contexts[b], split.pool), (batch.queries[b], split.holdout)):
+            assert (rows[:, None, :] == part[None]).all(-1).any(1).all()
+        ref = torch.as_tensor(split.reference.cpts[3])
+        assert torch.equal(batch.cpts[3][b], ref)
+    out = run_study(_sachs_cfg(), tmp_path / "sachs")
+    res = read_results(out / "results.csv")
+    tv = res[(res["metric"] == "cond_tv") & (res["node"] == "all")].set_index(["estimator", "context_len"])["mean"]
+    assert tv["mle", 10] < tv["mle", 0]  # real rows carry information about the held-out reference
+    assert "prior_distance" in json.loads((out / "meta.json").read_text())
+
+
+def test_sachs_data_context_longer_than_pool_is_a_user_error():
+    from bncompare.errors import BNError
+
+    with pytest.raises(BNError, match="exceeds the Sachs context pool"):
+        build_problem(study_spec(_sachs_cfg("context_lens=[5000]")))
+
+
+def test_real_network_report_states_prior_distance(tmp_path):
+    cfg = compose(["graph=asia", "estimators=counting", "episodes=4", "context_lens=[5]", "queries=2",
+                   "progress=false", "report=false"])
+    out = run_study(cfg, tmp_path / "asia")
+    note = json.loads((out / "meta.json").read_text())["prior_distance"]
+    assert note.startswith("real CPTs vs Dirichlet(1) rows") and "best-fit symmetric alpha" in note
+    # and the report's title page carries it
+    from bncompare.reports.data import load
+
+    assert load(out).runs[0].meta["prior_distance"] == note
