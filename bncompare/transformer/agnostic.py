@@ -17,8 +17,6 @@ from __future__ import annotations
 from bncompare.errors import BNError
 from bncompare.networks.graph import Graph
 from bncompare.networks.priors import RandomDAGPrior
-from bncompare.transformer.checkpoint import trained_model
-from bncompare.transformer.estimator import TransformerEstimator
 from bncompare.transformer.trained import TrainedTransformer
 
 
@@ -43,23 +41,8 @@ class StructureAgnosticTransformer(TrainedTransformer):
             raise BNError(f"{self.name} trains on Dirichlet CPT rows; the study prior {prior!r} has no alpha")
         return complete_graph_like(graph), RandomDAGPrior(self.p_low, self.p_high, float(alpha), self.max_parents)
 
-    def prepare(self, graph: Graph, prior, seed: int = 0):
-        if not isinstance(graph, Graph):
-            raise BNError(f"{self.name}: prepare needs a Graph, got {type(graph).__name__}")
-        train_graph, train_prior = self.training_task(graph, prior)
-        self.model_, self.history_ = trained_model(train_graph, train_prior, self.config(seed), self.cache_dir,
-                                                   self.progress)
-        self.prepared_graph_ = graph
-        self.estimator_ = TransformerEstimator(self.model_, batch_size=self.batch_size, name=self.name)
-        return self
-
-    def fit(self, graph, contexts):
-        if not hasattr(self, "estimator_"):
-            raise BNError(f"{self.name}: call prepare(graph, prior, seed) before fit; it trains or loads the model")
-        if isinstance(graph, Graph) and tuple(graph.cards) != tuple(self.prepared_graph_.cards):
+    def check_graph(self, graph: Graph) -> None:
+        # Any graph with the same layout is fine: the parents are never used.
+        if tuple(graph.cards) != tuple(self.prepared_graph_.cards):
             raise BNError(f"{self.name}: model was trained for cardinalities {list(self.prepared_graph_.cards)}, "
                           f"got {list(graph.cards)}")
-        # Any graph with the same layout is fine: the parents are never used.
-        self.estimator_.fit(graph, contexts)
-        self.graph_, self.n_contexts_ = self.estimator_.graph_, self.estimator_.n_contexts_
-        return self

@@ -41,10 +41,21 @@ class TrainedTransformer(Estimator):
             raise BNError(f"{self.name}: train_cfg must be a TrainConfig, a dict or None, got {type(cfg).__name__}")
         return replace(cfg, seed=int(seed))
 
+    def training_task(self, graph: Graph, prior):
+        """The (graph, prior) the model trains on: the study's own, for this estimator."""
+        return graph, prior
+
+    def check_graph(self, graph: Graph) -> None:
+        """Refuse to fit a graph the model was not prepared for."""
+        if graph_signature(graph) != graph_signature(self.prepared_graph_):
+            raise BNError(f"{self.name}: fit got graph {graph!r} but the model was prepared for {self.prepared_graph_!r}")
+
     def prepare(self, graph: Graph, prior, seed: int = 0):
         if not isinstance(graph, Graph):
             raise BNError(f"{self.name}: prepare needs a Graph, got {type(graph).__name__}")
-        self.model_, self.history_ = trained_model(graph, prior, self.config(seed), self.cache_dir, self.progress)
+        train_graph, train_prior = self.training_task(graph, prior)
+        self.model_, self.history_ = trained_model(train_graph, train_prior, self.config(seed), self.cache_dir,
+                                                   self.progress)
         self.prepared_graph_ = graph
         self.estimator_ = TransformerEstimator(self.model_, batch_size=self.batch_size, name=self.name)
         return self
@@ -52,8 +63,8 @@ class TrainedTransformer(Estimator):
     def fit(self, graph, contexts):
         if not hasattr(self, "estimator_"):
             raise BNError(f"{self.name}: call prepare(graph, prior, seed) before fit; it trains or loads the model")
-        if isinstance(graph, Graph) and graph_signature(graph) != graph_signature(self.prepared_graph_):
-            raise BNError(f"{self.name}: fit got graph {graph!r} but the model was prepared for {self.prepared_graph_!r}")
+        if isinstance(graph, Graph):
+            self.check_graph(graph)
         self.estimator_.fit(graph, contexts)
         self.graph_, self.n_contexts_ = self.estimator_.graph_, self.estimator_.n_contexts_
         return self
