@@ -45,15 +45,6 @@ def count_tables(graph, contexts: torch.Tensor) -> list[torch.Tensor]:
     return out
 
 
-def count_table(graph, contexts: torch.Tensor, m: int) -> torch.Tensor:
-    """Counts of node ``m`` per context and parent configuration, shape (B, n_configs, d), float64."""
-    B = contexts.shape[0]
-    q, d = graph.n_configs[m], graph.cards[m]
-    code = graph.config_index(contexts, m) * d + contexts[..., m]
-    flat = code + (torch.arange(B, device=contexts.device)[:, None] * (q * d))
-    return torch.bincount(flat.reshape(-1), minlength=B * q * d).reshape(B, q, d).to(torch.float64)
-
-
 class CountingEstimator(TableEstimator):
     """Shared fit for the counting family; subclasses say what pseudo-count each cell gets."""
 

@@ -25,7 +25,7 @@ import torch
 
 from bncompare.errors import BNError
 from bncompare.estimators.base import TableEstimator
-from bncompare.estimators.counting import count_table
+from bncompare.estimators.counting import count_tables
 from bncompare.networks.pyro_model import bn_model, cpt_site, seeded, single_thread
 
 
@@ -48,10 +48,8 @@ class PyroConjugate(TableEstimator):
 
     def fit(self, graph, contexts):
         contexts = self._start_fit(graph, contexts)
-        self.cpts_ = []
-        for m in range(graph.n_nodes):
-            posterior = dist.Dirichlet(count_table(graph, contexts, m) + self.alpha)  # batch (B, n_configs)
-            self.cpts_.append(posterior.mean)
+        # batch shape (B, n_configs): one Dirichlet posterior per CPT row
+        self.cpts_ = [dist.Dirichlet(n + self.alpha).mean for n in count_tables(graph, contexts)]
         return self
 
 

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from bncompare.errors import BNError
-from bncompare.estimators.counting import count_table
+from bncompare.estimators.counting import count_tables
 from bncompare.networks.graph import Graph
 from bncompare.networks.sampling import sample
 from bncompare.transformer.encoding import Layout, attention_mask, encode
@@ -179,9 +179,10 @@ def make_tasks(graph: Graph, prior, n_tasks: int, n_context: int, n_queries: int
     batch = torch.arange(n_tasks)[:, None]
     true, sampled, mle, bayes = [], [], [], []
     pad = lambda t: F.pad(t, (0, d_out - t.shape[-1]))  # noqa: E731
+    counts = count_tables(graph, contexts)
     for m, d in enumerate(graph.cards):
         rows = graph.config_index(queries, m)
-        n = count_table(graph, contexts, m)[batch, rows]  # (B, Q, d) counts at the query's parents
+        n = counts[m][batch, rows]  # (B, Q, d) counts at the query's parents
         total = n.sum(-1, keepdim=True)
         true.append(pad(cpts[m][batch, rows]))
         sampled.append(pad(F.one_hot(queries[..., m], d).to(torch.float64)))
