@@ -13,9 +13,9 @@ from bncompare.errors import BNError
 from bncompare.networks import DirichletPrior, get_graph, sample
 from bncompare.transformer import checkpoint as ckpt
 from bncompare.transformer.checkpoint import load_checkpoint, save_checkpoint, trained_model
-from bncompare.transformer.diagnostics import attention_to_parents, attention_weights
-from bncompare.transformer.encoding import attention_mask, encode
-from bncompare.transformer.model import SelfAttention, TransformerConfig
+from bncompare.transformer.diagnostics import attention_to_parents
+from bncompare.transformer.encoding import encode
+from bncompare.transformer.model import InContextTransformer, SelfAttention, TransformerConfig
 from bncompare.transformer.train import TrainConfig, lr_at, train
 from bncompare.transformer.trained import TrainedTransformer
 
@@ -100,7 +100,7 @@ def test_softmax_1_row_with_nothing_to_attend_outputs_zero():
             attn.q.bias.fill_(-10.0)
             attn.k.bias.fill_(10.0)  # every score = -100 * 8 / sqrt(8)
         h = torch.randn(2, 5, 8)
-        outs[attention] = attn(h, torch.ones(5, 5, dtype=torch.bool))
+        outs[attention] = attn(h, n_context=2)
     assert outs["softmax_1"].abs().max() < 1e-6
     assert outs["softmax"].abs().max() > 1e-2  # plain softmax must still average the values
 
@@ -116,8 +116,8 @@ def test_checkpoint_round_trip_weights_only(tmp_path, short_run):
     assert meta["train"] == cfg.to_dict() and meta["model"] == model.cfg.to_dict()
     cpts = PRIOR.sample(GRAPH, 3, torch.Generator().manual_seed(0))
     ctx, q = sample(GRAPH, cpts, 10), sample(GRAPH, cpts, 2)
-    tok, mask = encode(GRAPH, ctx, q, range(GRAPH.n_nodes)), attention_mask(10, 2 * GRAPH.n_nodes)
-    assert torch.equal(model(tok, mask), loaded(tok, mask))
+    tok = encode(GRAPH, ctx, q, range(GRAPH.n_nodes))
+    assert torch.equal(model(tok, 10), loaded(tok, 10))
 
 
 def test_checkpoint_for_another_graph_is_rejected(tmp_path, short_run):
@@ -208,20 +208,68 @@ def test_trained_transformer_estimator(tmp_path):
 
 # ----- diagnostics ------------------------------------------------------------
 
-def test_recomputed_attention_weights_reproduce_the_attention_output(short_run):
+def reference_attention(attn: SelfAttention, x: torch.Tensor, n_context: int, full: bool) -> torch.Tensor:
+    """The documented pattern as one plain masked softmax over the whole sequence (independent of the
+    model's split into query rows and context rows): queries see the sink, the context and themselves;
+    context rows see the sink and every context row ("full") or the sink and themselves ("self")."""
+    B, L, D = x.shape
+    H, n_seen = attn.n_head, 1 + n_context
+    mask = torch.zeros(L, L, dtype=torch.bool)
+    mask[:, 0] = True
+    mask[torch.arange(L), torch.arange(L)] = True
+    mask[n_seen:, :n_seen] = True
+    if full:
+        mask[:n_seen, :n_seen] = True
+    q, k, v = (f(x).view(B, L, H, -1).transpose(1, 2) for f in (attn.q, attn.k, attn.v))
+    if attn.cfg.qk_norm:
+        q, k = (t / t.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt() for t in (q, k))
+    scale = torch.full((H, 1, 1), 1 / math.sqrt(D // H))
+    if attn.cfg.attn_scale != "fixed":
+        scale = scale * attn.log_temp.exp()[:, None, None]
+    if attn.cfg.attn_scale == "log_n":  # log of the number of keys a row sees (sink row: 2, as a context row)
+        n_keys = mask.sum(-1).float().clamp_min(2)
+        n_keys[0] = 2 if not full else n_keys[0]
+        scale = scale * torch.log(n_keys)[None, :, None]
+    scores = (q @ k.transpose(-1, -2) * scale).masked_fill(~mask, float("-inf"))
+    if attn.null_key:
+        scores = torch.cat([scores, scores.new_zeros(B, H, L, 1)], -1)
+        v = torch.cat([v, v.new_zeros(B, H, 1, v.shape[-1])], 2)
+    y = torch.softmax(scores, -1) @ v
+    return attn.proj(y.transpose(1, 2).reshape(B, L, D))
+
+
+@pytest.mark.parametrize("context_attention", ["full", "self"])
+@pytest.mark.parametrize("variant", [dict(), dict(attention="softmax_1"), dict(attn_scale="learned", qk_norm=True),
+                                     dict(attn_scale="log_n")])
+def test_attention_pattern_matches_a_plain_masked_softmax(context_attention, variant):
+    torch.manual_seed(1)
+    cfg = TransformerConfig(d_in=4, d_out=2, d_model=8, n_head=2, context_attention=context_attention, **variant)
+    attn = SelfAttention(cfg)
+    with torch.no_grad():
+        for lin in (attn.q, attn.k, attn.v, attn.proj):
+            lin.weight.normal_(0, 1), lin.bias.normal_(0, 0.3)
+        if hasattr(attn, "log_temp"):
+            attn.log_temp.copy_(torch.tensor([0.3, -0.2]))
+    x = torch.randn(3, 1 + 6 + 4, 8)
+    want = reference_attention(attn, x, 6, context_attention == "full")
+    got = attn(x, n_context=6)
+    if context_attention == "self" and cfg.attn_scale == "log_n":
+        got, want = got[:, 7:], want[:, 7:]  # context rows scale by log 2 by design; queries must agree
+    assert torch.allclose(got, want, atol=1e-5)
+    out, w = attn(x, n_context=6, return_weights=True)
+    assert torch.allclose(w.sum(-1), torch.ones(w.shape[:-1]), atol=1e-6)
+    out.sum().backward()  # masked entries must not leak inf * 0 = nan into any gradient
+    assert all(torch.isfinite(p.grad).all() for p in attn.parameters())
+
+
+def test_query_answers_ignore_other_queries_and_context_order(short_run):
     _, model, _ = short_run
     cpts = PRIOR.sample(GRAPH, 2, torch.Generator().manual_seed(3))
     ctx, q = sample(GRAPH, cpts, 9), sample(GRAPH, cpts, 3)
-    tok, mask = encode(GRAPH, ctx, q, range(GRAPH.n_nodes)), attention_mask(9, 3 * GRAPH.n_nodes)
-    weights = attention_weights(model, tok, mask, layers=[0, 1])
-    h = model.embed(tok)
-    for i, block in enumerate(model.blocks):
-        attn, x = block.attn, block.norm1(h)
-        B, L, D = x.shape
-        v = attn.v(x).view(B, L, attn.n_head, -1).transpose(1, 2)
-        y = (weights[i][..., :L] @ v).transpose(1, 2).reshape(B, L, D)
-        assert torch.allclose(attn.proj(y), attn(x, mask), atol=1e-5)
-        h = block(h, mask)
+    out = model(encode(GRAPH, ctx, q, range(2)), 9)[:, 10:]
+    alone = model(encode(GRAPH, ctx, q[:, :1], range(2)), 9)[:, 10:]
+    perm = model(encode(GRAPH, ctx[:, torch.randperm(9)], q, range(2)), 9)[:, 10:]
+    assert torch.allclose(out[:, :2], alone, atol=1e-5) and torch.allclose(out, perm, atol=1e-5)
 
 
 def test_attention_to_parents_shares(short_run):

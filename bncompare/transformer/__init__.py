@@ -1,6 +1,6 @@
 """In-context transformer estimators: encoding, the model, the constructed (exact) model, training, checkpoints."""
 from bncompare.transformer.construct import DEFAULT_BETA, ConstructedTransformer, construct_model, error_bound
-from bncompare.transformer.encoding import Layout, attention_mask, encode, onehots
+from bncompare.transformer.encoding import Layout, encode, onehots
 from bncompare.transformer.estimator import TransformerEstimator
 from bncompare.transformer.model import Block, InContextTransformer, TransformerConfig, init_weights
 

@@ -6,44 +6,17 @@ trained model we measure how close it comes: the share of a head's attention
 mass that query tokens put on matching rows, on the other context rows, on the
 sink, on themselves and (softmax_1) on the null key.
 
-``scaled_dot_product_attention`` does not return its weights, so they are
-recomputed from each block's own modules (same inputs, same scale, same mask).
+The weights come from the model's own forward pass (``return_weights=True``).
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 
 from bncompare.networks.graph import Graph, check_data
-from bncompare.transformer.encoding import attention_mask, encode
+from bncompare.transformer.encoding import encode
 from bncompare.transformer.model import InContextTransformer
-
-
-@torch.no_grad()
-def attention_weights(model: InContextTransformer, tokens: torch.Tensor, mask: torch.Tensor,
-                      layers: Sequence[int] | None = None) -> dict[int, torch.Tensor]:
-    """Attention weights of the requested layers, {layer: (B, H, L, L + null)}; the
-    last column is the null key when ``attention="softmax_1"``."""
-    n_layer = len(model.blocks)
-    layers = [n_layer - 1] if layers is None else [int(i) % n_layer for i in layers]
-    out = {}
-    h = model.embed(tokens)
-    for i, block in enumerate(model.blocks):
-        if i in layers:
-            attn = block.attn
-            x = block.norm1(h)
-            B, L, D = x.shape
-            heads = lambda t: t.view(B, L, attn.n_head, D // attn.n_head).transpose(1, 2)  # noqa: E731
-            q, k = heads(attn.q(x)), heads(attn.k(x))
-            scores = (q @ k.transpose(-1, -2)) / math.sqrt(D // attn.n_head)
-            scores = scores.masked_fill(~mask, float("-inf"))
-            if attn.null_key:  # the zero key: logit 0 for every row
-                scores = torch.cat([scores, scores.new_zeros(B, attn.n_head, L, 1)], -1)
-            out[i] = torch.softmax(scores, -1)
-        h = block(h, mask)
-    return out
 
 
 @torch.no_grad()
@@ -66,9 +39,11 @@ def attention_to_parents(model: InContextTransformer, graph: Graph, contexts, qu
     contexts, queries = contexts.to(param.device), queries.to(param.device)
     B, N, _ = contexts.shape
     Q, T = queries.shape[1], len(nodes)
-    tokens = encode(graph, contexts, queries, nodes, param.dtype)
-    mask = attention_mask(N, Q * T, device=param.device)
-    weights = attention_weights(model, tokens, mask, layers)
+    tokens = encode(graph, contexts, queries, nodes, param.dtype, view=model.cfg.query_view)
+    n_layer = model.cfg.n_layer
+    layers = [n_layer - 1] if layers is None else sorted({int(i) % n_layer for i in layers})
+    _, per_layer = model(tokens, N, return_weights=True)
+    weights = {i: per_layer[i] for i in layers}  # (B, H, Q*T, sink + N context + self [+ null])
 
     # match[b, q, j, i]: context row i has the query's values on every parent of nodes[j]
     match = torch.ones(B, Q, T, N, dtype=torch.bool, device=contexts.device)
@@ -80,17 +55,16 @@ def attention_to_parents(model: InContextTransformer, graph: Graph, contexts, qu
     rows = []
     for layer, w in sorted(weights.items()):
         H = w.shape[1]
-        wq = w[:, :, 1 + N : 1 + N + Q * T].reshape(B, H, Q, T, -1)  # query rows only
+        wq = w.reshape(B, H, Q, T, -1)
         ctx_w = wq[..., 1 : 1 + N]
         on_match = (ctx_w * match[:, None].to(w.dtype)).sum(-1)
         on_ctx = ctx_w.sum(-1)
-        own = torch.diagonal(w[:, :, 1 + N : 1 + N + Q * T, 1 + N : 1 + N + Q * T], dim1=-2, dim2=-1)
-        null = wq[..., -1] if w.shape[-1] > w.shape[-2] else torch.zeros_like(on_ctx)
+        null = wq[..., N + 2] if w.shape[-1] > N + 2 else torch.zeros_like(on_ctx)
         for head in range(H):
             mean = lambda t: float(t[:, head].mean())  # noqa: E731
             rows.append({
                 "layer": layer, "head": head, "n_context": N,
                 "match": mean(on_match), "other": mean(on_ctx - on_match), "sink": mean(wq[..., 0]),
-                "self": float(own[:, head].mean()), "null": mean(null), "chance": chance,
+                "self": mean(wq[..., N + 1]), "null": mean(null), "chance": chance,
             })
     return rows

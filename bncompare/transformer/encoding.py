@@ -9,12 +9,14 @@ A sequence for one context is ``[sink, context rows..., query tokens...]``:
 - the sink is an always-present empty token with only its flag set (it lets
   attention fall back to a prior when nothing in the context matches);
 - a context token shows every variable, with query flag 0 and no target;
-- a query token for target ``m`` shows only the variables before ``m`` (in
-  topological order), query flag 1 and the one-hot of ``m``.
+- a query token for target ``m`` shows the variables before ``m`` (in
+  topological order; ``view="prefix"``, the paper's) or only the parents of ``m``
+  (``view="parents"``: the graph is known to a structure-aware estimator), query
+  flag 1 and the one-hot of ``m``.
 
 There is no positional encoding, so the output cannot depend on the order of
-the context rows. Queries attend to the sink, the context and themselves, never
-to each other; the sink and context rows attend to the sink and the context.
+the context rows. Who attends to whom is set by the model (``model.py``): queries
+never see each other, so they can be answered in any chunks.
 """
 from __future__ import annotations
 
@@ -81,6 +83,7 @@ def encode(
     queries: torch.Tensor,
     nodes: Sequence[int],
     dtype=torch.float32,
+    view: str = "prefix",
 ) -> torch.Tensor:
     """Tokens of shape (B, 1 + N + Q*T, d_in) for T = len(nodes) targets per query sample.
 
@@ -96,19 +99,13 @@ def encode(
     qry = torch.zeros(B, Q, T, layout.d_in, dtype=dtype, device=contexts.device)
     x_q = onehots(layout, queries, dtype)  # (B, Q, S)
     for j, m in enumerate(nodes):
-        shown = layout.offsets[m]  # the one-hots of nodes before m end here (topological order)
-        qry[:, :, j, :shown] = x_q[..., :shown]
+        if view == "parents":
+            for p in graph.parents[m]:
+                lo = layout.offsets[p]
+                qry[:, :, j, lo : lo + layout.cards[p]] = x_q[..., lo : lo + layout.cards[p]]
+        else:
+            shown = layout.offsets[m]  # the one-hots of nodes before m end here (topological order)
+            qry[:, :, j, :shown] = x_q[..., :shown]
         qry[:, :, j, layout.query_flag] = 1
         qry[:, :, j, layout.target(m)] = 1
     return torch.cat([sink, ctx, qry.reshape(B, Q * T, layout.d_in)], 1)
-
-
-def attention_mask(n_context: int, n_query: int, device=None) -> torch.Tensor:
-    """Boolean (L, L) mask, True where row may attend to column."""
-    n_seen = 1 + n_context  # sink + context rows
-    L = n_seen + n_query
-    mask = torch.zeros(L, L, dtype=torch.bool, device=device)
-    mask[:, :n_seen] = True
-    idx = torch.arange(n_seen, L, device=device)
-    mask[idx, idx] = True
-    return mask

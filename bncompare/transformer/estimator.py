@@ -10,7 +10,7 @@ import torch
 
 from bncompare.errors import BNError
 from bncompare.estimators.base import Estimator
-from bncompare.transformer.encoding import Layout, attention_mask, encode
+from bncompare.transformer.encoding import Layout, encode
 from bncompare.transformer.model import InContextTransformer
 
 
@@ -45,16 +45,16 @@ class TransformerEstimator(Estimator):
         B, N, _ = ctx.shape
         Q, T = queries.shape[1], len(nodes)
         # Queries never see each other, so answering them in chunks changes nothing
-        # but keeps attention cost ~ (N + chunk)^2 instead of (N + Q*T)^2.
+        # but bounds the memory of one forward pass.
         q_chunk = max(1, max(self.max_query_tokens, N) // T)
         self.model.eval()
         out = torch.empty(B, Q, T, self.model.cfg.d_out, dtype=torch.float64, device=device)
         for q0 in range(0, Q, q_chunk):
             qs = queries[:, q0 : q0 + q_chunk]
-            mask = attention_mask(N, qs.shape[1] * T, device=device)
             for s in range(0, B, self.batch_size):
-                tokens = encode(self.graph_, ctx[s : s + self.batch_size], qs[s : s + self.batch_size], nodes, dtype)
-                o = self.model(tokens, mask)[:, 1 + N :]  # query positions
+                tokens = encode(self.graph_, ctx[s : s + self.batch_size], qs[s : s + self.batch_size], nodes, dtype,
+                                view=self.model.cfg.query_view)
+                o = self.model(tokens, N)[:, 1 + N :]  # query positions
                 out[s : s + self.batch_size, q0 : q0 + q_chunk] = o.reshape(o.shape[0], qs.shape[1], T, -1).to(torch.float64)
         return [self._to_probs(out[:, :, j, : self.graph_.cards[m]]) for j, m in enumerate(nodes)]
 

@@ -1,15 +1,36 @@
 """The in-context transformer, whole, in one file (in the spirit of nanoGPT's model.py).
 
-A non-causal, pre-norm transformer over the tokens of :mod:`encoding`. The same
-:class:`Block` serves the trained model and the constructed one
-(:mod:`construct`), which writes closed-form weights into a member of this
-family with ``norm="none"`` and one head, so the family provably contains an
-exact counting solution.
+A non-causal, pre-norm transformer over the tokens of :mod:`encoding`: a
+sequence is ``[sink, N context rows, query tokens]``. The same :class:`Block`
+serves the trained model and the constructed one (:mod:`construct`), which
+writes closed-form weights into a member of this family with ``norm="none"``
+and one head, so the family provably contains an exact counting solution.
 
-``attention="softmax_1"`` adds an implicit null key with logit 0 and value 0
-(softmax_1 of the outlier-efficient Hopfield paper): a head may then attend to
-"nothing". ``output="logits"`` (trained) or ``"probs"`` (constructed: the head
-already emits probabilities).
+Who attends to whom (``context_attention``):
+
+- ``"full"``: sink and context rows attend to the sink and every context row;
+- ``"self"``: sink and context rows attend only to the sink and themselves, so
+  each context row is processed on its own. Counting needs nothing more (the
+  construction never reads what context rows gather), and the cost drops from
+  (N + Q)^2 to N * Q per head.
+
+In both, a query token attends to the sink, every context row and itself, never
+to another query.
+
+Other declared options, each a lever of the learning benchmark:
+
+- ``attention="softmax_1"`` adds a null key with logit 0 and value 0 (softmax_1 of
+  the outlier-efficient Hopfield paper): a head may attend to "nothing";
+- ``attn_scale``: ``"fixed"`` (1/sqrt(head_dim)), ``"learned"`` (times a learned
+  per-head temperature) or ``"log_n"`` (also times log of the number of keys, as
+  Scalable-Softmax, arXiv 2501.19399, so attention does not fade as N grows);
+- ``qk_norm``: queries and keys RMS-normalized per head before the product;
+- ``mlp``: ``"relu"`` or ``"swiglu"`` (a gated unit: the product of two linear
+  maps, which is what "this value, if its node is a parent of the target" is);
+- ``output="logits"`` (trained) or ``"probs"`` (constructed: the head already
+  emits probabilities);
+- ``query_view`` is read by the encoder, not the model: ``"prefix"`` shows a query
+  every earlier variable (the paper's), ``"parents"`` only the target's parents.
 """
 from __future__ import annotations
 
@@ -19,6 +40,17 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+CHOICES = {
+    "norm": ("layer", "none"),
+    "attention": ("softmax", "softmax_1"),
+    "output": ("logits", "probs"),
+    "context_attention": ("full", "self"),
+    "attn_scale": ("fixed", "learned", "log_n"),
+    "mlp": ("relu", "swiglu"),
+    "qk_init": ("random", "tied"),
+    "query_view": ("prefix", "parents"),
+}
 
 
 @dataclass
@@ -32,16 +64,25 @@ class TransformerConfig:
     norm: str = "layer"  # "layer" (pre-norm) | "none"
     attention: str = "softmax"  # "softmax" | "softmax_1"
     output: str = "logits"  # "logits" | "probs"
+    context_attention: str = "full"  # "full" | "self"
+    attn_scale: str = "fixed"  # "fixed" | "learned" | "log_n"
+    qk_norm: bool = False
+    attn_temp_init: float = 1.0  # initial per-head temperature of "learned" / "log_n" scales
+    qk_init: str = "random"  # "random" | "tied": keys start equal to queries, so attention starts as similarity
+    mlp: str = "relu"  # "relu" | "swiglu"
+    query_view: str = "prefix"  # "prefix" | "parents" (used by the encoder)
 
     def __post_init__(self):
-        if self.norm not in ("layer", "none"):
-            raise ValueError(f"norm must be 'layer' or 'none', got {self.norm!r}")
-        if self.attention not in ("softmax", "softmax_1"):
-            raise ValueError(f"attention must be 'softmax' or 'softmax_1', got {self.attention!r}")
-        if self.output not in ("logits", "probs"):
-            raise ValueError(f"output must be 'logits' or 'probs', got {self.output!r}")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        for name in ("d_in", "d_out", "d_model", "n_layer", "n_head", "d_ff"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
+        if not self.attn_temp_init > 0:
+            raise ValueError(f"attn_temp_init must be > 0, got {self.attn_temp_init}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,35 +92,91 @@ def _norm(cfg: TransformerConfig) -> nn.Module:
     return nn.LayerNorm(cfg.d_model) if cfg.norm == "layer" else nn.Identity()
 
 
+def _rms(t: torch.Tensor) -> torch.Tensor:
+    return t * torch.rsqrt(t.pow(2).mean(-1, keepdim=True) + 1e-6)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        self.n_head, self.null_key = cfg.n_head, cfg.attention == "softmax_1"
+        self.cfg, self.n_head = cfg, cfg.n_head
+        self.null_key = cfg.attention == "softmax_1"
         self.q = nn.Linear(cfg.d_model, cfg.d_model)
         self.k = nn.Linear(cfg.d_model, cfg.d_model)
         self.v = nn.Linear(cfg.d_model, cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        if cfg.attn_scale != "fixed":  # log of a per-head temperature; kept out of weight decay (1-d)
+            self.log_temp = nn.Parameter(torch.zeros(cfg.n_head))
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def scale(self, n_keys: int) -> torch.Tensor | float:
+        """Multiplier of q.k for each head, (H, 1, 1) or a float."""
+        s = 1.0 / math.sqrt(self.cfg.d_model // self.n_head)
+        if self.cfg.attn_scale == "fixed":
+            return s
+        s = s * self.log_temp.exp()[:, None, None]
+        return s * math.log(max(n_keys, 2)) if self.cfg.attn_scale == "log_n" else s
+
+    def forward(self, h: torch.Tensor, n_context: int, return_weights: bool = False):
+        """(B, L, D) -> (B, L, D); with ``return_weights`` also the query rows' attention,
+        (B, H, Lq, 1 + N + 1 [+ 1]): on the sink, each context row, itself [, the null key]."""
         B, L, D = h.shape
-        heads = lambda t: t.view(B, -1, self.n_head, D // self.n_head).transpose(1, 2)  # noqa: E731
+        n_seen = 1 + n_context  # sink + context rows
+        heads = lambda t: t.view(B, L, self.n_head, D // self.n_head).transpose(1, 2)  # (B, H, L, hs)  # noqa: E731
         q, k, v = heads(self.q(h)), heads(self.k(h)), heads(self.v(h))
-        if self.null_key:  # a zero key (logit 0) with a zero value, visible to every row
-            k = torch.cat([k, k.new_zeros(B, self.n_head, 1, k.shape[-1])], 2)
-            v = torch.cat([v, v.new_zeros(B, self.n_head, 1, v.shape[-1])], 2)
-            mask = torch.cat([mask, mask.new_ones(L, 1)], 1)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.proj(y.transpose(1, 2).reshape(B, L, D))
+        if self.cfg.qk_norm:
+            q, k = _rms(q), _rms(k)
+
+        # queries: keys are the sink, the context rows and the query itself
+        qq, kq, vq = q[:, :, n_seen:], k[:, :, n_seen:], v[:, :, n_seen:]  # (B, H, Lq, hs)
+        scale_q = self.scale(n_seen + 1)
+        logits = torch.cat([qq @ k[:, :, :n_seen].transpose(-1, -2), (qq * kq).sum(-1, keepdim=True)], -1)
+        logits = logits * scale_q  # (B, H, Lq, n_seen + 1)
+        if self.null_key:
+            logits = torch.cat([logits, logits.new_zeros(*logits.shape[:-1], 1)], -1)
+        w = torch.softmax(logits, -1)
+        y_q = w[..., :n_seen] @ v[:, :, :n_seen] + w[..., n_seen : n_seen + 1] * vq  # null value is 0
+
+        # sink and context rows
+        qc, kc, vc = q[:, :, :n_seen], k[:, :, :n_seen], v[:, :, :n_seen]
+        if self.cfg.context_attention == "full":
+            scale_c = self.scale(n_seen)
+            if self.null_key:
+                kc = torch.cat([kc, kc.new_zeros(B, self.n_head, 1, kc.shape[-1])], 2)
+                vc = torch.cat([vc, vc.new_zeros(B, self.n_head, 1, vc.shape[-1])], 2)
+            if isinstance(scale_c, float):
+                y_c = F.scaled_dot_product_attention(qc, kc, vc, scale=scale_c)
+            else:
+                y_c = torch.softmax((qc @ kc.transpose(-1, -2)) * scale_c, -1) @ vc
+        else:  # each row sees the sink and itself (the sink: itself, once)
+            scale_c = self.scale(2)
+            to_sink = (qc * kc[:, :, :1]).sum(-1, keepdim=True)
+            to_self = (qc * kc).sum(-1, keepdim=True)
+            pair = torch.cat([to_sink, to_self], -1) * scale_c
+            sink_self = torch.zeros(n_seen, 2, dtype=torch.bool, device=h.device)
+            sink_self[0, 1] = True  # the sink's "self" is the sink: count it once
+            pair = pair.masked_fill(sink_self, float("-inf"))
+            if self.null_key:
+                pair = torch.cat([pair, pair.new_zeros(*pair.shape[:-1], 1)], -1)
+            wc = torch.softmax(pair, -1)
+            y_c = wc[..., :1] * vc[:, :, :1] + wc[..., 1:2] * vc
+
+        y = torch.cat([y_c, y_q], 2).transpose(1, 2).reshape(B, L, D)
+        out = self.proj(y)
+        return (out, w) if return_weights else out
 
 
 class MLP(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
+        self.gated = cfg.mlp == "swiglu"
         self.up = nn.Linear(cfg.d_model, cfg.d_ff)
+        if self.gated:
+            self.gate = nn.Linear(cfg.d_model, cfg.d_ff)
         self.down = nn.Linear(cfg.d_ff, cfg.d_model)
 
     def forward(self, h):
-        return self.down(F.relu(self.up(h)))
+        a = F.silu(self.gate(h)) * self.up(h) if self.gated else F.relu(self.up(h))
+        return self.down(a)
 
 
 class Block(nn.Module):
@@ -88,33 +185,43 @@ class Block(nn.Module):
         self.norm1, self.attn = _norm(cfg), SelfAttention(cfg)
         self.norm2, self.mlp = _norm(cfg), MLP(cfg)
 
-    def forward(self, h, mask):
-        h = h + self.attn(self.norm1(h), mask)
-        return h + self.mlp(self.norm2(h))
+    def forward(self, h, n_context: int, return_weights: bool = False):
+        a = self.attn(self.norm1(h), n_context, return_weights)
+        a, w = a if return_weights else (a, None)
+        h = h + a
+        h = h + self.mlp(self.norm2(h))
+        return (h, w) if return_weights else h
 
 
 class InContextTransformer(nn.Module):
-    def __init__(self, cfg: TransformerConfig):
+    def __init__(self, cfg: TransformerConfig, seed: int | None = None):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Linear(cfg.d_in, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm_f = _norm(cfg)
         self.head = nn.Linear(cfg.d_model, cfg.d_out)
+        init_weights(self, seed)
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, L, d_in) tokens and an (L, L) bool mask -> (B, L, d_out) logits or probabilities."""
+    def forward(self, tokens: torch.Tensor, n_context: int, return_weights: bool = False):
+        """(B, 1 + N + Lq, d_in) tokens -> (B, L, d_out) logits or probabilities; with
+        ``return_weights`` also a list over layers of the query rows' attention weights."""
         h = self.embed(tokens)
+        weights = []
         for block in self.blocks:
-            h = block(h, mask)
-        return self.head(self.norm_f(h))
+            h = block(h, n_context, return_weights)
+            if return_weights:
+                h, w = h
+                weights.append(w)
+        out = self.head(self.norm_f(h))
+        return (out, weights) if return_weights else out
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
 
 def init_weights(model: InContextTransformer, seed: int | None = None) -> InContextTransformer:
-    """GPT-2 style init: N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layer)."""
+    """GPT-2 style init: N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layer), zero biases."""
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     for name, p in model.named_parameters():
         if p.dim() < 2:
@@ -125,4 +232,10 @@ def init_weights(model: InContextTransformer, seed: int | None = None) -> InCont
     for name, p in model.named_parameters():
         if name.endswith("bias"):
             nn.init.zeros_(p)
+        elif name.endswith("log_temp"):
+            nn.init.constant_(p, math.log(model.cfg.attn_temp_init))
+    if model.cfg.qk_init == "tied":  # q.k = (W h_i).(W h_j) starts as a similarity: rows sharing values score higher
+        with torch.no_grad():
+            for block in model.blocks:
+                block.attn.k.weight.copy_(block.attn.q.weight)
     return model

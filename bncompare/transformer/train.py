@@ -4,12 +4,15 @@ One training step:
 
 1. draw ``batch_size`` fresh CPT sets from the prior (one per sequence; the
    structure is fixed), all in one vectorized call;
-2. draw one context length ``n`` for the whole batch (log-uniform over
-   ``[n_context_min, n_context_max]``, so no padding is needed and short,
-   cheap sequences are common), then ``n`` context rows and
-   ``n_queries`` query samples per sequence from that sequence's CPTs;
-3. one forward pass answers every target of every query sample;
-4. cross-entropy against the chosen target, AdamW step, cosine learning rate.
+2. split the batch into ``length_groups`` groups and draw one context length
+   ``n`` per group (log-uniform or uniform over ``[n_context_min,
+   n_context_max]``), so no padding is needed and every step sees short and
+   long contexts; then ``n`` context rows and ``n_queries`` query samples per
+   sequence from that sequence's CPTs;
+3. one forward pass per group answers every target of every query;
+4. cross-entropy against the chosen target (optionally weighted per target by
+   its support in the context, ``loss_weight_power``), AdamW step, cosine
+   learning rate.
 
 Loss targets (``TrainConfig.loss``):
 
@@ -44,12 +47,12 @@ from bncompare.errors import BNError
 from bncompare.estimators.counting import count_tables
 from bncompare.networks.graph import Graph
 from bncompare.networks.sampling import sample
-from bncompare.transformer.encoding import Layout, attention_mask, encode
-from bncompare.transformer.model import InContextTransformer, TransformerConfig, init_weights
+from bncompare.transformer.encoding import Layout, encode
+from bncompare.transformer.model import InContextTransformer, TransformerConfig
 
 # Bump when a change to this file changes what a given config trains: it is part
 # of the cache key, so stale cached models are not reused.
-TRAIN_CODE_VERSION = "1"
+TRAIN_CODE_VERSION = "2"
 
 LOSSES = ("true_cpt", "sample", "mle")
 SAMPLINGS = ("loguniform", "uniform", "fixed")
@@ -58,16 +61,27 @@ SAMPLINGS = ("loguniform", "uniform", "fixed")
 STREAM_TASKS, STREAM_INIT, STREAM_EVAL = 0, 1, 2
 
 
+MODEL_FIELDS = ("d_model", "n_layer", "n_head", "d_ff", "norm", "attention", "context_attention", "attn_scale",
+                "qk_norm", "attn_temp_init", "qk_init", "mlp", "query_view")
+
+
 @dataclass
 class TrainConfig:
-    # model
+    # model (fields of TransformerConfig; see model.py for what each does)
     d_model: int = 64
     n_layer: int = 2
     n_head: int = 4
     d_ff: int = 256
     norm: str = "layer"  # "layer" | "none"
     attention: str = "softmax"  # "softmax" | "softmax_1"
-    # optimization (defaults tuned on tree-7, Dirichlet(1): see benchmarks/bench_transformer.py)
+    context_attention: str = "full"  # "full" | "self"
+    attn_scale: str = "fixed"  # "fixed" | "learned" | "log_n"
+    qk_norm: bool = False
+    attn_temp_init: float = 1.0
+    qk_init: str = "random"  # "random" | "tied"
+    mlp: str = "relu"  # "relu" | "swiglu"
+    query_view: str = "prefix"  # "prefix" | "parents"
+    # optimization
     steps: int = 3000
     batch_size: int = 16
     lr: float = 3e-3
@@ -79,8 +93,13 @@ class TrainConfig:
     n_context_max: int = 500
     n_context_min: int = 0
     context_sampling: str = "loguniform"  # "loguniform" | "uniform" | "fixed" (always n_context_max)
+    length_groups: int = 1  # context lengths per step: the batch is split into this many groups
     n_queries: int = 8  # query samples per sequence; each asks for every node
     loss: str = "true_cpt"  # "true_cpt" | "sample" | "mle"
+    # each target's loss is weighted by (rows matching its parent values + 1) ** power: long contexts,
+    # whose excess loss is ~1/n, then weigh as much as short ones (the weights depend only on the
+    # context, so the minimizer is still the posterior predictive)
+    loss_weight_power: float = 0.0
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     # held-out evaluation (separate seed stream); eval_every = 0 turns it off
@@ -96,19 +115,17 @@ class TrainConfig:
             raise BNError(f"unknown context sampling {self.context_sampling!r}; choose one of {list(SAMPLINGS)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise BNError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        if self.attention not in ("softmax", "softmax_1"):
-            raise BNError(f"attention must be 'softmax' or 'softmax_1', got {self.attention!r}")
-        if self.norm not in ("layer", "none"):
-            raise BNError(f"norm must be 'layer' or 'none', got {self.norm!r}")
-        for name in ("d_model", "n_layer", "n_head", "d_ff", "steps", "batch_size", "n_queries"):
+        for name in ("steps", "batch_size", "n_queries", "length_groups"):
             if int(getattr(self, name)) < 1:
                 raise BNError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.d_model % self.n_head:
-            raise BNError(f"TrainConfig: d_model={self.d_model} is not divisible by n_head={self.n_head}")
+        if self.length_groups > self.batch_size:
+            raise BNError(f"TrainConfig.length_groups={self.length_groups} exceeds batch_size={self.batch_size}")
         if not 0 <= self.n_context_min <= self.n_context_max:
-            raise BNError(f"TrainConfig needs 0 <= n_context_min <= n_context_max, got {self.n_context_min}, {self.n_context_max}")
+            raise BNError(f"TrainConfig needs 0 <= n_context_min <= n_context_max, "
+                          f"got {self.n_context_min}, {self.n_context_max}")
         if not self.lr > 0:
             raise BNError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        self.model_config(None)  # the model fields are validated where they are defined
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -123,12 +140,14 @@ class TrainConfig:
         d["eval_lengths"] = list(self.eval_lengths)
         return d
 
-    def model_config(self, graph: Graph) -> TransformerConfig:
-        layout = Layout(graph.cards)
-        return TransformerConfig(
-            d_in=layout.d_in, d_out=layout.d_out, d_model=self.d_model, n_layer=self.n_layer,
-            n_head=self.n_head, d_ff=self.d_ff, norm=self.norm, attention=self.attention, output="logits",
-        )
+    def model_config(self, graph: Graph | None) -> TransformerConfig:
+        """The TransformerConfig for ``graph`` (``None``: only validate the model fields)."""
+        layout = Layout(graph.cards) if graph is not None else None
+        try:
+            return TransformerConfig(d_in=layout.d_in if layout else 1, d_out=layout.d_out if layout else 1,
+                                     output="logits", **{f: getattr(self, f) for f in MODEL_FIELDS})
+        except ValueError as e:
+            raise BNError(f"TrainConfig: {e}") from None
 
 
 def stream_seed(seed: int, stream: int) -> int:
@@ -168,6 +187,7 @@ class Tasks:
     sampled: torch.Tensor  # one-hot of the query's own value
     mle: torch.Tensor  # context MLE row (uniform when the parent configuration is unseen)
     bayes: torch.Tensor | None  # Dirichlet posterior mean (None when the prior is not Dirichlet)
+    support: torch.Tensor  # (B, Q, M): context rows that match the query on the target's parents
 
 
 def make_tasks(graph: Graph, prior, n_tasks: int, n_context: int, n_queries: int, gen: torch.Generator) -> Tasks:
@@ -177,7 +197,7 @@ def make_tasks(graph: Graph, prior, n_tasks: int, n_context: int, n_queries: int
     alpha = getattr(prior, "alpha", None)
     d_out = max(graph.cards)
     batch = torch.arange(n_tasks)[:, None]
-    true, sampled, mle, bayes = [], [], [], []
+    true, sampled, mle, bayes, support = [], [], [], [], []
     pad = lambda t: F.pad(t, (0, d_out - t.shape[-1]))  # noqa: E731
     counts = count_tables(graph, contexts)
     for m, d in enumerate(graph.cards):
@@ -187,10 +207,11 @@ def make_tasks(graph: Graph, prior, n_tasks: int, n_context: int, n_queries: int
         true.append(pad(cpts[m][batch, rows]))
         sampled.append(pad(F.one_hot(queries[..., m], d).to(torch.float64)))
         mle.append(pad(torch.where(total > 0, n / total.clamp_min(1), torch.full_like(n, 1.0 / d))))
+        support.append(total[..., 0])
         if alpha is not None:
             bayes.append(pad((n + alpha) / (total + alpha * d)))
     stack = lambda xs: torch.stack(xs, 2) if xs else None  # noqa: E731
-    return Tasks(contexts, queries, stack(true), stack(sampled), stack(mle), stack(bayes))
+    return Tasks(contexts, queries, stack(true), stack(sampled), stack(mle), stack(bayes), stack(support))
 
 
 def target_of(tasks: Tasks, loss: str) -> torch.Tensor:
@@ -207,23 +228,28 @@ def query_log_probs(model: InContextTransformer, graph: Graph, tasks: Tasks, dev
     """Model log-probabilities for every target of every query, (B, Q, M, d_out) float32."""
     B, N, M = tasks.contexts.shape
     Q = tasks.queries.shape[1]
-    tokens = encode(graph, tasks.contexts.to(device), tasks.queries.to(device), range(M))
-    mask = attention_mask(N, Q * M, device=device)
+    tokens = encode(graph, tasks.contexts.to(device), tasks.queries.to(device), range(M), view=model.cfg.query_view)
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
-        out = model(tokens, mask)[:, 1 + N :]
+        out = model(tokens, N)[:, 1 + N :]
     logits = out.float().reshape(B, Q, M, -1)
     # states a node does not have (mixed cardinalities) get no probability
     logits = logits.masked_fill(~valid_outputs(graph, device), -1e9)
     return torch.log_softmax(logits, -1)
 
 
-def cross_entropy(target: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
-    """Mean over queries and targets of -sum_v target_v log p_v (padded slots have target 0)."""
-    return -(target * log_probs).sum(-1).mean()
+def cross_entropy(target: torch.Tensor, log_probs: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over queries and targets of -sum_v target_v log p_v (padded slots have target 0),
+    or its ``weight``-weighted mean (weight: (B, Q, M))."""
+    ce = -(target * log_probs).sum(-1)
+    return ce.mean() if weight is None else (weight * ce).sum() / weight.sum()
 
 
 def bayes_cross_entropy(target: torch.Tensor, bayes: torch.Tensor) -> float:
     return float(-(target * torch.log(bayes.clamp_min(1e-300))).sum(-1).mean())
+
+
+def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
+    return float(0.5 * (p - q).abs().sum(-1).mean())
 
 
 # ----- training -------------------------------------------------------------
@@ -237,7 +263,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    # nanoGPT's rule: decay matrices, not biases or norm gains
+    # nanoGPT's rule: decay matrices, not biases, norm gains or temperatures
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -245,7 +271,35 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
 
 
 def build_model(graph: Graph, cfg: TrainConfig) -> InContextTransformer:
-    return init_weights(InContextTransformer(cfg.model_config(graph)), seed=stream_seed(cfg.seed, STREAM_INIT))
+    return InContextTransformer(cfg.model_config(graph), seed=stream_seed(cfg.seed, STREAM_INIT))
+
+
+def group_sizes(cfg: TrainConfig) -> list[int]:
+    """Split the batch into ``length_groups`` near-equal groups, one context length each."""
+    k, b = cfg.length_groups, cfg.batch_size
+    return [b // k + (i < b % k) for i in range(k)]
+
+
+def train_step(model, graph: Graph, prior, cfg: TrainConfig, gen: torch.Generator, device, autocast: bool) -> dict:
+    """Forward and backward over one batch (one group per context length); returns the batch figures."""
+    rec = {"loss": 0.0, "n_context": 0}
+    bayes_loss = []
+    for size in group_sizes(cfg):
+        tasks = make_tasks(graph, prior, size, draw_length(cfg, gen), cfg.n_queries, gen)
+        target = target_of(tasks, cfg.loss)
+        weight = None
+        if cfg.loss_weight_power:
+            weight = (tasks.support.to(device, torch.float32) + 1.0) ** cfg.loss_weight_power
+        log_probs = query_log_probs(model, graph, tasks, device, autocast)
+        loss = cross_entropy(target.to(device, torch.float32), log_probs, weight) * (size / cfg.batch_size)
+        loss.backward()
+        rec["loss"] += loss.item()
+        rec["n_context"] = max(rec["n_context"], tasks.contexts.shape[1])
+        if tasks.bayes is not None:
+            bayes_loss.append(bayes_cross_entropy(target, tasks.bayes) * size / cfg.batch_size)
+    if bayes_loss:
+        rec["bayes_loss"] = sum(bayes_loss)
+    return rec
 
 
 def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = True):
@@ -253,11 +307,13 @@ def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = 
 
     ``history`` has one dict per step: ``step``, ``loss``, ``bayes_loss`` (the
     Dirichlet posterior mean's loss on the same batch, when the prior is
-    Dirichlet), ``lr``, ``n_context``; every ``eval_every`` steps and at the end
-    it also holds held-out figures averaged over ``eval_lengths``: ``eval_ce`` /
-    ``eval_bayes_ce`` (cross-entropy against the true CPT rows) and ``eval_tv`` /
-    ``eval_bayes_tv`` / ``eval_mle_tv`` (total variation to the true rows).
-    ``history[-1]["train_seconds"]`` is the wall clock of the whole call.
+    Dirichlet), ``lr``, ``n_context`` (the longest context of the step); every
+    ``eval_every`` steps and at the end it also holds ``seconds`` (wall clock so
+    far, evaluation excluded) and held-out figures: for each N in
+    ``eval_lengths``, ``eval_tv@N``, ``eval_bayes_tv@N``, ``eval_mle_tv@N``
+    (total variation to the true CPT rows) and ``eval_ce@N`` / ``eval_bayes_ce@N``
+    (cross-entropy against them); ``eval_tv``, ``eval_ce``, ... are their means
+    over the lengths. ``history[-1]["train_seconds"]`` is the wall clock of the whole call.
     """
     cfg = cfg or TrainConfig()
     if not isinstance(graph, Graph):
@@ -271,6 +327,7 @@ def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = 
     opt = make_optimizer(model, cfg)
     gen = torch.Generator().manual_seed(stream_seed(cfg.seed, STREAM_TASKS))
     evaluator = HeldOut(graph, prior, cfg) if cfg.eval_every > 0 else None
+    eval_seconds = 0.0
 
     history = []
     show = progress and sys.stderr.isatty()
@@ -280,22 +337,18 @@ def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = 
         lr = lr_at(step, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
-        tasks = make_tasks(graph, prior, cfg.batch_size, draw_length(cfg, gen), cfg.n_queries, gen)
-        target = target_of(tasks, cfg.loss)
-        log_probs = query_log_probs(model, graph, tasks, device, autocast)
-        loss = cross_entropy(target.to(device, torch.float32), log_probs)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        rec = {"step": step, "lr": lr, **train_step(model, graph, prior, cfg, gen, device, autocast)}
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
 
-        rec = {"step": step, "loss": loss.item(), "lr": lr, "n_context": tasks.contexts.shape[1]}
-        if tasks.bayes is not None:
-            rec["bayes_loss"] = bayes_cross_entropy(target, tasks.bayes)
         last = step == cfg.steps - 1
         if evaluator is not None and (step % cfg.eval_every == 0 or last):
+            t_eval = time.perf_counter()
+            rec["seconds"] = t_eval - t0 - eval_seconds
             rec.update(evaluator(model, device, autocast))
+            eval_seconds += time.perf_counter() - t_eval
         history.append(rec)
         if show and (step % 10 == 0 or last):
             post = {"loss": f"{_recent(history, 'loss'):.4f}"}
@@ -314,26 +367,27 @@ def _recent(history: list[dict], key: str, k: int = 50) -> float:
 
 
 class HeldOut:
-    """Fixed held-out tasks (own seed stream) scored against the true CPT rows."""
+    """Fixed held-out tasks (own seed stream) scored against the true CPT rows, per context length."""
 
     def __init__(self, graph: Graph, prior, cfg: TrainConfig):
         gen = torch.Generator().manual_seed(stream_seed(cfg.seed, STREAM_EVAL))
         self.graph = graph
-        self.sets = [make_tasks(graph, prior, cfg.eval_tasks, n, cfg.n_queries, gen) for n in cfg.eval_lengths]
+        self.sets = {n: make_tasks(graph, prior, cfg.eval_tasks, n, cfg.n_queries, gen) for n in cfg.eval_lengths}
 
     @torch.no_grad()
     def __call__(self, model, device, autocast) -> dict:
         model.eval()
-        ce, tv, bce, btv, mtv = [], [], [], [], []
-        for tasks in self.sets:
+        out = {}
+        for n, tasks in self.sets.items():
             log_probs = query_log_probs(model, self.graph, tasks, device, autocast).double().cpu()
-            ce.append(float(-(tasks.true * log_probs).sum(-1).mean()))
-            tv.append(float(0.5 * (log_probs.exp() - tasks.true).abs().sum(-1).mean()))
-            mtv.append(float(0.5 * (tasks.mle - tasks.true).abs().sum(-1).mean()))
+            out[f"eval_ce@{n}"] = float(-(tasks.true * log_probs).sum(-1).mean())
+            out[f"eval_tv@{n}"] = total_variation(log_probs.exp(), tasks.true)
+            out[f"eval_mle_tv@{n}"] = total_variation(tasks.mle, tasks.true)
             if tasks.bayes is not None:
-                bce.append(bayes_cross_entropy(tasks.true, tasks.bayes))
-                btv.append(float(0.5 * (tasks.bayes - tasks.true).abs().sum(-1).mean()))
-        out = {"eval_ce": float(np.mean(ce)), "eval_tv": float(np.mean(tv)), "eval_mle_tv": float(np.mean(mtv))}
-        if bce:
-            out.update(eval_bayes_ce=float(np.mean(bce)), eval_bayes_tv=float(np.mean(btv)))
+                out[f"eval_bayes_ce@{n}"] = bayes_cross_entropy(tasks.true, tasks.bayes)
+                out[f"eval_bayes_tv@{n}"] = total_variation(tasks.bayes, tasks.true)
+        for key in ("eval_ce", "eval_tv", "eval_mle_tv", "eval_bayes_ce", "eval_bayes_tv"):
+            vals = [out[f"{key}@{n}"] for n in self.sets if f"{key}@{n}" in out]
+            if vals:
+                out[key] = float(np.mean(vals))
         return out
