@@ -26,7 +26,8 @@ import torch
 from bncompare.errors import BNError
 from bncompare.estimators.base import TableEstimator
 from bncompare.estimators.counting import count_tables
-from bncompare.networks.pyro_model import bn_model, cpt_site, seeded, single_thread
+from bncompare.networks.pyro_model import bn_model, cpt_site
+from bncompare.runtime import seeded, single_thread
 
 
 def _check_alpha(alpha) -> float:

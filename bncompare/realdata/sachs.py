@@ -40,6 +40,7 @@ import torch
 
 from bncompare.errors import BNError
 from bncompare.estimators.counting import DirichletPosterior
+from bncompare.metrics.conditional import tv as total_variation
 from bncompare.networks.graph import Graph, check_data
 from bncompare.networks.network import BayesNet
 from bncompare.realdata.discretize import discretize
@@ -222,7 +223,7 @@ def cpt_tv(a: BayesNet, b: BayesNet, data: torch.Tensor | None = None) -> pd.Ser
         raise BNError("cpt_tv needs two networks on the same graph (names, parents and cards)")
     out = {}
     for m, name in enumerate(g.names):
-        tv = 0.5 * np.abs(a.cpts[m] - b.cpts[m]).sum(axis=1)
+        tv = total_variation(torch.as_tensor(a.cpts[m]), torch.as_tensor(b.cpts[m])).numpy()
         if data is None:
             out[name] = float(tv.mean())
         else:

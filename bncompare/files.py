@@ -1,0 +1,22 @@
+"""Atomic file writes: a reader (or a killed run) sees the old file or the new one, never half of one."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+
+def atomic_write(path, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` fills a temporary file next to ``path``, which is then renamed into place (atomic on POSIX)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left over when ``write`` failed
+    return path
+
+
+def atomic_write_text(path, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
