@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from bncompare.errors import BNError
-from bncompare.estimators.base import Estimator, TableEstimator
+from bncompare.estimators.base import Estimator, TableEstimator, Tags
 
 
 def count_tables(graph, contexts: torch.Tensor) -> list[torch.Tensor]:
@@ -87,6 +87,7 @@ class DirichletPosterior(CountingEstimator):
     """Posterior mean under symmetric Dirichlet(alpha) rows ("bayes" when alpha matches the prior)."""
 
     name = "dirichlet"
+    tags = Tags(reference_for="log loss under Dirichlet(alpha) rows")
 
     def __init__(self, alpha: float = 1.0):
         if not alpha > 0:
@@ -99,6 +100,7 @@ class DirichletPosterior(CountingEstimator):
 
 class K2(DirichletPosterior):
     name = "k2"
+    tags = Tags()  # Dirichlet(1) whatever the prior: a reference only by coincidence
 
     def __init__(self):
         super().__init__(1.0)
@@ -120,6 +122,7 @@ class NaiveMLE(Estimator):
     """MLE of x_m given the whole prefix x_<m, found by matching rows (no tables: prefixes can be huge)."""
 
     name = "naive"
+    tags = Tags(graph_agnostic=True)
 
     def fit(self, graph, contexts):
         self.contexts_ = self._start_fit(graph, contexts)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from bncompare.errors import BNError
-from bncompare.estimators.base import TableEstimator
+from bncompare.estimators.base import TableEstimator, Tags
 from bncompare.networks.graph import Graph
 
 
@@ -69,6 +69,8 @@ def cpd_to_table(graph: Graph, m: int, cpd) -> np.ndarray:
 
 
 class _PgmpyEstimator(TableEstimator):
+    tags = Tags(family="library")
+
     def _make_estimator(self, state_names: dict):
         raise NotImplementedError
 

@@ -3,9 +3,9 @@ from bncompare.metrics.conditional import conditional_errors, kl, true_rows, tv,
 from bncompare.metrics.joint import (
     MAX_EXACT_STATES, all_states, estimator_log_joint, exact_joint, joint_distances, monte_carlo, n_joint_states, pairwise_tv, true_log_joint,
 )
-from bncompare.metrics.summary import mean_sem
+from bncompare.metrics.summary import cell_summary, excess, mean_sem, summarize
 
 __all__ = [
     "MAX_EXACT_STATES", "all_states", "conditional_errors", "estimator_log_joint", "exact_joint", "joint_distances", "kl",
-    "mean_sem", "monte_carlo", "n_joint_states", "pairwise_tv", "true_log_joint", "true_rows", "tv", "unseen_mask",
+    "cell_summary", "excess", "mean_sem", "summarize", "monte_carlo", "n_joint_states", "pairwise_tv", "true_log_joint", "true_rows", "tv", "unseen_mask",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bncompare.errors import BNError
-from bncompare.estimators.base import Estimator
+from bncompare.estimators.base import Estimator, Tags
 from bncompare.networks.graph import Graph
 from bncompare.transformer.checkpoint import graph_signature, trained_model
 from bncompare.transformer.estimator import TransformerEstimator
@@ -22,6 +22,7 @@ from bncompare.transformer.train import TrainConfig
 
 class TrainedTransformer(Estimator):
     name = "transformer_trained"
+    tags = Tags(family="trained", has_attention=True, has_history=True)
 
     def __init__(self, train_cfg: TrainConfig | dict | None = None, cache_dir=None, progress: bool = True,
                  batch_size: int = 256):
