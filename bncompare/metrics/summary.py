@@ -65,3 +65,21 @@ def cell_summary(frame: pd.DataFrame, reference: pd.DataFrame | None, graph: str
     out.insert(0, "seed", seed)
     out.insert(0, "graph", graph)
     return out[RESULT_COLUMNS]
+
+
+def combine_seeds(results: pd.DataFrame) -> pd.DataFrame:
+    """results.csv rows of several seeds -> one row per (estimator, context_len, node, metric).
+
+    One seed keeps its mean and SE over episodes; several give the mean of the
+    per-seed means with the standard error across seeds.
+    """
+    keys = ["estimator", "context_len", "node", "metric"]
+    n_seeds = results.groupby(keys, sort=False)["seed"].transform("nunique")
+    single = results[n_seeds == 1][keys + ["mean", "sem", "n"]].assign(seeds=1)
+    multi = results[n_seeds > 1]
+    if multi.empty:
+        return single.reset_index(drop=True)
+    g = multi.groupby(keys, sort=False)
+    agg = g.agg(mean=("mean", "mean"), std=("mean", "std"), n=("n", "sum"), seeds=("seed", "nunique")).reset_index()
+    agg["sem"] = agg["std"] / np.sqrt(agg["seeds"])
+    return pd.concat([single, agg.drop(columns="std")], ignore_index=True)
