@@ -9,7 +9,15 @@ import torch
 
 from bncompare.estimators import MLE, DirichletPosterior, NaiveMLE, TableEstimator
 from bncompare.metrics import (
-    all_states, conditional_errors, exact_joint, kl, mean_sem, monte_carlo, pairwise_tv, true_log_joint, tv,
+    all_states,
+    conditional_errors,
+    exact_joint,
+    kl,
+    mean_sem,
+    monte_carlo,
+    pairwise_tv,
+    true_log_joint,
+    tv,
     unseen_mask,
 )
 from bncompare.networks import DirichletPrior, get_graph, sample

@@ -1,4 +1,4 @@
-"""Studies beyond synthetic families: the structure-agnostic preset, the real Sachs rows, prior distance of real CPTs."""
+"""Beyond synthetic families: the structure-agnostic preset, the real Sachs rows, prior distance of real CPTs."""
 import json
 
 import numpy as np
@@ -13,7 +13,8 @@ from bncompare.studies.runner import run_study
 from bncompare.studies.spec import study_spec
 from bncompare.studies.truth import SplitTruth, build_problem
 
-TINY_TRAIN = ["transformer=smoke", "transformer.train.steps=20", "transformer.train.d_model=16", "transformer.train.d_ff=32"]
+TINY_TRAIN = ["transformer=smoke", "transformer.train.steps=20", "transformer.train.d_model=16",
+              "transformer.train.d_ff=32"]
 
 
 def test_agnostic_preset_compares_the_right_estimators():
@@ -25,8 +26,8 @@ def test_agnostic_preset_compares_the_right_estimators():
 
 def test_tiny_agnostic_study_rows_and_attention_page(tmp_path):
     cfg = compose(["study=agnostic", "graph=chain-5", *TINY_TRAIN, f"transformer.cache_dir={tmp_path / 'cache'}",
-                   "~estimators.trained", "context_lens=[3,12]", "episodes=8", "queries=2", "diagnostics.attention_episodes=2",
-                   "progress=false"])
+                   "~estimators.trained", "context_lens=[3,12]", "episodes=8", "queries=2",
+                   "diagnostics.attention_episodes=2", "progress=false"])
     out = run_study(cfg, tmp_path / "out")
     res = read_results(out / "results.csv")
     agn = res[res["estimator"] == "agnostic"]

@@ -21,8 +21,8 @@ study and its report read declarations instead of inspecting objects.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -60,7 +60,7 @@ class Estimator:
         """The settings this estimator was built with, each stored under its ``__init__`` name."""
         return {name: getattr(self, name) for name in self.param_names()}
 
-    def prepare(self, graph: Graph, prior, seed: int = 0) -> "Estimator":
+    def prepare(self, graph: Graph, prior, seed: int = 0) -> Estimator:
         """Learn whatever depends only on the task distribution, once per study.
 
         A no-op for estimators that learn everything in context; the trained
@@ -69,7 +69,7 @@ class Estimator:
         """
         return self
 
-    def fit(self, graph: Graph, contexts: torch.Tensor) -> "Estimator":
+    def fit(self, graph: Graph, contexts: torch.Tensor) -> Estimator:
         raise NotImplementedError
 
     def predict_proba(self, queries: torch.Tensor, nodes: Sequence[int] | None = None) -> list[torch.Tensor]:

@@ -113,7 +113,8 @@ class PgmpyBayes(_PgmpyEstimator):
 
     PRIORS = {"bdeu": "BDeu", "k2": "K2", "dirichlet": "dirichlet"}
 
-    def __init__(self, prior_type: str = "BDeu", equivalent_sample_size: float = 5.0, pseudo_counts: float | None = None):
+    def __init__(self, prior_type: str = "BDeu", equivalent_sample_size: float = 5.0,
+                 pseudo_counts: float | None = None):
         key = str(prior_type).lower()
         if key not in self.PRIORS:
             raise BNError(f"unknown pgmpy prior {prior_type!r}; choose one of {sorted(self.PRIORS.values())}")

@@ -57,7 +57,8 @@ class UniformRangePrior:
     def sample(self, graph: Graph, n_sets: int, generator: torch.Generator | None = None) -> CPTBatch:
         out = []
         for q, d in zip(graph.n_configs, graph.cards):
-            u = self.low + (self.high - self.low) * torch.rand(n_sets, q, d if d > 2 else 1, generator=generator, dtype=torch.float64)
+            u = torch.rand(n_sets, q, d if d > 2 else 1, generator=generator, dtype=torch.float64)
+            u = self.low + (self.high - self.low) * u
             out.append(torch.cat([u, 1 - u], -1) if d == 2 else u / u.sum(-1, keepdim=True))
         return out
 
@@ -113,7 +114,8 @@ class RandomDAGPrior:
 
     def __post_init__(self):
         if not 0 <= self.p_low <= self.p_high <= 1:
-            raise BNError(f"edge-probability range must satisfy 0 <= low <= high <= 1, got [{self.p_low}, {self.p_high}]")
+            raise BNError("edge-probability range must satisfy 0 <= low <= high <= 1, "
+                          f"got [{self.p_low}, {self.p_high}]")
         DirichletPrior(self.alpha)
 
     @property

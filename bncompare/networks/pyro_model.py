@@ -42,7 +42,8 @@ def bn_model(graph: Graph, cpts=None, alpha: float = 1.0, data: torch.Tensor | N
     """
     if data is None and n is None:
         raise BNError("bn_model needs observed data or a number of rows n")
-    device = data.device if data is not None else (cpts[0].device if cpts is not None and torch.is_tensor(cpts[0]) else None)
+    given = cpts[0].device if cpts is not None and torch.is_tensor(cpts[0]) else None
+    device = data.device if data is not None else given
     n_rows = data.shape[0] if data is not None else int(n)
     tables = []
     for m, name in enumerate(graph.names):

@@ -31,7 +31,7 @@ Typical use::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import numpy as np
@@ -64,7 +64,7 @@ _DATA = "bncompare.data.sachs"
 
 
 # ----- raw data ------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def _read(name: str) -> pd.DataFrame:
     with resources.files(_DATA).joinpath(name).open("r") as f:
         return pd.read_csv(f)

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from bncompare.reports.data import ReportData
-from bncompare.reports.plots import Z, Styles
+from bncompare.reports.plots import Styles, Z
 
 
 @dataclass

@@ -77,7 +77,8 @@ class ReportData:
         for r in self.runs_of(graph):
             path = r.dir / "episodes.csv.gz"
             if path.is_file():
-                f = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"node": str, "metric": str, "graph": str})
+                f = pd.read_csv(path, keep_default_na=False, na_values=[""],
+                                dtype={"node": str, "metric": str, "graph": str})
                 parts.append(f[f["metric"].isin(metrics)])
         return pd.concat(parts, ignore_index=True) if parts else None
 

@@ -9,8 +9,8 @@ panel (mean ± SE at a few context lengths, the best in bold).
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np

@@ -39,7 +39,8 @@ class Styles:
                 self.style[e] = dict(color="black", ls="--", lw=2.0, marker=None)
             else:
                 ls = ":" if e in dotted else "-"
-                self.style[e] = dict(color=palette[i % len(palette)], ls=ls, lw=1.6, marker="o" if e in subset else None)
+                marker = "o" if e in subset else None
+                self.style[e] = dict(color=palette[i % len(palette)], ls=ls, lw=1.6, marker=marker)
                 i += 1
 
     def label(self, e: str) -> str:
@@ -159,7 +160,7 @@ def fmt(mean: float, sem: float | None = None, digits: int = 3) -> str:
 
 
 def fig_legend(fig, axes, ncol: int = 4, y: float = 0.005) -> None:
-    handles, labels = {}, {}
+    labels = {}
     for ax in np.ravel(axes):
         for h, lab in zip(*ax.get_legend_handles_labels()):
             if lab and not lab.startswith("_") and lab not in labels:

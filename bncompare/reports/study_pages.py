@@ -32,11 +32,13 @@ def title_page(pdf, data: ReportData) -> None:
     if meta:
         total = sum(sum(x.get("wall_seconds", 0) for x in r.meta.get("runs", [])) for r in data.runs)
         last = meta.get("runs", [{}])[-1]
+        invocations = sum(len(r.meta.get("runs", [])) for r in data.runs)
         lines += [
             f"device: {meta.get('device')}",
-            f"study wall time (before this report): {total:.1f} s in total over {sum(len(r.meta.get('runs', [])) for r in data.runs)} invocation(s) "
+            f"study wall time (before this report): {total:.1f} s in total over {invocations} invocation(s) "
             f"of {len(data.runs)} run(s); last invocation {last.get('wall_seconds', 0):.1f} s "
-            f"({last.get('cells_computed', 0)} cells computed, {last.get('cells_reused', 0)} reused), started {last.get('started')}",
+            f"({last.get('cells_computed', 0)} cells computed, {last.get('cells_reused', 0)} reused), "
+            f"started {last.get('started')}",
             "versions: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()),
         ]
     for r in data.runs:  # real networks / real data: distance of the true CPTs from the training prior
@@ -144,8 +146,9 @@ def unseen_page(pdf, ctx: Ctx) -> None:
 
 def cost_page(pdf, ctx: Ctx) -> None:
     fig = plt.figure(figsize=PAGE)
+    device = ctx.data.runs_of(ctx.graph)[0].meta.get("device", "?")
     header(fig, f"{ctx.graph}: cost", "wall-clock seconds per context (fit + predict of every node for all queries "
-            f"of an episode), measured in the study's vectorized batches on {ctx.data.runs_of(ctx.graph)[0].meta.get('device', '?')}")
+           f"of an episode), measured in the study's vectorized batches on {device}")
     ax = fig.add_axes([0.07, 0.51, 0.6, 0.37])
     if line_panel(ax, ctx.comb, "seconds_per_context", ctx.estimators, ctx.styles, ylog=True, band=False):
         set_xscale(ax, ctx.lens)
@@ -192,7 +195,8 @@ def agreement_page(pdf, ctx: Ctx) -> None:
     fig = plt.figure(figsize=PAGE)
     header(fig, title, "each is run on the same episodes as the fast estimator it mirrors (slow ones on a subset); "
             "agreement = TV between the two predicted conditionals, per query, and the largest absolute difference of "
-            "any predicted probability. Exact mirrors agree to rounding; MCMC/VI to their Monte Carlo/optimization error.")
+           "any predicted probability. Exact mirrors agree to rounding; MCMC/VI to their Monte Carlo/optimization "
+           "error.")
     rows = []
     for e, m in pairs:
         d = ctx.comb[(ctx.comb["estimator"] == e) & (ctx.comb["node"] == "all")]
@@ -200,7 +204,8 @@ def agreement_page(pdf, ctx: Ctx) -> None:
         mx = d[d["metric"] == "agree_max_abs"]
         entry = ctx.data.entry(ctx.graph, e)
         n_eps = int(tvs["n"].max()) if len(tvs) else 0
-        rows.append([ctx.styles.label(e), ctx.styles.label(m), f"{n_eps}" + (" (subset)" if entry.get("subset") else ""),
+        episodes = f"{n_eps}" + (" (subset)" if entry.get("subset") else "")
+        rows.append([ctx.styles.label(e), ctx.styles.label(m), episodes,
                      ", ".join(str(n) for n in sorted(tvs["context_len"])),
                      f"{float(tvs['mean'].mean()):.2g}", f"{float(mx['mean'].max()):.2g}"])
     ax = fig.add_axes([0.02, 0.55, 0.96, 0.33])
@@ -227,7 +232,7 @@ def agreement_page(pdf, ctx: Ctx) -> None:
         ax.set_ylabel("conditional TV of the baseline (same episode)")
         ax.legend(fontsize=7)
     ax = fig.add_axes([0.57, 0.07, 0.4, 0.42])
-    for e, m in pairs:
+    for e, _ in pairs:
         d = ctx.comb[(ctx.comb["estimator"] == e) & (ctx.comb["metric"] == "agree_tv") & (ctx.comb["node"] == "all")]
         d = d.sort_values("context_len")
         ax.plot(d["context_len"], d["mean"].clip(lower=1e-17), "o-", ms=3, color=ctx.styles.style[e]["color"],

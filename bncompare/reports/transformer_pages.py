@@ -113,7 +113,8 @@ def attention_page(pdf, ctx: Ctx) -> None:
         message_page(pdf, title, "No transformer estimator with an attention diagnostic in this study.")
         return
     fig, axes = plt.subplots(2, len(ests), figsize=PAGE, squeeze=False)
-    header(fig, title, "every layer (L<layer> H<head>), queries of non-root nodes, rows matched on the TRUE parents (a structure-"
+    header(fig, title, "every layer (L<layer> H<head>), queries of non-root nodes, rows matched on the TRUE parents "
+           "(a structure-"
             "agnostic model is never told them). Top: share of each head's attention on context rows "
             "whose parent values equal the query's (the rows the counting solution averages); dashed: the share "
             "those rows would get under uniform attention. Bottom: where the best head's attention goes.")
@@ -121,7 +122,7 @@ def attention_page(pdf, ctx: Ctx) -> None:
         de = d[d["estimator"] == e]
         ax = axes[0, j]
         heads = sorted(set(de["node"]))
-        for i, head in enumerate(heads):
+        for head in heads:
             x = de[(de["node"] == head) & (de["metric"] == "attn_match")].sort_values("context_len")
             ax.errorbar(x["context_len"], x["mean"], yerr=Z * x["sem"].fillna(0), marker="o", ms=3, lw=1.2,
                         capsize=2, label=head.replace(".", " "))
@@ -168,8 +169,9 @@ def agnostic_page(pdf, ctx: Ctx) -> None:
     header(fig, f"{ctx.graph}: the structure-agnostic transformer",
             "never told the parents: trained on a fresh Erdos-Renyi DAG (edge probability ~ U[{}, {}], at most {} "
             "parents) and fresh Dirichlet CPTs per task, on {} nodes with this graph's cardinalities; one cached model "
-            "serves every graph of that layout. It must find the parents in context: the attention page shows the share "
-            "of attention on rows matching the query on the TRUE parents (layer 0 is where a trained model selects them). "
+            "serves every graph of that layout. It must find the parents in context: the attention page shows the "
+            "share of attention on rows matching the query on the TRUE parents (layer 0 is where a trained model "
+            "selects them). "
             "Baselines: naive = prefix MLE (no graph); MLE and Bayes posterior mean use the true graph; the structure-"
             "aware trained TF is trained on this graph only.".format(p.get("p_low"), p.get("p_high"),
                                                                     p.get("max_parents"), "the same number of"))

@@ -60,7 +60,8 @@ def conditional_rows(graph: Graph, batch: Batch, probs: list[torch.Tensor]) -> l
             per_node(names, "unseen_frac", ids, unseen.mean(1), unseen.mean((1, 2)))]
 
 
-def agreement_rows(graph: Graph, batch: Batch, probs: list[torch.Tensor], other: list[torch.Tensor]) -> list[pd.DataFrame]:
+def agreement_rows(graph: Graph, batch: Batch, probs: list[torch.Tensor],
+                   other: list[torch.Tensor]) -> list[pd.DataFrame]:
     """TV between two estimators' predictions per query, and their largest absolute difference."""
     gap = torch.stack([tv(p, o) for p, o in zip(probs, other)], -1)  # (B, Q, M)
     worst = torch.stack([(p - o).abs().amax((1, 2)) for p, o in zip(probs, other)], -1).amax(-1)
@@ -68,7 +69,8 @@ def agreement_rows(graph: Graph, batch: Batch, probs: list[torch.Tensor], other:
             scalar("agree_max_abs", batch.episodes, worst)]
 
 
-def fidelity_rows(est, graph: Graph, spec: StudySpec, batch: Batch, context_len: int, exact: bool) -> list[pd.DataFrame]:
+def fidelity_rows(est, graph: Graph, spec: StudySpec, batch: Batch, context_len: int,
+                  exact: bool) -> list[pd.DataFrame]:
     """Joint TV/KL (exact) or Monte Carlo measures of ``est`` (fitted on ``batch``'s contexts)."""
     if exact:
         out = exact_joint(est, graph, batch.cpts, spec.max_exact_states)

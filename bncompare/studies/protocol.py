@@ -35,7 +35,8 @@ SUB_DATA, SUB_GENERATED, SUB_TRUE_MC = 0, 1, 2
 
 
 def block_seed(seed: int, context_len: int, block: int, sub: int = SUB_DATA) -> int:
-    return int(np.random.SeedSequence([seed, EVAL_STREAM, context_len, block, sub]).generate_state(1, np.uint64)[0] >> 1)
+    entropy = [seed, EVAL_STREAM, context_len, block, sub]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
 
 
 # ----- episodes -----------------------------------------------------------------------
@@ -52,7 +53,7 @@ class Batch:
     def size(self) -> int:
         return len(self.episodes)
 
-    def head(self, k: int) -> "Batch":
+    def head(self, k: int) -> Batch:
         return Batch(self.episodes[:k], self.blocks, [c[:k] for c in self.cpts], self.contexts[:k], self.queries[:k])
 
     def uniforms(self, seed: int, context_len: int, sub: int, n: int, M: int) -> torch.Tensor:

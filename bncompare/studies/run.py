@@ -76,7 +76,9 @@ def _app(cfg: DictConfig) -> None:
         # Exit here: an exception would make Hydra print its own job-failure preamble first.
         print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
-    print(f"results: {path / 'results.csv'}" + (f"\nreport:  {path / 'report.pdf'}" if config.get("report", True) else ""))
+    print(f"results: {path / 'results.csv'}")
+    if config.get("report", True):
+        print(f"report:  {path / 'report.pdf'}")
 
 
 def write_report(run_dir) -> None:
@@ -90,7 +92,8 @@ def write_report(run_dir) -> None:
 
 def compose(overrides: list[str] | None = None) -> dict:
     """The resolved study config for ``overrides`` (e.g. ``["study=smoke"]``), without running it."""
-    from hydra import compose as hydra_compose, initialize_config_module
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()

@@ -13,7 +13,7 @@ import logging
 import os
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -27,7 +27,13 @@ from bncompare.studies.evaluate import evaluate_cell
 from bncompare.studies.protocol import Episodes
 from bncompare.studies.spec import StudySpec, study_spec
 from bncompare.studies.store import (
-    CellStore, cell_key, read_json, write_episodes, write_history, write_json, write_results,
+    CellStore,
+    cell_key,
+    read_json,
+    write_episodes,
+    write_history,
+    write_json,
+    write_results,
 )
 from bncompare.studies.truth import build_problem, prior_distance
 
@@ -70,7 +76,8 @@ def describe_device(spec: StudySpec) -> str:
     device = resolve_device(spec.device)
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(0)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    cpu = platform.processor() or platform.machine()
+    return f"cpu ({cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
 def graph_record(graph) -> dict:
@@ -92,7 +99,7 @@ def estimator_records(spec: StudySpec, estimators: dict) -> dict:
 
 def run_study(config: dict, out_dir) -> Path:
     """Run (or resume) the study ``config`` in ``out_dir``; returns the run directory."""
-    started, t_start = datetime.now(timezone.utc), time.perf_counter()
+    started, t_start = datetime.now(UTC), time.perf_counter()
     spec = study_spec(config)
     resolve_device(spec.device)  # device=cuda without CUDA: one line, before any work
     out = check_out_dir(out_dir)
@@ -118,7 +125,8 @@ def run_study(config: dict, out_dir) -> Path:
     # Build every estimator (settings only); prepare the ones a pending cell needs, once.
     estimators = {e.name: registry.build(e.kind, e.params) for e in spec.estimators}
     write_json(out, "graph.json", graph_record(graph))
-    write_json(out, "truth.json", {"kind": truth.kind, "prior": prior.describe(), "description": truth.describe(graph, prior),
+    write_json(out, "truth.json", {"kind": truth.kind, "prior": prior.describe(),
+                                   "description": truth.describe(graph, prior),
                                    "prior_distance": prior_distance(truth, prior)})
     write_json(out, "estimators.json", estimator_records(spec, estimators))
     needed = {name for _, name in pending}

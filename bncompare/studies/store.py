@@ -71,7 +71,8 @@ class CellStore:
         return self.path(estimator, context_len, key).is_file()
 
     def write(self, estimator: str, context_len: int, key: str, frame: pd.DataFrame) -> None:
-        atomic_write(self.path(estimator, context_len, key), lambda tmp: frame.to_csv(tmp, index=False, compression="gzip"))
+        atomic_write(self.path(estimator, context_len, key),
+                     lambda tmp: frame.to_csv(tmp, index=False, compression="gzip"))
 
     def read(self, estimator: str, context_len: int, key: str) -> pd.DataFrame:
         return pd.read_csv(self.path(estimator, context_len, key), keep_default_na=False, na_values=[""],
@@ -114,4 +115,5 @@ def read_json(out_dir: Path, name: str) -> dict:
 
 def write_history(out_dir: Path, name: str, history: list[dict]) -> Path:
     (Path(out_dir) / "extras").mkdir(exist_ok=True)
-    return atomic_write_text(Path(out_dir) / "extras" / f"history_{name}.csv", pd.DataFrame(history).to_csv(index=False))
+    text = pd.DataFrame(history).to_csv(index=False)
+    return atomic_write_text(Path(out_dir) / "extras" / f"history_{name}.csv", text)

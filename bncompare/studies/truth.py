@@ -15,7 +15,7 @@ real network, else a synthetic family drawn from the prior.
 from __future__ import annotations
 
 import textwrap
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

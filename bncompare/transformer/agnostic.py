@@ -40,7 +40,8 @@ class StructureAgnosticTransformer(TrainedTransformer):
     def training_task(self, graph: Graph, prior) -> tuple[Graph, RandomDAGPrior]:
         alpha = prior.dirichlet_alpha
         if alpha is None:
-            raise BNError(f"{self.name} trains on Dirichlet CPT rows; the study prior {prior!r} is not a Dirichlet prior")
+            raise BNError(f"{self.name} trains on Dirichlet CPT rows; the study prior {prior!r} "
+                          "is not a Dirichlet prior")
         return complete_graph_like(graph), RandomDAGPrior(self.p_low, self.p_high, float(alpha), self.max_parents)
 
     def check_graph(self, graph: Graph) -> None:

@@ -49,7 +49,8 @@ class TrainedTransformer(Estimator):
     def check_graph(self, graph: Graph) -> None:
         """Refuse to fit a graph the model was not prepared for."""
         if graph_signature(graph) != graph_signature(self.prepared_graph_):
-            raise BNError(f"{self.name}: fit got graph {graph!r} but the model was prepared for {self.prepared_graph_!r}")
+            raise BNError(f"{self.name}: fit got graph {graph!r} "
+                          f"but the model was prepared for {self.prepared_graph_!r}")
 
     def prepare(self, graph: Graph, prior, seed: int = 0):
         if not isinstance(graph, Graph):
