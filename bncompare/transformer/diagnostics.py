@@ -12,7 +12,7 @@ recomputed from each block's own modules (same inputs, same scale, same mask).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import Sequence
 
 import torch
 

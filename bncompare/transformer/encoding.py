@@ -18,9 +18,9 @@ to each other; the sink and context rows attend to the sink and the context.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Sequence
 
 import torch
 

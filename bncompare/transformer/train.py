@@ -111,7 +111,7 @@ class TrainConfig:
             raise BNError(f"TrainConfig.lr must be > 0, got {self.lr}")
 
     @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
+    def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
