@@ -20,8 +20,8 @@ from bncompare.metrics import (
     tv,
     unseen_mask,
 )
+from bncompare.metrics.summary import excess, summarize
 from bncompare.networks import DirichletPrior, get_graph, sample
-from bncompare.studies.store import excess, summarize
 
 
 class Oracle(TableEstimator):
