@@ -223,7 +223,8 @@ def cpt_tv(a: BayesNet, b: BayesNet, data: torch.Tensor | None = None) -> pd.Ser
         raise BNError("cpt_tv needs two networks on the same graph (names, parents and cards)")
     out = {}
     for m, name in enumerate(g.names):
-        tv = total_variation(torch.as_tensor(a.cpts[m]), torch.as_tensor(b.cpts[m])).numpy()
+        tv = total_variation(torch.from_numpy(np.ascontiguousarray(a.cpts[m])),
+                             torch.from_numpy(np.ascontiguousarray(b.cpts[m]))).numpy()
         if data is None:
             out[name] = float(tv.mean())
         else:
