@@ -35,13 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bncompare.estimators.counting import MLE, DirichletPosterior  # noqa: E402
 from bncompare.networks import DirichletPrior, get_graph, sample  # noqa: E402
+from bncompare.transformer.construct import ConstructedTransformer  # noqa: E402
 from bncompare.transformer.estimator import TransformerEstimator  # noqa: E402
 from bncompare.transformer.train import TrainConfig, stream_seed, train  # noqa: E402
-
-try:
-    from bncompare.transformer.construct import ConstructedTransformer
-except ImportError:  # written by another part of the project; the benchmark runs without it
-    ConstructedTransformer = None
 
 LENGTHS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
 BENCH_STREAM = 1000  # held-out tasks: a seed stream the training never uses
@@ -82,10 +78,7 @@ def main(argv=None):
           f"{model.n_params()} parameters")
 
     estimators = {"trained": TransformerEstimator(model, batch_size=128), "bayes": DirichletPosterior(1.0), "mle": MLE()}
-    if ConstructedTransformer is not None:
-        estimators["constructed"] = ConstructedTransformer("mle")
-    else:
-        print("constructed transformer: bncompare.transformer.construct not available, skipped")
+    estimators["constructed"] = ConstructedTransformer("mle")
 
     gen = torch.Generator().manual_seed(stream_seed(args.seed, BENCH_STREAM))
     res = {k: [] for k in estimators}

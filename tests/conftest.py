@@ -1,3 +1,1 @@
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported; see bncompare/__init__.py
+import bncompare  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported; see bncompare/__init__.py)

@@ -10,8 +10,13 @@ from bncompare.errors import BNError
 from bncompare.estimators import MLE, DirichletPosterior
 from bncompare.networks import DirichletPrior, Graph, get_graph, sample
 from bncompare.transformer import (
-    ConstructedTransformer, InContextTransformer, TransformerConfig, TransformerEstimator, construct_model,
-    error_bound, init_weights,
+    ConstructedTransformer,
+    InContextTransformer,
+    TransformerConfig,
+    TransformerEstimator,
+    construct_model,
+    error_bound,
+    init_weights,
 )
 from bncompare.transformer.encoding import Layout
 

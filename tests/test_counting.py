@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from bncompare.errors import BNError
-from bncompare.estimators import BDeu, DirichletPosterior, K2, MLE, NaiveMLE, PgmpyBayes, PgmpyMLE
-from bncompare.networks import DirichletPrior, Graph, BayesNet, load_network, sample
+from bncompare.estimators import K2, MLE, BDeu, DirichletPosterior, NaiveMLE, PgmpyBayes, PgmpyMLE
+from bncompare.networks import BayesNet, DirichletPrior, Graph, load_network, sample
 
 
 def contexts_of(net, B, N, seed):

@@ -9,7 +9,11 @@ from bncompare.estimators import MLE, DirichletPosterior, NaiveMLE
 from bncompare.estimators.generate import generate
 from bncompare.networks import DirichletPrior, Graph, get_graph, sample, sample_with_uniforms
 from bncompare.transformer import (
-    ConstructedTransformer, InContextTransformer, TransformerConfig, TransformerEstimator, init_weights,
+    ConstructedTransformer,
+    InContextTransformer,
+    TransformerConfig,
+    TransformerEstimator,
+    init_weights,
 )
 from bncompare.transformer.encoding import Layout
 

@@ -9,11 +9,19 @@ import torch
 
 from bncompare.estimators import MLE, DirichletPosterior, NaiveMLE, TableEstimator
 from bncompare.metrics import (
-    all_states, conditional_errors, exact_joint, kl, mean_sem, monte_carlo, pairwise_tv, true_log_joint, tv,
+    all_states,
+    conditional_errors,
+    exact_joint,
+    kl,
+    mean_sem,
+    monte_carlo,
+    pairwise_tv,
+    true_log_joint,
+    tv,
     unseen_mask,
 )
+from bncompare.metrics.summary import excess, summarize
 from bncompare.networks import DirichletPrior, get_graph, sample
-from bncompare.studies.store import excess, summarize
 
 
 class Oracle(TableEstimator):

@@ -206,7 +206,8 @@ def test_pgmpy_round_trip_exact(name):
 
 def test_pgmpy_layout_with_unsorted_parents():
     # parents Z, A (not alphabetical), multi-valued: pgmpy's column order must follow evidence order
-    g = Graph.from_edges(["Z", "A", "C"], [("Z", "C"), ("A", "C")], {"Z": 3, "A": 2, "C": 4}, parent_order={"C": ["Z", "A"]})
+    g = Graph.from_edges(["Z", "A", "C"], [("Z", "C"), ("A", "C")], {"Z": 3, "A": 2, "C": 4},
+                         parent_order={"C": ["Z", "A"]})
     cpts = DirichletPrior(1.0).sample(g, 1, torch.Generator().manual_seed(0))
     net = BayesNet(g, tuple(c[0].numpy() for c in cpts))
     cpd = to_pgmpy(net).get_cpds("C")
@@ -341,7 +342,7 @@ def test_uniform_range_prior_bounds():
 def test_priors_are_seeded():
     g = get_graph("general-5")
     for prior in (DirichletPrior(0.5), UniformRangePrior()):
-        draw = lambda s: prior.sample(g, 4, torch.Generator().manual_seed(s))
+        draw = lambda s, prior=prior: prior.sample(g, 4, torch.Generator().manual_seed(s))
         assert all(torch.equal(x, y) for x, y in zip(draw(3), draw(3)))
         assert not all(torch.equal(x, y) for x, y in zip(draw(3), draw(4)))
 

@@ -9,7 +9,8 @@ from bncompare.networks.priors import RandomDAGPrior
 
 def test_rows_depend_only_on_the_drawn_parents():
     graph = get_graph("complete-5")
-    cpts, adj = RandomDAGPrior(0.1, 0.9, max_parents=2).sample(graph, 6, torch.Generator().manual_seed(0), return_parents=True)
+    prior = RandomDAGPrior(0.1, 0.9, max_parents=2)
+    cpts, adj = prior.sample(graph, 6, torch.Generator().manual_seed(0), return_parents=True)
     assert adj.sum(1).max() <= 2
     for g in range(6):
         dag = Graph.from_edges(graph.names, [(graph.names[i], graph.names[j]) for i, j in adj[g].nonzero().tolist()])

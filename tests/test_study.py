@@ -15,11 +15,13 @@ import pandas as pd
 import pytest
 import torch
 
-from bncompare.studies.protocol import BLOCK, Episodes, PriorTruth
+from bncompare.metrics.summary import RESULT_COLUMNS
+from bncompare.reports.data import read_results
+from bncompare.studies.protocol import BLOCK, Episodes
 from bncompare.studies.run import compose
-from bncompare.studies.runner import build_problem, run_study
+from bncompare.studies.runner import run_study
 from bncompare.studies.spec import study_spec
-from bncompare.studies.store import RESULT_COLUMNS, read_results
+from bncompare.studies.truth import PriorTruth, build_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = ("fit_seconds_per_context", "predict_seconds_per_context", "seconds_per_context")

@@ -15,7 +15,7 @@ from bncompare.transformer import checkpoint as ckpt
 from bncompare.transformer.checkpoint import load_checkpoint, save_checkpoint, trained_model
 from bncompare.transformer.diagnostics import attention_to_parents
 from bncompare.transformer.encoding import encode
-from bncompare.transformer.model import InContextTransformer, SelfAttention, TransformerConfig
+from bncompare.transformer.model import SelfAttention, TransformerConfig
 from bncompare.transformer.train import TrainConfig, lr_at, train
 from bncompare.transformer.trained import TrainedTransformer
 

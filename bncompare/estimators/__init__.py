@@ -1,11 +1,21 @@
 """Estimators of a network's conditionals from in-context samples, all behind one interface."""
 from bncompare.estimators.base import Estimator, TableEstimator
-from bncompare.estimators.counting import BDeu, CountingEstimator, DirichletPosterior, K2, MLE, NaiveMLE, count_tables
+from bncompare.estimators.counting import (
+    K2,
+    MLE,
+    BDeu,
+    CountingEstimator,
+    DirichletPosterior,
+    NaiveMLE,
+    count_tables,
+    mle_rows,
+)
+
 # pgmpy itself is imported only when a pgmpy estimator is fitted (~1-2 s); pyro costs ~0.15 s
 from bncompare.estimators.pgmpy_baselines import PgmpyBayes, PgmpyMLE
 from bncompare.estimators.pyro_baselines import PyroConjugate, PyroNUTS, PyroSVI
 
 __all__ = [
     "BDeu", "CountingEstimator", "DirichletPosterior", "Estimator", "K2", "MLE", "NaiveMLE", "PgmpyBayes", "PgmpyMLE",
-    "PyroConjugate", "PyroNUTS", "PyroSVI", "TableEstimator", "count_tables",
+    "PyroConjugate", "PyroNUTS", "PyroSVI", "TableEstimator", "count_tables", "mle_rows",
 ]

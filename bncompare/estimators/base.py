@@ -13,10 +13,16 @@ estimator's predictive distribution of ``x_m`` given the query's values on the
 nodes before ``m`` (in topological order). Values at ``m`` and later are ignored.
 An estimator that knows the graph uses only the parents; one that does not
 (naive, structure-agnostic transformer) may use the whole prefix.
+
+Every estimator declares what it is (``tags``, a :class:`Tags`) and its settings
+(``get_params()``, read from the ``__init__`` signature as in scikit-learn), so a
+study and its report read declarations instead of inspecting objects.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -25,11 +31,36 @@ from bncompare.networks.graph import Graph, check_data
 from bncompare.networks.network import CPTBatch
 
 
+@dataclass(frozen=True)
+class Tags:
+    """What an estimator is and can do; class-level, so known before anything is fitted."""
+
+    family: str = "counting"  # counting | library | constructed | trained: how it gets its answer
+    graph_agnostic: bool = False  # never uses the parents, only the prefix of earlier variables
+    has_attention: bool = False  # after fit, ``model_`` is an InContextTransformer (attention diagnostics)
+    has_history: bool = False  # after prepare, ``history_`` is its training curve (a list of per-step dicts)
+    reference_for: str | None = None  # the loss it minimizes in expectation when its prior is the truth's
+
+
 class Estimator:
     name: str = "estimator"
+    tags: Tags = Tags()
     cpts_: CPTBatch | None = None
 
-    def prepare(self, graph: Graph, prior, seed: int = 0) -> "Estimator":
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The settings: the keyword arguments of ``__init__`` (no ``*args``/``**kwargs``)."""
+        if cls.__init__ is object.__init__:
+            return []
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values()
+                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    def get_params(self) -> dict:
+        """The settings this estimator was built with, each stored under its ``__init__`` name."""
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    def prepare(self, graph: Graph, prior, seed: int = 0) -> Estimator:
         """Learn whatever depends only on the task distribution, once per study.
 
         A no-op for estimators that learn everything in context; the trained
@@ -38,7 +69,7 @@ class Estimator:
         """
         return self
 
-    def fit(self, graph: Graph, contexts: torch.Tensor) -> "Estimator":
+    def fit(self, graph: Graph, contexts: torch.Tensor) -> Estimator:
         raise NotImplementedError
 
     def predict_proba(self, queries: torch.Tensor, nodes: Sequence[int] | None = None) -> list[torch.Tensor]:
@@ -71,7 +102,7 @@ class Estimator:
         return queries, nodes
 
     def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_"))
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({settings})"
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from bncompare.errors import BNError
-from bncompare.estimators.base import Estimator, TableEstimator
+from bncompare.estimators.base import Estimator, TableEstimator, Tags
 
 
 def count_tables(graph, contexts: torch.Tensor) -> list[torch.Tensor]:
@@ -45,6 +45,12 @@ def count_tables(graph, contexts: torch.Tensor) -> list[torch.Tensor]:
     return out
 
 
+def mle_rows(counts: torch.Tensor, card: int) -> torch.Tensor:
+    """Counts (..., d) -> MLE rows; a row with no count (unseen parent configuration) is uniform, as in pgmpy."""
+    total = counts.sum(-1, keepdim=True)
+    return torch.where(total > 0, counts / total.clamp_min(1), torch.full_like(counts, 1.0 / card))
+
+
 class CountingEstimator(TableEstimator):
     """Shared fit for the counting family; subclasses say what pseudo-count each cell gets."""
 
@@ -56,12 +62,10 @@ class CountingEstimator(TableEstimator):
         self.counts_, self.cpts_ = count_tables(graph, contexts), []
         for m, n in enumerate(self.counts_):
             a = self.pseudo_count(graph, m)
-            total = n.sum(-1, keepdim=True) + a * graph.cards[m]
             if a > 0:
-                cpt = (n + a) / total
-            else:  # MLE: uniform where the configuration was never seen
-                cpt = torch.where(total > 0, n / total.clamp_min(1), torch.full_like(n, 1.0 / graph.cards[m]))
-            self.cpts_.append(cpt)
+                self.cpts_.append((n + a) / (n.sum(-1, keepdim=True) + a * graph.cards[m]))
+            else:
+                self.cpts_.append(mle_rows(n, graph.cards[m]))
         return self
 
     def unseen(self, queries, nodes=None) -> list[torch.Tensor]:
@@ -83,6 +87,7 @@ class DirichletPosterior(CountingEstimator):
     """Posterior mean under symmetric Dirichlet(alpha) rows ("bayes" when alpha matches the prior)."""
 
     name = "dirichlet"
+    tags = Tags(reference_for="log loss under Dirichlet(alpha) rows")
 
     def __init__(self, alpha: float = 1.0):
         if not alpha > 0:
@@ -95,6 +100,7 @@ class DirichletPosterior(CountingEstimator):
 
 class K2(DirichletPosterior):
     name = "k2"
+    tags = Tags()  # Dirichlet(1) whatever the prior: a reference only by coincidence
 
     def __init__(self):
         super().__init__(1.0)
@@ -116,6 +122,7 @@ class NaiveMLE(Estimator):
     """MLE of x_m given the whole prefix x_<m, found by matching rows (no tables: prefixes can be huge)."""
 
     name = "naive"
+    tags = Tags(graph_agnostic=True)
 
     def fit(self, graph, contexts):
         self.contexts_ = self._start_fit(graph, contexts)
@@ -131,9 +138,7 @@ class NaiveMLE(Estimator):
         for m in range(max(nodes) + 1):
             if m in nodes:
                 onehot = torch.nn.functional.one_hot(ctx[..., m], self.graph_.cards[m]).to(torch.float64)
-                n = match @ onehot  # (B, Q, d): matching rows per value
-                total = n.sum(-1, keepdim=True)
-                out[m] = torch.where(total > 0, n / total.clamp_min(1), torch.full_like(n, 1.0 / self.graph_.cards[m]))
+                out[m] = mle_rows(match @ onehot, self.graph_.cards[m])  # counts of matching rows per value
             match = match * (ctx[:, None, :, m] == queries[:, :, None, m])
         return [out[m] for m in nodes]
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from bncompare.errors import BNError
-from bncompare.estimators.base import TableEstimator
+from bncompare.estimators.base import TableEstimator, Tags
 from bncompare.networks.graph import Graph
 
 
@@ -69,6 +69,8 @@ def cpd_to_table(graph: Graph, m: int, cpd) -> np.ndarray:
 
 
 class _PgmpyEstimator(TableEstimator):
+    tags = Tags(family="library")
+
     def _make_estimator(self, state_names: dict):
         raise NotImplementedError
 
@@ -111,7 +113,8 @@ class PgmpyBayes(_PgmpyEstimator):
 
     PRIORS = {"bdeu": "BDeu", "k2": "K2", "dirichlet": "dirichlet"}
 
-    def __init__(self, prior_type: str = "BDeu", equivalent_sample_size: float = 5.0, pseudo_counts: float | None = None):
+    def __init__(self, prior_type: str = "BDeu", equivalent_sample_size: float = 5.0,
+                 pseudo_counts: float | None = None):
         key = str(prior_type).lower()
         if key not in self.PRIORS:
             raise BNError(f"unknown pgmpy prior {prior_type!r}; choose one of {sorted(self.PRIORS.values())}")

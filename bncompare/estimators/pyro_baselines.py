@@ -24,9 +24,10 @@ import pyro.distributions as dist
 import torch
 
 from bncompare.errors import BNError
-from bncompare.estimators.base import TableEstimator
+from bncompare.estimators.base import TableEstimator, Tags
 from bncompare.estimators.counting import count_tables
-from bncompare.networks.pyro_model import bn_model, cpt_site, seeded, single_thread
+from bncompare.networks.pyro_model import bn_model, cpt_site
+from bncompare.runtime import seeded, single_thread
 
 
 def _check_alpha(alpha) -> float:
@@ -42,6 +43,7 @@ def context_seed(seed: int, b: int) -> int:
 
 class PyroConjugate(TableEstimator):
     name = "pyro_conjugate"
+    tags = Tags(family="library")
 
     def __init__(self, alpha: float = 1.0):
         self.alpha = _check_alpha(alpha)
@@ -55,6 +57,8 @@ class PyroConjugate(TableEstimator):
 
 class _PyroInference(TableEstimator):
     """One inference run per context; subclasses return the posterior-mean tables of one context."""
+
+    tags = Tags(family="library")
 
     def _check_settings(self):
         self.alpha = _check_alpha(self.alpha)

@@ -1,11 +1,20 @@
 """Metrics of a study: conditional errors per query, joint (sample-fidelity) distances, summaries."""
 from bncompare.metrics.conditional import conditional_errors, kl, true_rows, tv, unseen_mask
 from bncompare.metrics.joint import (
-    MAX_EXACT_STATES, all_states, estimator_log_joint, exact_joint, joint_distances, monte_carlo, n_joint_states, pairwise_tv, true_log_joint,
+    MAX_EXACT_STATES,
+    all_states,
+    estimator_log_joint,
+    exact_joint,
+    joint_distances,
+    monte_carlo,
+    n_joint_states,
+    pairwise_tv,
+    true_log_joint,
 )
-from bncompare.metrics.summary import mean_sem
+from bncompare.metrics.summary import cell_summary, combine_seeds, excess, mean_sem, summarize
 
 __all__ = [
-    "MAX_EXACT_STATES", "all_states", "conditional_errors", "estimator_log_joint", "exact_joint", "joint_distances", "kl",
-    "mean_sem", "monte_carlo", "n_joint_states", "pairwise_tv", "true_log_joint", "true_rows", "tv", "unseen_mask",
+    "MAX_EXACT_STATES", "all_states", "cell_summary", "combine_seeds", "conditional_errors", "estimator_log_joint",
+    "exact_joint", "excess", "joint_distances", "kl", "mean_sem", "monte_carlo", "n_joint_states", "pairwise_tv",
+    "summarize", "true_log_joint", "true_rows", "tv", "unseen_mask",
 ]

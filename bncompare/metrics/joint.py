@@ -29,7 +29,7 @@ import math
 import torch
 
 from bncompare.errors import BNError
-from bncompare.metrics.conditional import true_rows
+from bncompare.metrics.conditional import true_rows, tv
 from bncompare.networks.graph import Graph
 from bncompare.networks.network import CPTBatch
 
@@ -93,7 +93,7 @@ def joint_distances(log_p: torch.Tensor, log_q: torch.Tensor) -> dict[str, torch
     p, q = log_p.exp(), log_q.exp()
     pos = p > 0
     kl_terms = torch.where(pos, p * (log_p.where(pos, 0.0) - log_q.where(pos, 0.0)), 0.0)
-    return {"joint_tv": 0.5 * (p - q).abs().sum(-1), "joint_kl": kl_terms.sum(-1)}
+    return {"joint_tv": tv(p, q), "joint_kl": kl_terms.sum(-1)}
 
 
 def pairwise_tv(x: torch.Tensor, y: torch.Tensor, cards) -> torch.Tensor:
@@ -106,7 +106,7 @@ def pairwise_tv(x: torch.Tensor, y: torch.Tensor, cards) -> torch.Tensor:
     for i, j in pairs:
         k = cards[i] * cards[j]
         px, py = _pair_freq(x, i, j, cards[j], k), _pair_freq(y, i, j, cards[j], k)
-        total += 0.5 * (px - py).abs().sum(-1)
+        total += tv(px, py)
     return total / len(pairs)
 
 

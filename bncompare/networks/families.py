@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import string
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import numpy as np
@@ -158,7 +158,7 @@ def load_network(name: str, seed: int = 0, prior=None, **kw) -> BayesNet:
     return BayesNet(graph, tuple(c[0].numpy() for c in cpts))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_real(name: str) -> BayesNet:
     from bncompare.networks.io import load_bif
 

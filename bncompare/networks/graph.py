@@ -6,9 +6,9 @@ parent varying fastest, which is pgmpy's column order for ``TabularCPD``.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +32,8 @@ class Graph:
                 raise BNError(f"node {name!r} has cardinality {card}; every node needs at least 2 states")
             for p in self.parents[m]:
                 if not 0 <= p < m:
-                    raise BNError(f"node {name!r}: parent index {p} is not an earlier node (nodes must be topologically ordered)")
+                    raise BNError(f"node {name!r}: parent index {p} is not an earlier node "
+                                  "(nodes must be topologically ordered)")
             if len(set(self.parents[m])) != len(self.parents[m]):
                 raise BNError(f"node {name!r} lists a parent twice")
 
@@ -44,7 +45,7 @@ class Graph:
         edges: Iterable[tuple[str, str]],
         cards: int | Mapping[str, int] | Sequence[int] = 2,
         parent_order: Mapping[str, Sequence[str]] | None = None,
-    ) -> "Graph":
+    ) -> Graph:
         """Build a graph from edges; nodes are sorted topologically (stable w.r.t. ``nodes``).
 
         ``parent_order`` fixes the order of a node's parents (it matters for the CPT
@@ -189,7 +190,8 @@ def check_data(graph: Graph, x, what: str = "data") -> torch.Tensor:
     elif x.dtype == torch.bool or x.dtype.is_complex:
         raise BNError(f"{what} must hold integer states, got dtype {x.dtype}")
     if x.dim() < 1 or x.shape[-1] != graph.n_nodes:
-        raise BNError(f"{what} has shape {tuple(x.shape)}; the last axis must have {graph.n_nodes} columns, one per node")
+        raise BNError(f"{what} has shape {tuple(x.shape)}; the last axis must have {graph.n_nodes} columns, "
+                      "one per node")
     x = x.long()
     if x.numel():
         cards = torch.tensor(graph.cards, device=x.device)

@@ -65,7 +65,7 @@ def from_pgmpy(model) -> BayesNet:
     cards = {str(n): int(cpds[str(n)].cardinality[0]) for n in nodes}
     graph = Graph.from_edges([str(n) for n in nodes], edges, cards, parent_order=parent_order)
     cpts, states = [], []
-    for m, name in enumerate(graph.names):
+    for name in graph.names:
         cpd = cpds[name]
         values = np.asarray(cpd.get_values(), dtype=np.float64)
         cpts.append(values.T)
@@ -141,8 +141,9 @@ def load_spec(path_or_dict, seed: int = 0, prior=None) -> BayesNet:
     given = {str(n): (b or {}).get("cpt") for n, b in nodes.items()}
     drawn = None
     if any(v is None for v in given.values()):
-        from bncompare.networks.priors import DirichletPrior
         import torch
+
+        from bncompare.networks.priors import DirichletPrior
 
         drawn = (prior or DirichletPrior(1.0)).sample(graph, 1, torch.Generator().manual_seed(seed))
     cpts = []

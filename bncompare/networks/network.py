@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from bncompare.errors import BNError
+from bncompare.networks.cpts import CPTBatch, check_cpt_batch, select  # noqa: F401  (re-exported)
 from bncompare.networks.graph import Graph
-
-CPTBatch = list  # list[torch.Tensor], one (G, n_configs, card) tensor per node
+from bncompare.networks.sampling import sample
 
 ROW_SUM_TOL = 1e-6
 
@@ -51,8 +51,6 @@ class BayesNet:
 
     def sample(self, n: int, seed: int = 0) -> torch.Tensor:
         """``n`` samples as a long tensor of shape ``(n, M)`` (columns in ``self.names`` order)."""
-        from bncompare.networks.sampling import sample
-
         gen = torch.Generator().manual_seed(seed)
         return sample(self.graph, self.cpt_batch(), n, generator=gen)[0]
 
@@ -71,21 +69,3 @@ def check_cpt(c: np.ndarray, name: str, shape: tuple[int, int]) -> None:
     worst = int(np.argmax(np.abs(sums - 1)))
     if abs(sums[worst] - 1) > ROW_SUM_TOL:
         raise BNError(f"CPT of node {name!r}: row {worst} sums to {sums[worst]:.9g}, not 1 (tolerance {ROW_SUM_TOL:g})")
-
-
-def check_cpt_batch(graph: Graph, cpts: CPTBatch) -> CPTBatch:
-    if len(cpts) != graph.n_nodes:
-        raise BNError(f"got {len(cpts)} CPT tensors for {graph.n_nodes} nodes")
-    G = cpts[0].shape[0]
-    for m, c in enumerate(cpts):
-        want = (G, graph.n_configs[m], graph.cards[m])
-        if tuple(c.shape) != want:
-            raise BNError(f"CPT batch for node {graph.names[m]!r} has shape {tuple(c.shape)}, expected {want}")
-    return cpts
-
-
-def select(cpts: CPTBatch, index) -> CPTBatch:
-    """Pick CPT sets from a batch (an int keeps the batch axis with size 1)."""
-    if isinstance(index, int):
-        index = slice(index, index + 1)
-    return [c[index] for c in cpts]

@@ -35,12 +35,18 @@ class DirichletPrior:
             out.append(g / g.sum(-1, keepdim=True))
         return out
 
+    @property
+    def dirichlet_alpha(self) -> float:
+        """Every CPT row ~ Dirichlet(alpha): the posterior mean with this alpha is Bayes-optimal (log loss)."""
+        return float(self.alpha)
+
     def describe(self) -> str:
         return f"Dirichlet({self.alpha:g}) rows"
 
 
 @dataclass(frozen=True)
 class UniformRangePrior:
+    dirichlet_alpha = None  # not a Dirichlet prior: no closed-form Bayes predictor
     low: float = 0.1
     high: float = 0.9
 
@@ -51,7 +57,8 @@ class UniformRangePrior:
     def sample(self, graph: Graph, n_sets: int, generator: torch.Generator | None = None) -> CPTBatch:
         out = []
         for q, d in zip(graph.n_configs, graph.cards):
-            u = self.low + (self.high - self.low) * torch.rand(n_sets, q, d if d > 2 else 1, generator=generator, dtype=torch.float64)
+            u = torch.rand(n_sets, q, d if d > 2 else 1, generator=generator, dtype=torch.float64)
+            u = self.low + (self.high - self.low) * u
             out.append(torch.cat([u, 1 - u], -1) if d == 2 else u / u.sum(-1, keepdim=True))
         return out
 
@@ -107,8 +114,14 @@ class RandomDAGPrior:
 
     def __post_init__(self):
         if not 0 <= self.p_low <= self.p_high <= 1:
-            raise BNError(f"edge-probability range must satisfy 0 <= low <= high <= 1, got [{self.p_low}, {self.p_high}]")
+            raise BNError("edge-probability range must satisfy 0 <= low <= high <= 1, "
+                          f"got [{self.p_low}, {self.p_high}]")
         DirichletPrior(self.alpha)
+
+    @property
+    def dirichlet_alpha(self) -> float:
+        """The CPT rows are Dirichlet(alpha) given the (random) parents."""
+        return float(self.alpha)
 
     def sample_parents(self, n_nodes: int, n_sets: int, generator=None) -> torch.Tensor:
         """Adjacency (G, M, M) bool: [g, i, j] is the edge i -> j."""

@@ -13,8 +13,6 @@ chained indexing ``table[a][b]``.
 """
 from __future__ import annotations
 
-import contextlib
-
 import pyro
 import pyro.distributions as dist
 import torch
@@ -24,6 +22,7 @@ from pyro.ops.indexing import Vindex
 from bncompare.errors import BNError
 from bncompare.networks.graph import Graph, check_data
 from bncompare.networks.network import CPTBatch, check_cpt_batch
+from bncompare.runtime import seeded, single_thread
 
 
 def cpt_site(name: str) -> str:
@@ -43,7 +42,8 @@ def bn_model(graph: Graph, cpts=None, alpha: float = 1.0, data: torch.Tensor | N
     """
     if data is None and n is None:
         raise BNError("bn_model needs observed data or a number of rows n")
-    device = data.device if data is not None else (cpts[0].device if cpts is not None and torch.is_tensor(cpts[0]) else None)
+    given = cpts[0].device if cpts is not None and torch.is_tensor(cpts[0]) else None
+    device = data.device if data is not None else given
     n_rows = data.shape[0] if data is not None else int(n)
     tables = []
     for m, name in enumerate(graph.names):
@@ -67,26 +67,6 @@ def bn_model(graph: Graph, cpts=None, alpha: float = 1.0, data: torch.Tensor | N
             obs = None if data is None else data[..., m]
             values.append(pyro.sample(value_site(name), dist.Categorical(probs=probs), obs=obs))
     return torch.stack(torch.broadcast_tensors(*values), -1)
-
-
-@contextlib.contextmanager
-def single_thread():
-    """Run with one torch thread: Pyro's tensors are tiny, and on a busy machine
-    intra-op threads cost more in synchronization than they save (10x measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def seeded(seed: int):
-    """Run Pyro code with torch's global RNG seeded, restoring the caller's RNG state afterwards."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        yield
 
 
 def sample_pyro(

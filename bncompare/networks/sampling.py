@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from bncompare.networks.cpts import CPTBatch, check_cpt_batch
 from bncompare.networks.graph import Graph
-from bncompare.networks.network import CPTBatch, check_cpt_batch
 
 
 def draw_categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -58,7 +58,8 @@ def prior_distance(net: BayesNet, alpha: float = 1.0, small: float = 1e-3) -> pd
             prior_frac_below=float(betainc(alpha, (d - 1) * alpha, small)),
             entropy=float(-xlogy(c, c).sum(axis=1).mean()),
             prior_entropy=float(digamma(d * alpha + 1) - digamma(alpha + 1)),
-            logpdf=float(_log_norm(alpha, d) + (alpha - 1) * np.log(c[pos]).sum(axis=1).mean()) if pos.any() else np.nan,
+            logpdf=(float(_log_norm(alpha, d) + (alpha - 1) * np.log(c[pos]).sum(axis=1).mean())
+                    if pos.any() else np.nan),
             prior_logpdf=float(_log_norm(alpha, d) + (alpha - 1) * d * mean_log),
             prior_logpdf_sd=float(abs(alpha - 1) * np.sqrt(max(var_sum_log, 0.0))),
             zero_rows=int((~pos).sum()),

@@ -31,7 +31,7 @@ Typical use::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import numpy as np
@@ -40,6 +40,7 @@ import torch
 
 from bncompare.errors import BNError
 from bncompare.estimators.counting import DirichletPosterior
+from bncompare.metrics.conditional import tv as total_variation
 from bncompare.networks.graph import Graph, check_data
 from bncompare.networks.network import BayesNet
 from bncompare.realdata.discretize import discretize
@@ -63,7 +64,7 @@ _DATA = "bncompare.data.sachs"
 
 
 # ----- raw data ------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def _read(name: str) -> pd.DataFrame:
     with resources.files(_DATA).joinpath(name).open("r") as f:
         return pd.read_csv(f)
@@ -222,7 +223,8 @@ def cpt_tv(a: BayesNet, b: BayesNet, data: torch.Tensor | None = None) -> pd.Ser
         raise BNError("cpt_tv needs two networks on the same graph (names, parents and cards)")
     out = {}
     for m, name in enumerate(g.names):
-        tv = 0.5 * np.abs(a.cpts[m] - b.cpts[m]).sum(axis=1)
+        tv = total_variation(torch.from_numpy(np.ascontiguousarray(a.cpts[m])),
+                             torch.from_numpy(np.ascontiguousarray(b.cpts[m]))).numpy()
         if data is None:
             out[name] = float(tv.mean())
         else:

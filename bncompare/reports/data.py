@@ -1,10 +1,12 @@
-"""What a report is made of, read back from one or more study output directories.
+"""What a report is made of, read back from one or more finished run directories.
 
-A report never recomputes anything: it reads ``results.csv``, ``config.yaml``,
-``meta.json``, ``extras/history_*.csv`` and (for per-episode scatter plots)
-``episodes.csv.gz``. Several directories (a multirun) give one report with every
-graph; several seeds of a graph are combined: the mean of the per-seed means,
-with the standard error across seeds.
+A report never recomputes anything and needs nothing but the directory (no
+study code, no model cache): ``results.csv``, ``config.yaml``, ``meta.json``,
+``graph.json``, ``truth.json``, ``estimators.json``, ``extras/history_*.csv``
+and, for per-episode scatter plots, ``episodes.csv.gz`` (the layout is
+described in :mod:`bncompare.studies.store`). Several directories (a multirun)
+give one report with every graph; several seeds of a graph are combined: the
+mean of the per-seed means, with the standard error across seeds.
 """
 from __future__ import annotations
 
@@ -12,12 +14,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
 from bncompare.errors import BNError
-from bncompare.studies.store import read_results
+from bncompare.metrics.summary import combine_seeds
+from bncompare.networks.graph import Graph
 
 
 @dataclass
@@ -27,11 +29,10 @@ class Run:
     seed: int
     config: dict
     meta: dict
+    dag: Graph | None = None  # from graph.json
+    truth: dict = field(default_factory=dict)  # truth.json
+    estimators: dict = field(default_factory=dict)  # estimators.json: name -> declaration
     histories: dict[str, pd.DataFrame] = field(default_factory=dict)
-
-    @property
-    def estimators(self) -> dict:
-        return {k: v for k, v in (self.config.get("estimators") or {}).items() if v is not None}
 
 
 @dataclass
@@ -58,7 +59,11 @@ class ReportData:
         return order + sorted(have - set(order))
 
     def entry(self, graph: str, estimator: str) -> dict:
+        """The estimator's declaration (kind, label, tags, params, subset, context_lens, mirrors)."""
         return self.runs_of(graph)[0].estimators.get(estimator, {}) or {}
+
+    def tag(self, graph: str, estimator: str, name: str):
+        return (self.entry(graph, estimator).get("tags") or {}).get(name)
 
     def label(self, graph: str, estimator: str) -> str:
         return self.entry(graph, estimator).get("label") or estimator
@@ -72,7 +77,8 @@ class ReportData:
         for r in self.runs_of(graph):
             path = r.dir / "episodes.csv.gz"
             if path.is_file():
-                f = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"node": str, "metric": str, "graph": str})
+                f = pd.read_csv(path, keep_default_na=False, na_values=[""],
+                                dtype={"node": str, "metric": str, "graph": str})
                 parts.append(f[f["metric"].isin(metrics)])
         return pd.concat(parts, ignore_index=True) if parts else None
 
@@ -81,21 +87,14 @@ class ReportData:
         return combine_seeds(self.results[self.results["graph"] == graph])
 
 
-def combine_seeds(results: pd.DataFrame) -> pd.DataFrame:
-    keys = ["estimator", "context_len", "node", "metric"]
-    n_seeds = results.groupby(keys, sort=False)["seed"].transform("nunique")
-    single = results[n_seeds == 1][keys + ["mean", "sem", "n"]].assign(seeds=1)
-    multi = results[n_seeds > 1]
-    if multi.empty:
-        return single.reset_index(drop=True)
-    g = multi.groupby(keys, sort=False)
-    agg = g.agg(mean=("mean", "mean"), std=("mean", "std"), n=("n", "sum"), seeds=("seed", "nunique")).reset_index()
-    agg["sem"] = agg["std"] / np.sqrt(agg["seeds"])
-    return pd.concat([single, agg.drop(columns="std")], ignore_index=True)
+def read_results(path) -> pd.DataFrame:
+    """results.csv with node names kept as text (a node called 'NA' stays 'NA')."""
+    return pd.read_csv(path, keep_default_na=False, na_values=[""],
+                       dtype={"graph": str, "node": str, "metric": str, "estimator": str})
 
 
 def find_runs(paths) -> list[Path]:
-    """Study directories (those holding results.csv) at or below each path."""
+    """Run directories (those holding results.csv) at or below each path."""
     found = []
     for p in map(Path, paths):
         if (p / "results.csv").is_file():
@@ -109,17 +108,28 @@ def find_runs(paths) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _graph(record: dict) -> Graph | None:
+    if not record:
+        return None
+    edges = [(p, child) for child, ps in zip(record["names"], record["parents"]) for p in ps]
+    parent_order = dict(zip(record["names"], record["parents"]))  # keeps the CPT layout's parent order
+    return Graph.from_edges(record["names"], edges, record["cards"], parent_order)
+
+
 def load_run(path: Path) -> tuple[Run, pd.DataFrame]:
     path = Path(path)
     results = read_results(path / "results.csv")
     config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").is_file() else {}
-    meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").is_file() else {}
     graph = str(results["graph"].iloc[0]) if len(results) else (config.get("graph") or {}).get("name", "?")
     seed = int(results["seed"].iloc[0]) if len(results) else int(config.get("seed", 0))
-    histories = {}
-    for h in sorted((path / "extras").glob("history_*.csv")):
-        histories[h.stem[len("history_"):]] = pd.read_csv(h)
-    return Run(path, graph, seed, config, meta, histories), results
+    histories = {h.stem[len("history_"):]: pd.read_csv(h) for h in sorted((path / "extras").glob("history_*.csv"))}
+    run = Run(path, graph, seed, config, _json(path / "meta.json"), _graph(_json(path / "graph.json")),
+              _json(path / "truth.json"), _json(path / "estimators.json"), histories)
+    return run, results
 
 
 def load(paths) -> ReportData:

@@ -17,9 +17,9 @@ from bncompare.errors import BNError
 
 
 def merge(paths, out) -> Path:
+    from bncompare.files import atomic_write_text
     from bncompare.reports.data import load
     from bncompare.reports.report import render
-    from bncompare.studies.store import atomic_write_text
 
     data = load(list(paths))
     out = Path(out)

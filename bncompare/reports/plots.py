@@ -27,7 +27,8 @@ def setup_style() -> None:
 class Styles:
     """A fixed color / line style per estimator, the same on every page."""
 
-    def __init__(self, estimators: list[str], reference: str | None, subset: set[str], labels: dict[str, str]):
+    def __init__(self, estimators: list[str], reference: str | None, subset: set[str], labels: dict[str, str],
+                 dotted: set[str] = frozenset()):
         extra = ["#1f1f7a", "#8c6d1f", "#7a1f5c", "#4d7a1f", "#1f6f7a", "#b35900", "#555555"]  # apart from tab10
         palette = sns.color_palette("tab10", 10) + [matplotlib.colors.to_rgb(c) for c in extra]
         self.labels, self.subset, self.reference = labels, subset, reference
@@ -37,8 +38,9 @@ class Styles:
             if e == reference:
                 self.style[e] = dict(color="black", ls="--", lw=2.0, marker=None)
             else:
-                ls = ":" if "construct" in e else "-"
-                self.style[e] = dict(color=palette[i % len(palette)], ls=ls, lw=1.6, marker="o" if e in subset else None)
+                ls = ":" if e in dotted else "-"
+                marker = "o" if e in subset else None
+                self.style[e] = dict(color=palette[i % len(palette)], ls=ls, lw=1.6, marker=marker)
                 i += 1
 
     def label(self, e: str) -> str:
@@ -158,7 +160,7 @@ def fmt(mean: float, sem: float | None = None, digits: int = 3) -> str:
 
 
 def fig_legend(fig, axes, ncol: int = 4, y: float = 0.005) -> None:
-    handles, labels = {}, {}
+    labels = {}
     for ax in np.ravel(axes):
         for h, lab in zip(*ax.get_legend_handles_labels()):
             if lab and not lab.startswith("_") and lab not in labels:

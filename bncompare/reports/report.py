@@ -1,25 +1,46 @@
-"""Write report.pdf for one study directory, or for several (a multirun) at once.
+"""Write report.pdf from one finished run directory, or from several (a multirun) at once.
+
+    python -m bncompare.reports.report reports/tree-7/default-seed0      # -> .../report.pdf
 
     from bncompare.reports.report import write_report
-    write_report("reports/tree-7/default-seed0")                 # -> .../report.pdf
     write_report(["run1", "run2"], out="reports/merged/report.pdf")
+
+The report reads only the run directories (see :mod:`bncompare.reports.data`):
+it renders the same on a machine that never ran the study. The pages come in
+the order of :data:`GRAPH_PAGES`, each one a function ``(pdf, ctx)``.
 """
 from __future__ import annotations
 
+import argparse
+import sys
 import warnings
 from pathlib import Path
 
-from bncompare.reports import pages
+from bncompare.errors import BNError
+from bncompare.reports import panels, study_pages, transformer_pages
+from bncompare.reports.context import make_ctx
 from bncompare.reports.data import ReportData, load
 from bncompare.reports.plots import setup_style
 
-GRAPH_PAGES = (pages.dag_page, pages.error_page, pages.per_node_pages, pages.excess_page, pages.fidelity_page,
-               pages.unseen_page, pages.training_page, pages.attention_page, pages.cost_page, pages.summary_page,
-               pages.agnostic_page, pages.agreement_page)
+GRAPH_PAGES = (
+    study_pages.dag_page,
+    panels.panel_page(panels.ERROR),
+    panels.panel_page(panels.PER_NODE),
+    panels.panel_page(panels.EXCESS),
+    panels.first_of(panels.FIDELITY_EXACT, panels.FIDELITY_MC),
+    study_pages.unseen_page,
+    transformer_pages.training_page,
+    transformer_pages.learning_page,
+    transformer_pages.attention_page,
+    study_pages.cost_page,
+    panels.panel_page(panels.SUMMARY),
+    transformer_pages.agnostic_page,
+    study_pages.agreement_page,
+)
 
 
 def write_report(paths, out=None) -> Path:
-    """Render the report of the study directories ``paths``; returns the PDF's path."""
+    """Render the report of the run directories ``paths``; returns the PDF's path."""
     data = load(paths)
     if out is None:
         out = data.runs[0].dir / "report.pdf"
@@ -36,12 +57,12 @@ def render(data: ReportData, out: Path) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # tight_layout notes about table axes
         with PdfPages(tmp) as pdf:
-            pages.title_page(pdf, data)
-            pages.config_page(pdf, data)
+            study_pages.title_page(pdf, data)
+            study_pages.config_page(pdf, data)
             if len(data.graphs) > 1:
-                pages.overview_page(pdf, data)
+                study_pages.overview_page(pdf, data)
             for graph in data.graphs:
-                ctx = pages.make_ctx(data, graph)
+                ctx = make_ctx(data, graph)
                 for page in GRAPH_PAGES:
                     page(pdf, ctx)
             info = pdf.infodict()
@@ -49,3 +70,20 @@ def render(data: ReportData, out: Path) -> Path:
     plt.close("all")
     tmp.replace(out)
     return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bncompare.reports.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="a finished run directory (holding results.csv)")
+    parser.add_argument("--out", help="where to write the PDF (default: <run_dir>/report.pdf)")
+    args = parser.parse_args(argv)
+    try:
+        pdf = write_report(args.run_dir, args.out)
+    except BNError as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
+    print(f"report: {pdf}")
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,7 @@ Python users can add their own kinds with :func:`register`.
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 from bncompare.errors import BNError
 

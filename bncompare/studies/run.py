@@ -8,25 +8,28 @@
 Bad input (an unknown graph, an invalid value, a negative context length, an
 unwritable out_dir...) prints ONE line to stderr and exits with code 2. Set
 HYDRA_FULL_ERROR=1 to get the full traceback instead.
+
+The study writes a run directory; the report is a separate step that reads only
+that directory (``python -m bncompare.reports.report <dir>``), run here as its
+own process when ``report=true``.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+import subprocess
 import sys
 
-# On a shared CPU, OpenMP threads that spin while waiting make every small torch op
-# 100x slower (measured: 11 ms instead of 30 us for a log of 4096 numbers when other
-# processes keep the cores busy). Waiting passively costs nothing measurable when idle.
-# Must be set before torch starts its thread pool; an explicit user setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-
-from bncompare.errors import BNError  # noqa: E402
+from bncompare.errors import BNError
 
 CONFIG_MODULE = "bncompare.studies.conf"
 _USER_TRACEBACK = "BNCOMPARE_USER_HYDRA_FULL_ERROR"
+# TrainConfig fields a study sets itself rather than from the config: the seed is the study's.
+STUDY_OWNED_TRAIN_FIELDS = ("seed",)
 
 
 def _max(values):
@@ -35,11 +38,23 @@ def _max(values):
     return max(values)
 
 
-def register_resolvers() -> None:
+def train_defaults() -> dict:
+    """Every TrainConfig default, read from the dataclass: a default lives in one place."""
+    from bncompare.transformer.train import TrainConfig
+
+    defaults = dataclasses.asdict(TrainConfig())
+    for name in STUDY_OWNED_TRAIN_FIELDS:
+        defaults.pop(name, None)
+    return {"train": {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}}
+
+
+def register_configs() -> None:
+    """The ``max`` resolver and ``transformer_defaults`` (conf/transformer/*.yaml start from it)."""
     OmegaConf.register_new_resolver("max", _max, replace=True)
+    ConfigStore.instance().store(name="transformer_defaults", node=train_defaults())
 
 
-register_resolvers()
+register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -53,18 +68,32 @@ def _app(cfg: DictConfig) -> None:
     config = OmegaConf.to_container(cfg, resolve=True)
     try:
         path = run_study(config, hc.runtime.output_dir)
+        if config.get("report", True):
+            write_report(path)
     except BNError as e:
         if hc.mode == RunMode.MULTIRUN or os.environ.get(_USER_TRACEBACK) == "1":
             raise  # the launcher reports it (one line again, from main)
         # Exit here: an exception would make Hydra print its own job-failure preamble first.
         print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
-    print(f"results: {path / 'results.csv'}" + (f"\nreport:  {path / 'report.pdf'}" if config.get("report", True) else ""))
+    print(f"results: {path / 'results.csv'}")
+    if config.get("report", True):
+        print(f"report:  {path / 'report.pdf'}")
+
+
+def write_report(run_dir) -> None:
+    """Render report.pdf with the report command, from the finished run directory alone."""
+    done = subprocess.run([sys.executable, "-m", "bncompare.reports.report", str(run_dir)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or ["no message"]
+        raise BNError(f"the report of {run_dir} failed: {lines[-1].removeprefix('error: ')}")
 
 
 def compose(overrides: list[str] | None = None) -> dict:
     """The resolved study config for ``overrides`` (e.g. ``["study=smoke"]``), without running it."""
-    from hydra import compose as hydra_compose, initialize_config_module
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()

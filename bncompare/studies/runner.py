@@ -1,76 +1,43 @@
-"""Run a study: build the problem, prepare estimators, evaluate the missing cells, write everything.
+"""Run a study: config -> plan -> estimators -> metrics -> a self-describing run directory.
 
     from bncompare.studies.runner import run_study
     run_study(config_dict, "reports/tree-7/my-study")
 
 ``config_dict`` is the resolved Hydra config (see ``conf/config.yaml``); the
-command line (:mod:`bncompare.studies.run`) is a thin layer over this function.
+command line (:mod:`bncompare.studies.run`) is a thin layer over this function
+and hands the finished directory to the report command.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 
 from bncompare.errors import BNError
+from bncompare.files import atomic_write_text
+from bncompare.metrics.summary import cell_summary
+from bncompare.runtime import resolve_device
 from bncompare.studies import registry
+from bncompare.studies.evaluate import evaluate_cell
+from bncompare.studies.protocol import Episodes
 from bncompare.studies.spec import StudySpec, study_spec
-from bncompare.studies.store import CellStore, atomic_write_text, cell_key, cell_summary, write_episodes, write_results
+from bncompare.studies.store import (
+    CellStore,
+    cell_key,
+    read_json,
+    write_episodes,
+    write_history,
+    write_json,
+    write_results,
+)
+from bncompare.studies.truth import build_problem, prior_distance
 
 log = logging.getLogger(__name__)
-
-
-def build_problem(spec: StudySpec):
-    """(graph, truth, prior) of a study: real networks keep their bundled CPTs as the truth."""
-    from bncompare.networks.families import get_graph, is_real, load_network
-    from bncompare.networks.priors import make_prior
-    from bncompare.studies.protocol import FixedTruth, PriorTruth
-
-    name, options = spec.graph["name"], spec.graph["options"]
-    prior = make_prior(spec.prior["kind"], **spec.prior["params"])
-    if name == SACHS_DATA:
-        return _sachs_data_problem(spec, options, prior)
-    if is_real(name):
-        if options:
-            raise BNError(f"graph {name!r} is a real network and takes no options, got {sorted(options)}")
-        net = load_network(name)
-        return net.graph, FixedTruth([c[None] for c in net.cpts], net), prior
-    try:
-        graph = get_graph(name, **options)
-    except TypeError as e:
-        raise BNError(f"bad graph options {options} for {name!r}: {e}") from None
-    return graph, PriorTruth(prior), prior
-
-
-SACHS_DATA = "sachs_data"
-SACHS_DATA_OPTIONS = {"method", "splits", "holdout_frac", "smoothing"}
-
-
-def _sachs_data_problem(spec: StudySpec, options: dict, prior):
-    """The real Sachs rows: splits seeded by the study seed, truth = each split's held-out reference."""
-    from bncompare.realdata.sachs import sachs_data, sachs_graph, sachs_splits
-    from bncompare.studies.protocol import SplitTruth
-
-    unknown = sorted(set(options) - SACHS_DATA_OPTIONS)
-    if unknown:
-        raise BNError(f"graph {SACHS_DATA!r}: unknown options {unknown}; allowed: {sorted(SACHS_DATA_OPTIONS)}")
-    graph = sachs_graph()
-    splits = sachs_splits(sachs_data(str(options.get("method", "hartemink"))), n_splits=options.get("splits", 5),
-                          holdout_frac=float(options.get("holdout_frac", 0.5)), seed=spec.seed,
-                          smoothing=float(options.get("smoothing", 0.5)), graph=graph)
-    truth = SplitTruth(splits)
-    if max(spec.context_lens) > truth.pool_size:
-        raise BNError(f"context length {max(spec.context_lens)} exceeds the Sachs context pool of "
-                      f"{truth.pool_size} rows; lower context_lens or graph.options.holdout_frac")
-    if spec.queries > truth.holdout_size:
-        raise BNError(f"queries={spec.queries} exceeds the {truth.holdout_size} held-out Sachs rows")
-    return graph, truth, prior
 
 
 def check_out_dir(out_dir) -> Path:
@@ -106,28 +73,40 @@ def package_versions() -> dict[str, str]:
 def describe_device(spec: StudySpec) -> str:
     import torch
 
-    if spec.device == "cuda" or (spec.device == "auto" and torch.cuda.is_available()):
+    device = resolve_device(spec.device)
+    if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(0)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    cpu = platform.processor() or platform.machine()
+    return f"cpu ({cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
-def run_study(config: dict, out_dir, report: bool | None = None) -> Path:
-    """Run (or resume) the study ``config`` in ``out_dir``; returns the output directory."""
-    started, t_start = datetime.now(timezone.utc), time.perf_counter()
+def graph_record(graph) -> dict:
+    """The DAG as plain data (what the report draws)."""
+    return {"names": list(graph.names), "cards": list(graph.cards),
+            "parents": [[graph.names[p] for p in ps] for ps in graph.parents]}
+
+
+def estimator_records(spec: StudySpec, estimators: dict) -> dict:
+    """What each estimator is, as it declares itself: kind, class, label, tags, settings, and the study's use of it."""
+    from dataclasses import asdict
+
+    return {e.name: {"kind": e.kind, "class": type(estimators[e.name]).__name__, "label": e.label or e.name,
+                     "tags": asdict(estimators[e.name].tags), "params": estimators[e.name].get_params(),
+                     "subset": e.subset, "context_lens": list(e.context_lens) if e.context_lens else None,
+                     "mirrors": e.mirrors, "reference": e.name == spec.reference}
+            for e in spec.estimators}
+
+
+def run_study(config: dict, out_dir) -> Path:
+    """Run (or resume) the study ``config`` in ``out_dir``; returns the run directory."""
+    started, t_start = datetime.now(UTC), time.perf_counter()
     spec = study_spec(config)
-    if spec.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise BNError("device=cuda but CUDA is not available here; use device=auto or device=cpu")
+    resolve_device(spec.device)  # device=cuda without CUDA: one line, before any work
     out = check_out_dir(out_dir)
     graph, truth, prior = build_problem(spec)
-    report = config.get("report", True) if report is None else report
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     from tqdm.auto import tqdm
-
-    from bncompare.studies.protocol import Episodes, evaluate_cell
 
     graph_name, seed = spec.graph["name"], spec.seed
     store = CellStore(out)
@@ -145,6 +124,11 @@ def run_study(config: dict, out_dir, report: bool | None = None) -> Path:
 
     # Build every estimator (settings only); prepare the ones a pending cell needs, once.
     estimators = {e.name: registry.build(e.kind, e.params) for e in spec.estimators}
+    write_json(out, "graph.json", graph_record(graph))
+    write_json(out, "truth.json", {"kind": truth.kind, "prior": prior.describe(),
+                                   "description": truth.describe(graph, prior),
+                                   "prior_distance": prior_distance(truth, prior)})
+    write_json(out, "estimators.json", estimator_records(spec, estimators))
     needed = {name for _, name in pending}
     needed |= {mirror_of[name].name for name in needed if mirror_of[name] is not None}
     prepare_seconds = {}
@@ -153,7 +137,8 @@ def run_study(config: dict, out_dir, report: bool | None = None) -> Path:
             t0 = time.perf_counter()
             estimators[e.name].prepare(graph, prior, seed)
             prepare_seconds[e.name] = time.perf_counter() - t0
-            _save_history(out, e.name, estimators[e.name])
+            if estimators[e.name].tags.has_history and estimators[e.name].history_:
+                write_history(out, e.name, estimators[e.name].history_)
 
     # Walk the plan in order: finished cells are read back, missing ones computed. The reference
     # comes first at each N, so its per-episode rows are at hand for the paired excess errors.
@@ -181,45 +166,17 @@ def run_study(config: dict, out_dir, report: bool | None = None) -> Path:
     write_results(out, [summaries[c] for c in plan])
     write_episodes(out, [(name, n, store.read(name, n, keys[name])) for n, name in plan], graph_name, seed)
     _write_meta(out, spec, started, time.perf_counter() - t_start, len(pending), len(plan) - len(pending),
-                prepare_seconds, prior_note(truth, prior))
-    if report:
-        from bncompare.reports.report import write_report
-
-        write_report(out)
+                prepare_seconds)
     return out
 
 
-def _save_history(out: Path, name: str, est) -> None:
-    history = getattr(est, "history_", None)
-    if not history:
-        return
-    import pandas as pd
-
-    (out / "extras").mkdir(exist_ok=True)
-    atomic_write_text(out / "extras" / f"history_{name}.csv", pd.DataFrame(history).to_csv(index=False))
-
-
-def prior_note(truth, prior) -> str | None:
-    """How far a real network's CPTs (or a real-data reference) sit from the Dirichlet training prior."""
-    net, alpha = getattr(truth, "network", None), getattr(prior, "alpha", None)
-    if net is None or alpha is None:
-        return None
-    from bncompare.realdata.prior_fit import describe
-
-    text = describe(net, float(alpha))
-    return f"split-0 held-out reference: {text}" if hasattr(truth, "splits") else text
-
-
 def _write_meta(out: Path, spec: StudySpec, started, seconds: float, computed: int, reused: int,
-                prepare_seconds: dict, prior_distance: str | None = None) -> None:
-    path = out / "meta.json"
-    meta = json.loads(path.read_text()) if path.is_file() else {}
+                prepare_seconds: dict) -> None:
+    meta = read_json(out, "meta.json")
     runs = meta.get("runs", [])
     runs.append({"started": started.isoformat(timespec="seconds"), "wall_seconds": round(seconds, 2),
                  "cells_computed": computed, "cells_reused": reused,
                  "prepare_seconds": {k: round(v, 2) for k, v in prepare_seconds.items()}})
     meta.update({"graph": spec.graph["name"], "seed": spec.seed, "device": describe_device(spec),
                  "versions": package_versions(), "runs": runs})
-    if prior_distance:
-        meta["prior_distance"] = prior_distance
-    atomic_write_text(path, json.dumps(meta, indent=2))
+    write_json(out, "meta.json", meta)

@@ -136,7 +136,8 @@ def estimator_specs(entries, lens: tuple[int, ...]) -> tuple[EstimatorSpec, ...]
     for s in specs:
         if s.mirrors is not None:
             if s.mirrors not in names:
-                raise BNError(f"estimators.{s.name}.mirrors names {s.mirrors!r}, which is not an estimator of this study")
+                raise BNError(f"estimators.{s.name}.mirrors names {s.mirrors!r}, "
+                              "which is not an estimator of this study")
             if s.mirrors == s.name:
                 raise BNError(f"estimators.{s.name} cannot mirror itself")
     return tuple(specs)

@@ -1,14 +1,17 @@
 """Results on disk, written as the study goes, so a rerun resumes.
 
-Layout of an output directory::
+A run directory describes itself: a report renders from it alone, on any machine::
 
     config.yaml          the resolved study config
+    graph.json           the DAG: node names, cardinalities, parents
+    truth.json           what the truth of an episode is, the CPT prior, the distance of real CPTs from it
+    estimators.json      per estimator: kind, class, label, tags, settings (get_params), subset, mirrors
     cells/               one gzipped CSV per finished cell (estimator, N): its per-episode rows
     results.csv          tidy summary: graph, seed, estimator, context_len, node, metric, mean, sem, n
     episodes.csv.gz      every per-episode row of the study (written at the end)
-    extras/              training curves of trained estimators
+    extras/              history_<estimator>.csv: training curves of estimators tagged has_history
     meta.json            package versions, device, wall times of each invocation
-    report.pdf
+    report.pdf           written by the report command (python -m bncompare.reports.report <dir>)
 
 Metrics (``node`` is a node name or ``all``, the mean over nodes):
 
@@ -35,19 +38,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from bncompare.files import atomic_write, atomic_write_text
+from bncompare.metrics.summary import RESULT_COLUMNS
 from bncompare.studies.spec import EstimatorSpec, StudySpec
 
 CELL_FORMAT = 3  # bump when the metrics of a cell change meaning
-RESULT_COLUMNS = ["graph", "seed", "estimator", "context_len", "node", "metric", "mean", "sem", "n"]
 EPISODE_COLUMNS = ["graph", "seed", "estimator", "context_len", "episode", "node", "metric", "value"]
-# Metrics whose paired difference to the reference estimator is reported as <metric>_excess.
-EXCESS_OF = ("cond_tv", "cond_kl", "joint_tv", "joint_kl", "mc_loglik_gap", "mc_pair_tv")
 
 
 def cell_key(spec: StudySpec, espec: EstimatorSpec, mirror: EstimatorSpec | None = None) -> str:
@@ -55,12 +55,6 @@ def cell_key(spec: StudySpec, espec: EstimatorSpec, mirror: EstimatorSpec | None
                "mirror": mirror.to_dict() if mirror else None}
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class CellStore:
@@ -77,10 +71,8 @@ class CellStore:
         return self.path(estimator, context_len, key).is_file()
 
     def write(self, estimator: str, context_len: int, key: str, frame: pd.DataFrame) -> None:
-        path = self.path(estimator, context_len, key)
-        tmp = path.with_name(path.name + ".tmp")
-        frame.to_csv(tmp, index=False, compression="gzip")
-        os.replace(tmp, path)
+        atomic_write(self.path(estimator, context_len, key),
+                     lambda tmp: frame.to_csv(tmp, index=False, compression="gzip"))
 
     def read(self, estimator: str, context_len: int, key: str) -> pd.DataFrame:
         return pd.read_csv(self.path(estimator, context_len, key), keep_default_na=False, na_values=[""],
@@ -88,45 +80,6 @@ class CellStore:
 
     def stale(self, keep: set[Path]) -> list[Path]:
         return [p for p in self.dir.glob("*.csv.gz") if p not in keep]
-
-
-def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per (node, metric): mean, standard error and n over episodes.
-
-    An infinite value makes the mean inf and the standard error NaN (undefined);
-    NaN values (nothing to measure) are left out of n.
-    """
-    frame = frame.dropna(subset=["value"])
-    g = frame.groupby(["node", "metric"], sort=False)["value"]
-    out = g.agg(mean="mean", std="std", n="count").reset_index()
-    finite = g.apply(lambda v: bool(np.isfinite(v).all())).reset_index(drop=True)
-    out["sem"] = np.where(finite & (out["n"] > 1), out["std"] / np.sqrt(out["n"].clip(lower=1)), np.nan)
-    return out.drop(columns="std")
-
-
-def excess(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """Paired per-episode differences to the reference on the same episodes, as ``<metric>_excess`` rows."""
-    keys = ["episode", "node", "metric"]
-    a = frame[frame["metric"].isin(EXCESS_OF)]
-    b = reference[reference["metric"].isin(EXCESS_OF)][keys + ["value"]]
-    both = a.merge(b, on=keys, suffixes=("", "_ref"))
-    with np.errstate(invalid="ignore"):
-        diff = both["value"].to_numpy() - both["value_ref"].to_numpy()  # inf - inf = NaN: left out
-    return pd.DataFrame({"episode": both["episode"], "node": both["node"],
-                         "metric": both["metric"] + "_excess", "value": diff})
-
-
-def cell_summary(frame: pd.DataFrame, reference: pd.DataFrame | None, graph: str, seed: int,
-                 estimator: str, context_len: int) -> pd.DataFrame:
-    parts = [summarize(frame)]
-    if reference is not None:
-        parts.append(summarize(excess(frame, reference)))
-    out = pd.concat(parts, ignore_index=True)
-    out.insert(0, "context_len", context_len)
-    out.insert(0, "estimator", estimator)
-    out.insert(0, "seed", seed)
-    out.insert(0, "graph", graph)
-    return out[RESULT_COLUMNS]
 
 
 def write_results(out_dir: Path, summaries: list[pd.DataFrame]) -> Path:
@@ -146,14 +99,21 @@ def write_episodes(out_dir: Path, cells: list[tuple[str, int, pd.DataFrame]], gr
         f.insert(0, "graph", graph)
         parts.append(f)
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=EPISODE_COLUMNS)
-    path = Path(out_dir) / "episodes.csv.gz"
-    tmp = path.with_name(path.name + ".tmp")
-    frame[EPISODE_COLUMNS].to_csv(tmp, index=False, compression="gzip")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(Path(out_dir) / "episodes.csv.gz",
+                        lambda tmp: frame[EPISODE_COLUMNS].to_csv(tmp, index=False, compression="gzip"))
 
 
-def read_results(path) -> pd.DataFrame:
-    """results.csv with node names kept as text (a node called 'NA' stays 'NA')."""
-    return pd.read_csv(path, keep_default_na=False, na_values=[""],
-                       dtype={"graph": str, "node": str, "metric": str, "estimator": str})
+def write_json(out_dir: Path, name: str, obj) -> Path:
+    """``obj`` as ``<out_dir>/<name>``; values JSON cannot hold (a torch dtype, a dataclass) become text."""
+    return atomic_write_text(Path(out_dir) / name, json.dumps(obj, indent=2, default=str))
+
+
+def read_json(out_dir: Path, name: str) -> dict:
+    path = Path(out_dir) / name
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_history(out_dir: Path, name: str, history: list[dict]) -> Path:
+    (Path(out_dir) / "extras").mkdir(exist_ok=True)
+    text = pd.DataFrame(history).to_csv(index=False)
+    return atomic_write_text(Path(out_dir) / "extras" / f"history_{name}.csv", text)

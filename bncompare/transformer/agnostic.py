@@ -15,6 +15,7 @@ that is what makes the generalization comparison fair.
 from __future__ import annotations
 
 from bncompare.errors import BNError
+from bncompare.estimators.base import Tags
 from bncompare.networks.graph import Graph
 from bncompare.networks.priors import RandomDAGPrior
 from bncompare.transformer.trained import TrainedTransformer
@@ -29,6 +30,7 @@ def complete_graph_like(graph: Graph) -> Graph:
 
 class StructureAgnosticTransformer(TrainedTransformer):
     name = "transformer_agnostic"
+    tags = Tags(family="trained", graph_agnostic=True, has_attention=True, has_history=True)
 
     def __init__(self, train_cfg=None, p_low: float = 0.2, p_high: float = 0.8, max_parents: int | None = 3,
                  cache_dir=None, progress: bool = True, batch_size: int = 256):
@@ -36,9 +38,10 @@ class StructureAgnosticTransformer(TrainedTransformer):
         self.p_low, self.p_high, self.max_parents = p_low, p_high, max_parents
 
     def training_task(self, graph: Graph, prior) -> tuple[Graph, RandomDAGPrior]:
-        alpha = getattr(prior, "alpha", None)
+        alpha = prior.dirichlet_alpha
         if alpha is None:
-            raise BNError(f"{self.name} trains on Dirichlet CPT rows; the study prior {prior!r} has no alpha")
+            raise BNError(f"{self.name} trains on Dirichlet CPT rows; the study prior {prior!r} "
+                          "is not a Dirichlet prior")
         return complete_graph_like(graph), RandomDAGPrior(self.p_low, self.p_high, float(alpha), self.max_parents)
 
     def check_graph(self, graph: Graph) -> None:

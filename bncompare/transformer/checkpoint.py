@@ -22,13 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 
 import torch
 
 from bncompare.errors import BNError
+from bncompare.files import atomic_write
 from bncompare.networks.graph import Graph
 from bncompare.transformer.model import InContextTransformer, TransformerConfig
 from bncompare.transformer.train import TRAIN_CODE_VERSION, TrainConfig, train
@@ -53,25 +53,6 @@ def _describe(sig: dict) -> str:
     return f"nodes {sig['names']} cards {sig['cards']} edges [{', '.join(edges)}]"
 
 
-# ----- atomic writes ------------------------------------------------------------
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(file)`` on a temp file next to ``path``, then move it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -85,10 +66,10 @@ def save_checkpoint(directory, model: InContextTransformer, meta: dict | None = 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _atomic_write(directory / WEIGHTS, lambda f: torch.save(state, f))
+    atomic_write(directory / WEIGHTS, lambda tmp: torch.save(state, tmp))
     config = {"model": model.cfg.to_dict(), "weights_sha256": _sha256(directory / WEIGHTS), **(meta or {})}
     text = json.dumps(config, indent=1, allow_nan=True).encode()
-    _atomic_write(directory / CONFIG, lambda f: f.write(text))
+    atomic_write(directory / CONFIG, lambda tmp: tmp.write_bytes(text))
     return directory
 
 
@@ -105,7 +86,8 @@ def load_checkpoint(directory, graph: Graph | None = None, device="cpu") -> tupl
     if graph is not None:
         want, got = graph_signature(graph), meta.get("graph")
         if got != want:
-            got_s = _describe(got) if isinstance(got, dict) and {"names", "cards", "parents"} <= set(got) else "no graph"
+            described = isinstance(got, dict) and {"names", "cards", "parents"} <= set(got)
+            got_s = _describe(got) if described else "no graph"
             raise BNError(f"checkpoint {directory} was trained for another network ({got_s}), not {_describe(want)}")
     if meta.get("weights_sha256") != _sha256(w_path):
         raise BNError(f"checkpoint {directory} is incomplete: {WEIGHTS} does not match the hash in {CONFIG}")
@@ -122,7 +104,8 @@ def load_checkpoint(directory, graph: Graph | None = None, device="cpu") -> tupl
         model.load_state_dict(state)
     except RuntimeError as e:
         first = str(e).strip().splitlines()
-        raise BNError(f"checkpoint {directory}: weights do not fit the model config ({first[1].strip() if len(first) > 1 else first[0]})") from None
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise BNError(f"checkpoint {directory}: weights do not fit the model config ({detail})") from None
     return model.to(device).eval(), meta
 
 

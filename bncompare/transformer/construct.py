@@ -58,8 +58,9 @@ import math
 import torch
 
 from bncompare.errors import BNError
-from bncompare.estimators.base import Estimator
+from bncompare.estimators.base import Estimator, Tags
 from bncompare.networks.graph import Graph
+from bncompare.runtime import resolve_device
 from bncompare.transformer.encoding import Layout
 from bncompare.transformer.estimator import TransformerEstimator
 from bncompare.transformer.model import InContextTransformer, TransformerConfig
@@ -99,7 +100,7 @@ def construct_model(
     _check_settings(mode, alpha, beta)
     lay = Layout(graph.cards)
     S, M, D = lay.n_onehot, lay.n_nodes, lay.d_out
-    G, O, OUT = lay.d_in, lay.d_in + S, lay.d_in + 2 * S  # where g, o and out start in the residual stream
+    G, OA, OUT = lay.d_in, lay.d_in + S, lay.d_in + 2 * S  # where g, o (attention average), out start
     d_model = lay.d_in + 2 * S + D
     cfg = TransformerConfig(
         d_in=lay.d_in, d_out=D, d_model=d_model, n_layer=2, n_head=1, d_ff=S,
@@ -131,7 +132,7 @@ def construct_model(
     for s in range(S):
         W[a2 + "q.weight"][s, G + s] = beta * scale
         W[a2 + "k.weight"][s, s] = 1.0
-        W[a2 + "v.weight"][O + s, s] = 1.0
+        W[a2 + "v.weight"][OA + s, s] = 1.0
     W[a2 + "q.bias"][qf] = -penalty * scale
     W[a2 + "k.weight"][qf, qf] = 1.0
     W[a2 + "k.weight"][sf, sf] = 1.0
@@ -139,7 +140,7 @@ def construct_model(
         d = graph.cards[m]
         sink_score = beta * n_pa[m] + math.log(alpha * d) if mode == "dirichlet" else beta * (n_pa[m] - 0.5)
         W[a2 + "q.weight"][sf, lay.target(m)] = sink_score * scale
-        W[a2 + "v.weight"][O + lay.offsets[m] : O + lay.offsets[m] + d, sf] = 1.0 / d  # the sink's value: uniform
+        W[a2 + "v.weight"][OA + lay.offsets[m] : OA + lay.offsets[m] + d, sf] = 1.0 / d  # the sink's value: uniform
     W[a2 + "proj.weight"] = torch.eye(d_model, dtype=torch.float64)
 
     # Block 2 MLP: out_v = sum_m ReLU(o_{m,v} + t_m - 1) = o_{m0,v}.
@@ -147,18 +148,14 @@ def construct_model(
     for m in range(M):
         for v in range(graph.cards[m]):
             s = lay.offsets[m] + v
-            W[b2 + "up.weight"][s, O + s] = 1.0
+            W[b2 + "up.weight"][s, OA + s] = 1.0
             W[b2 + "up.weight"][s, lay.target(m)] = 1.0
             W[b2 + "up.bias"][s] = -1.0
             W[b2 + "down.weight"][OUT + v, s] = 1.0
 
     W["head.weight"][:, OUT:] = torch.eye(D)
     model.load_state_dict(W)
-    return model.to(device=device or _default_device(), dtype=dtype).eval()
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device=device or resolve_device(), dtype=dtype).eval()
 
 
 class ConstructedTransformer(Estimator):
@@ -168,6 +165,8 @@ class ConstructedTransformer(Estimator):
     the :class:`InContextTransformer`; predictions go through
     :class:`TransformerEstimator`, the same path the trained model takes.
     """
+
+    tags = Tags(family="constructed", has_attention=True)
 
     def __init__(self, mode: str = "mle", alpha: float = 1.0, beta: float = DEFAULT_BETA,
                  dtype: torch.dtype = torch.float64, batch_size: int = 256):

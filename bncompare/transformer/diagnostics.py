@@ -1,6 +1,6 @@
 """Where does a query look? Attention diagnostics for the in-context transformer.
 
-The counting solution (NOTES section 3) has each query for node m put its
+The counting solution (the construction in construct.py) has each query for node m put its
 attention on the context rows whose parent values match the query's. For a
 trained model we measure how close it comes: the share of a head's attention
 mass that query tokens put on matching rows, on the other context rows, on the
@@ -10,7 +10,7 @@ The weights come from the model's own forward pass (``return_weights=True``).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -61,7 +61,8 @@ def attention_to_parents(model: InContextTransformer, graph: Graph, contexts, qu
         on_ctx = ctx_w.sum(-1)
         null = wq[..., N + 2] if w.shape[-1] > N + 2 else torch.zeros_like(on_ctx)
         for head in range(H):
-            mean = lambda t: float(t[:, head].mean())  # noqa: E731
+            def mean(t, head=head):
+                return float(t[:, head].mean())
             rows.append({
                 "layer": layer, "head": head, "n_context": N,
                 "match": mean(on_match), "other": mean(on_ctx - on_match), "sink": mean(wq[..., 0]),

@@ -20,9 +20,9 @@ never see each other, so they can be answered in any chunks.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Sequence
 
 import torch
 

@@ -41,6 +41,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bncompare.errors import BNError
+
 CHOICES = {
     "norm": ("layer", "none"),
     "attention": ("softmax", "softmax_1"),
@@ -75,14 +77,14 @@ class TransformerConfig:
     def __post_init__(self):
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+                raise BNError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
         for name in ("d_in", "d_out", "d_model", "n_layer", "n_head", "d_ff"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise BNError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.d_model % self.n_head:
-            raise ValueError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
+            raise BNError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
         if not self.attn_temp_init > 0:
-            raise ValueError(f"attn_temp_init must be > 0, got {self.attn_temp_init}")
+            raise BNError(f"attn_temp_init must be > 0, got {self.attn_temp_init}")
 
     def to_dict(self) -> dict:
         return asdict(self)

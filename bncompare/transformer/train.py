@@ -44,9 +44,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from bncompare.errors import BNError
-from bncompare.estimators.counting import count_tables
+from bncompare.estimators.counting import count_tables, mle_rows
+from bncompare.metrics.conditional import tv
 from bncompare.networks.graph import Graph
 from bncompare.networks.sampling import sample
+from bncompare.runtime import DEVICES, resolve_device
 from bncompare.transformer.encoding import Layout, encode
 from bncompare.transformer.model import InContextTransformer, TransformerConfig
 
@@ -113,8 +115,8 @@ class TrainConfig:
             raise BNError(f"unknown training loss {self.loss!r}; choose one of {list(LOSSES)}")
         if self.context_sampling not in SAMPLINGS:
             raise BNError(f"unknown context sampling {self.context_sampling!r}; choose one of {list(SAMPLINGS)}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise BNError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        if self.device not in DEVICES:
+            raise BNError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
         for name in ("steps", "batch_size", "n_queries", "length_groups"):
             if int(getattr(self, name)) < 1:
                 raise BNError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -128,7 +130,7 @@ class TrainConfig:
         self.model_config(None)  # the model fields are validated where they are defined
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -146,21 +148,13 @@ class TrainConfig:
         try:
             return TransformerConfig(d_in=layout.d_in if layout else 1, d_out=layout.d_out if layout else 1,
                                      output="logits", **{f: getattr(self, f) for f in MODEL_FIELDS})
-        except ValueError as e:
+        except BNError as e:
             raise BNError(f"TrainConfig: {e}") from None
 
 
 def stream_seed(seed: int, stream: int) -> int:
     """Independent seed for one of the training's random streams (tasks, init, eval)."""
     return int(np.random.SeedSequence([int(seed), int(stream)]).generate_state(1, np.uint64)[0] >> 1)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BNError("TrainConfig.device='cuda' but CUDA is not available; use 'auto' or 'cpu'")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
 
 
 # ----- tasks ----------------------------------------------------------------
@@ -194,7 +188,7 @@ def make_tasks(graph: Graph, prior, n_tasks: int, n_context: int, n_queries: int
     cpts = prior.sample(graph, n_tasks, gen)
     contexts = sample(graph, cpts, n_context, gen)
     queries = sample(graph, cpts, n_queries, gen)
-    alpha = getattr(prior, "alpha", None)
+    alpha = prior.dirichlet_alpha
     d_out = max(graph.cards)
     batch = torch.arange(n_tasks)[:, None]
     true, sampled, mle, bayes, support = [], [], [], [], []
@@ -206,7 +200,7 @@ def make_tasks(graph: Graph, prior, n_tasks: int, n_context: int, n_queries: int
         total = n.sum(-1, keepdim=True)
         true.append(pad(cpts[m][batch, rows]))
         sampled.append(pad(F.one_hot(queries[..., m], d).to(torch.float64)))
-        mle.append(pad(torch.where(total > 0, n / total.clamp_min(1), torch.full_like(n, 1.0 / d))))
+        mle.append(pad(mle_rows(n, d)))
         support.append(total[..., 0])
         if alpha is not None:
             bayes.append(pad((n + alpha) / (total + alpha * d)))
@@ -249,7 +243,7 @@ def bayes_cross_entropy(target: torch.Tensor, bayes: torch.Tensor) -> float:
 
 
 def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
-    return float(0.5 * (p - q).abs().sum(-1).mean())
+    return float(tv(p, q).mean())
 
 
 # ----- training -------------------------------------------------------------

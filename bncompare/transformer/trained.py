@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bncompare.errors import BNError
-from bncompare.estimators.base import Estimator
+from bncompare.estimators.base import Estimator, Tags
 from bncompare.networks.graph import Graph
 from bncompare.transformer.checkpoint import graph_signature, trained_model
 from bncompare.transformer.estimator import TransformerEstimator
@@ -22,6 +22,7 @@ from bncompare.transformer.train import TrainConfig
 
 class TrainedTransformer(Estimator):
     name = "transformer_trained"
+    tags = Tags(family="trained", has_attention=True, has_history=True)
 
     def __init__(self, train_cfg: TrainConfig | dict | None = None, cache_dir=None, progress: bool = True,
                  batch_size: int = 256):
@@ -48,7 +49,8 @@ class TrainedTransformer(Estimator):
     def check_graph(self, graph: Graph) -> None:
         """Refuse to fit a graph the model was not prepared for."""
         if graph_signature(graph) != graph_signature(self.prepared_graph_):
-            raise BNError(f"{self.name}: fit got graph {graph!r} but the model was prepared for {self.prepared_graph_!r}")
+            raise BNError(f"{self.name}: fit got graph {graph!r} "
+                          f"but the model was prepared for {self.prepared_graph_!r}")
 
     def prepare(self, graph: Graph, prior, seed: int = 0):
         if not isinstance(graph, Graph):

@@ -1,17 +1,20 @@
-"""Issue 5 in the study runner: the structure-agnostic preset, the real Sachs rows, prior distance of real CPTs."""
+"""Beyond synthetic families: the structure-agnostic preset, the real Sachs rows, prior distance of real CPTs."""
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from bncompare.studies.protocol import BLOCK, Episodes, SplitTruth
+from bncompare.reports.data import read_results
+from bncompare.reports.report import write_report
+from bncompare.studies.protocol import BLOCK, Episodes
 from bncompare.studies.run import compose
-from bncompare.studies.runner import build_problem, run_study
+from bncompare.studies.runner import run_study
 from bncompare.studies.spec import study_spec
-from bncompare.studies.store import read_results
+from bncompare.studies.truth import SplitTruth, build_problem
 
-TINY_TRAIN = ["transformer=smoke", "transformer.train.steps=20", "transformer.train.d_model=16", "transformer.train.d_ff=32"]
+TINY_TRAIN = ["transformer=smoke", "transformer.train.steps=20", "transformer.train.d_model=16",
+              "transformer.train.d_ff=32"]
 
 
 def test_agnostic_preset_compares_the_right_estimators():
@@ -23,8 +26,8 @@ def test_agnostic_preset_compares_the_right_estimators():
 
 def test_tiny_agnostic_study_rows_and_attention_page(tmp_path):
     cfg = compose(["study=agnostic", "graph=chain-5", *TINY_TRAIN, f"transformer.cache_dir={tmp_path / 'cache'}",
-                   "~estimators.trained", "context_lens=[3,12]", "episodes=8", "queries=2", "diagnostics.attention_episodes=2",
-                   "progress=false"])
+                   "~estimators.trained", "context_lens=[3,12]", "episodes=8", "queries=2",
+                   "diagnostics.attention_episodes=2", "progress=false"])
     out = run_study(cfg, tmp_path / "out")
     res = read_results(out / "results.csv")
     agn = res[res["estimator"] == "agnostic"]
@@ -32,7 +35,7 @@ def test_tiny_agnostic_study_rows_and_attention_page(tmp_path):
     assert sorted(tv["context_len"]) == [3, 12] and tv["mean"].between(0, 1).all()
     heads = set(agn.loc[agn["metric"] == "attn_match", "node"])
     assert {"L0.H0", "L1.H0"} <= heads  # every layer is diagnosed, not only the last
-    assert (out / "report.pdf").stat().st_size > 10_000
+    assert write_report(out).stat().st_size > 10_000
     assert (out / "extras" / "history_agnostic.csv").is_file()
 
 
@@ -61,7 +64,7 @@ def test_sachs_data_contexts_come_from_the_pool_and_truth_from_held_out_rows(tmp
     res = read_results(out / "results.csv")
     tv = res[(res["metric"] == "cond_tv") & (res["node"] == "all")].set_index(["estimator", "context_len"])["mean"]
     assert tv["mle", 10] < tv["mle", 0]  # real rows carry information about the held-out reference
-    assert "prior_distance" in json.loads((out / "meta.json").read_text())
+    assert json.loads((out / "truth.json").read_text())["prior_distance"].startswith("split-0 held-out reference")
 
 
 def test_sachs_data_context_longer_than_pool_is_a_user_error():
@@ -75,9 +78,9 @@ def test_real_network_report_states_prior_distance(tmp_path):
     cfg = compose(["graph=asia", "estimators=counting", "episodes=4", "context_lens=[5]", "queries=2",
                    "progress=false", "report=false"])
     out = run_study(cfg, tmp_path / "asia")
-    note = json.loads((out / "meta.json").read_text())["prior_distance"]
+    note = json.loads((out / "truth.json").read_text())["prior_distance"]
     assert note.startswith("real CPTs vs Dirichlet(1) rows") and "best-fit symmetric alpha" in note
     # and the report's title page carries it
     from bncompare.reports.data import load
 
-    assert load(out).runs[0].meta["prior_distance"] == note
+    assert load(out).runs[0].truth["prior_distance"] == note

@@ -1,0 +1,66 @@
+"""What every page of one graph needs (:class:`Ctx`), and the few helpers all pages share."""
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from bncompare.reports.data import ReportData
+from bncompare.reports.plots import Styles, Z
+
+
+@dataclass
+class Ctx:
+    data: ReportData
+    graph: str
+    comb: pd.DataFrame  # results with seeds combined
+    estimators: list[str]
+    styles: Styles
+    lens: list[int]
+    reference: str | None
+    seeds: list[int]
+
+    @property
+    def n_episodes(self) -> int:
+        return int(self.data.config_of(self.graph).get("episodes", 0))
+
+    def band_note(self) -> str:
+        if len(self.seeds) > 1:
+            return f"lines: mean over {len(self.seeds)} seeds; bands: ±{Z} SE across seeds"
+        return f"lines: mean over {self.n_episodes} episodes per point; bands: ±{Z} SE over episodes"
+
+    def has(self, metric: str) -> bool:
+        return bool((self.comb["metric"] == metric).any())
+
+    def tagged(self, tag: str) -> list[str]:
+        """Estimators of this graph whose declaration has ``tag`` set."""
+        return [e for e in self.estimators if self.data.tag(self.graph, e, tag)]
+
+    def value(self, e: str, n: int, metric: str, node: str = "all", what: str = "mean") -> float:
+        c = self.comb
+        v = c[(c["estimator"] == e) & (c["context_len"] == n) & (c["metric"] == metric) & (c["node"] == node)]
+        return float(v[what].iloc[0]) if len(v) else float("nan")
+
+
+def make_ctx(data: ReportData, graph: str) -> Ctx:
+    comb = data.combined(graph)
+    ests = data.estimators_of(graph)
+    subset = {e for e in ests if data.entry(graph, e).get("subset") or data.entry(graph, e).get("context_lens")}
+    dotted = {e for e in ests if data.tag(graph, e, "family") == "constructed"}  # exact mirrors of a counting line
+    styles = Styles(ests, data.reference(graph), subset, {e: data.label(graph, e) for e in ests}, dotted)
+    lens = sorted(comb["context_len"].unique().tolist())
+    seeds = sorted({r.seed for r in data.runs_of(graph)})
+    return Ctx(data, graph, comb, ests, styles, lens, data.reference(graph), seeds)
+
+
+def save(pdf, fig) -> None:
+    pdf.savefig(fig)
+    plt.close(fig)
+
+
+def header(fig, title: str, subtitle: str = "") -> None:
+    fig.suptitle(title, fontsize=15, fontweight="bold", x=0.02, ha="left", y=0.985)
+    if subtitle:
+        fig.text(0.02, 0.94, textwrap.fill(subtitle, 165), fontsize=9, color="0.3", ha="left", va="top")

@@ -1,0 +1,251 @@
+"""Panel pages, declared as data: one builder draws the error, excess, fidelity, per-node and summary pages.
+
+A :class:`PanelPage` says what goes on a page (a title, a subtitle, which
+panels, what the page needs); :func:`draw_panel_page` lays the panels out on a
+grid and draws each one: a line panel (mean ± 1.96 SE against N for every
+estimator), an excess panel (the same on a symlog axis around 0) or a table
+panel (mean ± SE at a few context lengths, the best in bold).
+"""
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import FuncFormatter
+
+from bncompare.reports.context import Ctx, header, save
+from bncompare.reports.plots import PAGE, Z, fig_legend, fmt, line_panel, message_page, no_data, set_xscale, table
+
+
+@dataclass(frozen=True)
+class Panel:
+    metric: str
+    ylabel: str = ""
+    ylog: bool = False
+    kind: str = "line"  # line | excess | table
+    node: str = "all"
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class PanelPage:
+    title: str  # "{graph}" is replaced by the graph's name
+    subtitle: str | Callable[[Ctx], str]
+    panels: tuple[Panel, ...] | Callable[[Ctx], list[Panel]]
+    requires: str | None = None  # a metric the page needs; without it the page is ``missing``
+    missing: str = ""
+    note: str | None = None  # text in the last cell of the grid
+    grid: tuple[int, int] | None = None  # rows, cols; default one row
+    without_reference: bool = False  # excess pages: the reference is 0 by definition
+    per_page: int | None = None  # split long panel lists over several pages
+    max_panels: int | None = None
+    rect: tuple[float, float, float, float] = (0, 0.07, 1, 0.92)
+
+
+def draw_panel_page(pdf, ctx: Ctx, page: PanelPage) -> None:
+    title = page.title.format(graph=ctx.graph)
+    if page.requires is not None and not ctx.has(page.requires):
+        message_page(pdf, title, page.missing)
+        return
+    panels = list(page.panels(ctx) if callable(page.panels) else page.panels)
+    if not panels:
+        message_page(pdf, title, page.missing)
+        return
+    subtitle = page.subtitle(ctx) if callable(page.subtitle) else page.subtitle
+    shown = panels[: page.max_panels] if page.max_panels else panels
+    chunk = page.per_page or len(shown)
+    for start in range(0, len(shown), chunk):
+        part = shown[start : start + chunk]
+        suffix = ""
+        if len(shown) > chunk or len(panels) > len(shown):
+            suffix = f" (nodes {start + 1}-{start + len(part)} of {len(panels)}" + (
+                f"; first {page.max_panels} shown)" if len(panels) > len(shown) else ")")
+        _draw(pdf, ctx, page, part, title + suffix, subtitle)
+
+
+def _draw(pdf, ctx: Ctx, page: PanelPage, panels: list[Panel], title: str, subtitle: str) -> None:
+    cells = len(panels) + (page.note is not None)
+    if page.grid:
+        rows, cols = page.grid
+    elif page.per_page:
+        cols = 4 if cells > 9 else 3 if cells > 4 else 2
+        rows = -(-cells // cols)
+    else:
+        rows, cols = 1, cells
+    tables = all(p.kind == "table" for p in panels)
+    fig, axes = plt.subplots(rows, cols, figsize=PAGE, squeeze=False, sharex=bool(page.per_page))
+    header(fig, title, subtitle)
+    ests = [e for e in ctx.estimators if not (page.without_reference and e == ctx.reference)]
+    flat = list(axes.flat)
+    for ax, panel in zip(flat, panels):
+        DRAW[panel.kind](ax, ctx, panel, ests)
+        if page.per_page:
+            ax.set_xlabel("N" if ax in axes[-1] else "")
+            ax.tick_params(labelsize=7)
+    if page.note is not None:
+        ax = flat[len(panels)]
+        ax.axis("off")
+        ax.text(0.0, 0.95, textwrap.fill(page.note, 70), va="top", fontsize=9, transform=ax.transAxes)
+    for ax in flat[cells:]:
+        ax.axis("off")
+    if tables:
+        fig.subplots_adjust(left=0.2, right=0.98, top=0.86, bottom=0.04, hspace=0.25)
+    else:
+        fig.tight_layout(rect=page.rect)
+        fig_legend(fig, axes, ncol=5)
+    save(pdf, fig)
+
+
+# ----- the panel kinds ---------------------------------------------------------------------
+
+def _line(ax, ctx: Ctx, panel: Panel, ests: list[str]) -> None:
+    if not line_panel(ax, ctx.comb, panel.metric, ests, ctx.styles, node=panel.node, ylog=panel.ylog):
+        no_data(ax, f"no {panel.metric} values")
+        return
+    set_xscale(ax, ctx.lens)
+    ax.set_ylabel(panel.ylabel)
+    if panel.title:
+        ax.set_title(panel.title, fontsize=10)
+    if not panel.ylog:
+        ax.axhline(0, color="black", lw=0.8)
+    if panel.metric.endswith("_frac"):
+        ax.set_ylim(0, max(0.05, ax.get_ylim()[1]))
+
+
+def _excess(ax, ctx: Ctx, panel: Panel, ests: list[str]) -> None:
+    """Linear inside the typical noise band (|y| < median 1.96 SE), logarithmic outside it."""
+    if not line_panel(ax, ctx.comb, panel.metric, ests, ctx.styles):
+        no_data(ax, f"no {panel.metric}")
+        return
+    set_xscale(ax, ctx.lens)
+    sem = ctx.comb.loc[(ctx.comb["metric"] == panel.metric) & (ctx.comb["node"] == "all"), "sem"]
+    sem = sem[np.isfinite(sem) & (sem > 0)]
+    lin = float(max(Z * sem.median(), 1e-6)) if len(sem) else 1e-4
+    ax.set_yscale("symlog", linthresh=lin)
+    ax.axhspan(-lin, lin, color="0.9", zorder=0)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _, lin=lin: "0" if v == 0 else
+                                               (f"{v:g}" if abs(v) >= lin * 0.999 else "")))
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_ylabel(panel.ylabel + " (symlog)")
+
+
+def summary_lens(lens: list[int], k: int = 5) -> list[int]:
+    return lens if len(lens) <= k else [lens[i] for i in np.linspace(0, len(lens) - 1, k).round().astype(int)]
+
+
+def _table(ax, ctx: Ctx, panel: Panel, ests: list[str]) -> None:
+    """mean ± SE per estimator at a few context lengths; bold: the lowest among estimators run on every episode."""
+    lens = summary_lens(ctx.lens)
+    rows = [[fmt(ctx.value(e, n, panel.metric), ctx.value(e, n, panel.metric, what="sem")) for n in lens] for e in ests]
+    labels = [ctx.styles.label(e) + (" †" if e in ctx.styles.subset else "") for e in ests]
+    table(ax, rows, [f"N = {n}" for n in lens], rows=labels, fontsize=8, title=panel.ylabel)
+    if not ax.tables:
+        return
+    for j, n in enumerate(lens):
+        vals = [(ctx.value(e, n, panel.metric), e) for e in ests if e not in ctx.styles.subset]
+        vals = [v for v in vals if np.isfinite(v[0])]
+        if vals:
+            ax.tables[0][(ests.index(min(vals)[1]) + 1, j)].set_text_props(fontweight="bold")
+
+
+DRAW = {"line": _line, "excess": _excess, "table": _table}
+
+
+# ----- the pages ---------------------------------------------------------------------------
+
+ERROR = PanelPage(
+    title="{graph}: estimation error against context length",
+    subtitle=lambda ctx: "error of each node's predicted conditional at the query's parent values, averaged over nodes "
+    "and queries (queries drawn from the true network); " + ctx.band_note(),
+    panels=(Panel("cond_tv", "conditional TV (0 to 1)", ylog=True),
+            Panel("cond_kl", "conditional KL(true ‖ est.) (nats)", ylog=True),
+            Panel("cond_kl_inf_frac", "fraction of queries with infinite KL")),
+    note="KL is infinite when an estimator gives probability 0 to a value the true CPT allows (MLE and the naive "
+    "prefix MLE do at small N); such means are shown as triangles and the fraction of queries with infinite KL "
+    "is plotted separately instead of clipping. Markers with error bars: estimators run on a subset of episodes "
+    "or context lengths.",
+    grid=(2, 2),
+)
+
+
+def _node_panels(ctx: Ctx) -> list[Panel]:
+    nodes = [n for n in dict.fromkeys(ctx.comb.loc[ctx.comb["metric"] == "cond_tv", "node"]) if n != "all"]
+    return [Panel("cond_tv", ylog=True, node=n, title=n) for n in nodes]
+
+
+PER_NODE = PanelPage(
+    title="{graph}: conditional TV per node",
+    subtitle=lambda ctx: "each panel: one node's conditional TV (0 to 1) against N, log-log; " + ctx.band_note(),
+    panels=_node_panels, missing="no per-node results", per_page=16, max_panels=48,
+)
+
+EXCESS = PanelPage(
+    title="{graph}: excess error over the reference",
+    subtitle=lambda ctx: f"estimator error minus the error of '{ctx.styles.label(ctx.reference)}' on the same episodes "
+    f"(paired); below 0 = better than the reference. Bands: ±{Z} SE of the paired difference. On synthetic graphs "
+    "with a Dirichlet prior the reference is the Bayes-optimal predictor for log loss (KL), so every estimator is "
+    ">= 0 there in expectation; for TV it can dip below. y axis: linear inside the grey band (typical noise level), "
+    "logarithmic outside.",
+    panels=lambda ctx: [
+        Panel("cond_tv_excess", "excess conditional TV", kind="excess"),
+        Panel("cond_kl_excess", "excess conditional KL (nats)", kind="excess"),
+        Panel("joint_tv_excess", "excess joint TV", kind="excess") if ctx.has("joint_tv_excess")
+        else Panel("mc_pair_tv_excess", "excess pairwise-marginal TV", kind="excess")],
+    requires="cond_tv_excess", missing="No reference estimator in this study (set reference=<estimator name>).",
+    without_reference=True, rect=(0, 0.08, 1, 0.88),
+)
+
+FIDELITY_EXACT = PanelPage(
+    title="{graph}: sample fidelity against context length",
+    subtitle=lambda ctx: "exact distance between the true joint distribution and the one implied by each estimator's "
+    "conditionals on every prefix (the network its generated samples come from), over all joint states; "
+    + ctx.band_note(),
+    panels=(Panel("joint_tv", "joint TV (0 to 1)", ylog=True),
+            Panel("joint_kl", "joint KL(true ‖ implied) (nats)", ylog=True)),
+    requires="joint_tv", rect=(0, 0.08, 1, 0.88),
+)
+
+FIDELITY_MC = PanelPage(
+    title="{graph}: sample fidelity against context length",
+    subtitle=lambda ctx: "Monte Carlo (too many joint states for exact sums): samples generated by each estimator vs "
+    "fresh true samples of the same size; TV of pairwise marginals averaged over node pairs (includes a sampling-noise "
+    "floor); mean true log-likelihood of true minus generated samples (0 = as typical as real data), over the "
+    "generated samples the truth can produce; and the share it cannot (zero CPT entries of real networks); "
+    + ctx.band_note(),
+    panels=(Panel("mc_pair_tv", "pairwise-marginal TV (0 to 1)", ylog=True),
+            Panel("mc_loglik_gap", "true log-lik gap (nats per sample)"),
+            Panel("mc_impossible_frac", "share of impossible generated samples")),
+    requires="mc_pair_tv", missing="No sample-fidelity metrics (fidelity.episodes=0?).", rect=(0, 0.08, 1, 0.88),
+)
+
+SUMMARY = PanelPage(
+    title="{graph}: summary",
+    subtitle=lambda ctx: f"mean ± SE ({'across seeds' if len(ctx.seeds) > 1 else 'over episodes'}) at selected "
+    "context lengths; '–': not run there; bold: lowest mean in the column among estimators run on every episode; "
+    "†: run on a subset of episodes or context lengths (not comparable to the bold value)",
+    panels=lambda ctx: [Panel("cond_tv", "conditional TV", kind="table"),
+                        Panel("joint_tv", "joint TV", kind="table") if ctx.has("joint_tv")
+                        else Panel("mc_pair_tv", "pairwise-marginal TV", kind="table")],
+    grid=(2, 1),
+)
+
+
+def panel_page(page: PanelPage) -> Callable:
+    """A page function (pdf, ctx) for ``page``."""
+    def draw(pdf, ctx: Ctx) -> None:
+        draw_panel_page(pdf, ctx, page)
+
+    draw.__name__ = f"panel_page_{page.title}"
+    return draw
+
+
+def first_of(*pages: PanelPage) -> Callable:
+    """The first page whose required metric the study has (e.g. exact joint fidelity, else Monte Carlo)."""
+    def draw(pdf, ctx: Ctx) -> None:
+        page = next((p for p in pages if p.requires is None or ctx.has(p.requires)), pages[-1])
+        draw_panel_page(pdf, ctx, page)
+
+    return draw

@@ -1,0 +1,198 @@
+"""The pages about transformer estimators: training curve, learning by context length, attention, structure-agnostic."""
+from __future__ import annotations
+
+import re
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from bncompare.reports.context import Ctx, header, save
+from bncompare.reports.plots import PAGE, Z, fmt, message_page, no_data, set_xscale, table
+
+
+def training_page(pdf, ctx: Ctx) -> None:
+    title = f"{ctx.graph}: training curve of the trained transformer"
+    runs = ctx.data.runs_of(ctx.graph)
+    hist = {name: h for name, h in runs[0].histories.items() if name in ctx.tagged("has_history")}
+    if not hist:
+        message_page(pdf, title, "No trained estimator in this study (or its training history was not recorded).")
+        return
+    for name, h in hist.items():
+        fig, axes = plt.subplots(1, 2, figsize=PAGE)
+        secs = h["train_seconds"].dropna().iloc[-1] if "train_seconds" in h else float("nan")
+        header(fig, title + f" ({ctx.styles.label(name)})",
+                f"{len(h)} steps in {secs:.0f} s (seed {runs[0].seed}); loss = cross-entropy of each query target "
+                "against the training target, in nats per target, on the training batches. The Bayes-optimal "
+                "predictor (posterior mean) on the same batches is the floor a perfect learner reaches.")
+        ax = axes[0]
+        win = max(1, len(h) // 50)
+        ax.plot(h["step"], h["loss"], color="C0", alpha=0.25, lw=0.6)
+        ax.plot(h["step"], h["loss"].rolling(win, min_periods=1).mean(), color="C0", lw=1.8,
+                label=f"transformer (running mean over {win} steps)")
+        if "bayes_loss" in h and h["bayes_loss"].notna().any():
+            ax.plot(h["step"], h["bayes_loss"].rolling(win, min_periods=1).mean(), color="black", ls="--", lw=1.5,
+                    label="Bayes-optimal on the same batches")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("training loss (nats per target)")
+        smooth = [h["loss"].rolling(win, min_periods=1).mean()]
+        if "bayes_loss" in h and h["bayes_loss"].notna().any():
+            smooth.append(h["bayes_loss"].rolling(win, min_periods=1).mean())
+        both = pd.concat(smooth)
+        lo, hi = np.nanpercentile(both, 0.5), np.nanpercentile(both, 99.5)
+        ax.set_ylim(max(0, lo - 0.1 * (hi - lo)), hi + 0.1 * (hi - lo))
+        ax.legend(fontsize=9)
+        ax = axes[1]
+        ev = h.dropna(subset=["eval_tv"]) if "eval_tv" in h else pd.DataFrame()
+        if ev.empty:
+            no_data(ax, "no held-out evaluation during training\n(transformer.train.eval_every = 0)")
+        else:
+            ax.plot(ev["step"], ev["eval_tv"], "o-", color="C0", label="transformer")
+            if "eval_bayes_tv" in ev:
+                ax.plot(ev["step"], ev["eval_bayes_tv"], "--", color="black", label="Bayes-optimal")
+            if "eval_mle_tv" in ev:
+                ax.plot(ev["step"], ev["eval_mle_tv"], ":", color="C3", label="MLE")
+            ax.set_xlabel("training step")
+            ax.set_ylabel("held-out conditional TV (0 to 1)")
+            ax.set_title("held-out tasks (own seed stream), mean over the training's eval lengths", fontsize=9)
+            ax.legend(fontsize=9)
+        fig.tight_layout(rect=(0, 0, 1, 0.87))
+        save(pdf, fig)
+
+
+EVAL_RATIO = re.compile(r"^eval_tv@(\d+)$")
+
+
+def eval_lengths(history: pd.DataFrame) -> list[int]:
+    """Context lengths N with a held-out TV record and its Bayes reference (``eval_tv@N``, ``eval_bayes_tv@N``)."""
+    found = [int(m.group(1)) for c in history.columns if (m := EVAL_RATIO.match(c))]
+    return sorted(n for n in found if f"eval_bayes_tv@{n}" in history)
+
+
+def learning_page(pdf, ctx: Ctx) -> None:
+    """Held-out TV ratio to Bayes per context length, against training step and wall-clock seconds."""
+    title = f"{ctx.graph}: learning, by context length"
+    runs = ctx.data.runs_of(ctx.graph)
+    hist = {name: h for name, h in runs[0].histories.items()
+            if name in ctx.tagged("has_history") and eval_lengths(h)}
+    if not hist:
+        message_page(pdf, title, "No per-context-length held-out evaluation in the training history "
+                     "(eval_tv@N and eval_bayes_tv@N columns): nothing to draw.")
+        return
+    for name, h in hist.items():
+        lens = eval_lengths(h)
+        fig, axes = plt.subplots(1, 2, figsize=PAGE, squeeze=False)
+        header(fig, f"{title} ({ctx.styles.label(name)})",
+               "held-out conditional TV of the transformer divided by that of the Bayes posterior mean on the same "
+               "held-out tasks (1 = the statistical limit; above 1 = room to learn), one line per context length N. "
+               "Dashed: MLE / Bayes on the same tasks, where recorded.")
+        colors = plt.get_cmap("viridis")
+        for ax, x, xlabel in ((axes[0, 0], "step", "training step"), (axes[0, 1], "seconds", "wall-clock seconds")):
+            if x not in h:
+                no_data(ax, f"no '{x}' column in the history")
+                continue
+            for i, n in enumerate(lens):
+                ev = h.dropna(subset=[f"eval_tv@{n}", f"eval_bayes_tv@{n}", x])
+                color = colors(i / max(1, len(lens) - 1))
+                ax.plot(ev[x], ev[f"eval_tv@{n}"] / ev[f"eval_bayes_tv@{n}"], "o-", ms=3, color=color, label=f"N = {n}")
+                if f"eval_mle_tv@{n}" in ev:
+                    ax.plot(ev[x], ev[f"eval_mle_tv@{n}"] / ev[f"eval_bayes_tv@{n}"], "--", lw=0.8, color=color)
+            ax.axhline(1, color="black", lw=1)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("held-out TV / Bayes TV")
+            ax.legend(fontsize=8, ncol=2)
+        fig.tight_layout(rect=(0, 0, 1, 0.88))
+        save(pdf, fig)
+
+
+def attention_page(pdf, ctx: Ctx) -> None:
+    title = f"{ctx.graph}: where do transformer queries attend?"
+    d = ctx.comb[ctx.comb["metric"].str.startswith("attn_")]
+    ests = [e for e in ctx.estimators if e in set(d["estimator"])]
+    if not ests:
+        message_page(pdf, title, "No transformer estimator with an attention diagnostic in this study.")
+        return
+    fig, axes = plt.subplots(2, len(ests), figsize=PAGE, squeeze=False)
+    header(fig, title, "every layer (L<layer> H<head>), queries of non-root nodes, rows matched on the TRUE parents "
+           "(a structure-"
+            "agnostic model is never told them). Top: share of each head's attention on context rows "
+            "whose parent values equal the query's (the rows the counting solution averages); dashed: the share "
+            "those rows would get under uniform attention. Bottom: where the best head's attention goes.")
+    for j, e in enumerate(ests):
+        de = d[d["estimator"] == e]
+        ax = axes[0, j]
+        heads = sorted(set(de["node"]))
+        for head in heads:
+            x = de[(de["node"] == head) & (de["metric"] == "attn_match")].sort_values("context_len")
+            ax.errorbar(x["context_len"], x["mean"], yerr=Z * x["sem"].fillna(0), marker="o", ms=3, lw=1.2,
+                        capsize=2, label=head.replace(".", " "))
+        ch = de[de["metric"] == "attn_chance"].groupby("context_len")["mean"].mean()
+        ax.plot(ch.index, ch.values, "k--", lw=1.2, label="uniform attention")
+        set_xscale(ax, sorted(de["context_len"].unique()))
+        ax.set_ylim(0, 1.02)
+        ax.set_ylabel("attention share on matching rows")
+        ax.set_title(ctx.styles.label(e), fontsize=10)
+        ax.legend(fontsize=7, ncol=2)
+        # the head with most attention on matches, broken down
+        match = de[de["metric"] == "attn_match"].groupby("node")["mean"].mean()
+        best = match.idxmax()
+        ax = axes[1, j]
+        parts = ["match", "other", "sink", "self", "null"]
+        colors = ["#2b8a3e", "#adb5bd", "#f08c00", "#1971c2", "#862e9c"]
+        piv = de[de["node"] == best].pivot_table(index="context_len", columns="metric", values="mean")
+        bottom = np.zeros(len(piv))
+        xs = np.arange(len(piv))
+        for p, c in zip(parts, colors):
+            col = f"attn_{p}"
+            if col in piv:
+                ax.bar(xs, piv[col].to_numpy(), bottom=bottom, color=c, label=p)
+                bottom += piv[col].to_numpy()
+        ax.set_xticks(xs)
+        ax.set_xticklabels([str(n) for n in piv.index], fontsize=8)
+        ax.set_xlabel("context length N (rows)")
+        ax.set_ylabel(f"share of attention, head {best.replace('.', ' ')}")
+        ax.set_ylim(0, 1.16)
+        ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+        ax.legend(fontsize=7, ncol=5, loc="upper center", frameon=False, handlelength=1, columnspacing=0.8)
+    fig.tight_layout(rect=(0, 0, 1, 0.89))
+    save(pdf, fig)
+
+
+def agnostic_page(pdf, ctx: Ctx) -> None:
+    """Only in studies with a structure-agnostic transformer: what it is, and its error next to the baselines."""
+    agn = [e for e in ctx.tagged("graph_agnostic") if ctx.data.tag(ctx.graph, e, "family") == "trained"]
+    if not agn:
+        return
+    e0 = ctx.data.entry(ctx.graph, agn[0])
+    p = e0.get("params") or {}
+    fig = plt.figure(figsize=PAGE)
+    header(fig, f"{ctx.graph}: the structure-agnostic transformer",
+            "never told the parents: trained on a fresh Erdos-Renyi DAG (edge probability ~ U[{}, {}], at most {} "
+            "parents) and fresh Dirichlet CPTs per task, on {} nodes with this graph's cardinalities; one cached model "
+            "serves every graph of that layout. It must find the parents in context: the attention page shows the "
+            "share of attention on rows matching the query on the TRUE parents (layer 0 is where a trained model "
+            "selects them). "
+            "Baselines: naive = prefix MLE (no graph); MLE and Bayes posterior mean use the true graph; the structure-"
+            "aware trained TF is trained on this graph only.".format(p.get("p_low"), p.get("p_high"),
+                                                                    p.get("max_parents"), "the same number of"))
+    rows = [[fmt(ctx.value(e, n, "cond_tv"), ctx.value(e, n, "cond_tv", what="sem")) for n in ctx.lens]
+            for e in ctx.estimators]
+    ax = fig.add_axes([0.3, 0.46, 0.68, 0.3])
+    table(ax, rows, [f"N = {n}" for n in ctx.lens], rows=[ctx.styles.label(e) for e in ctx.estimators], fontsize=8,
+          title="conditional TV at the query's true parent values (mean ± SE)")
+    # Does it find the parents? The head with most attention on true-parent-matching rows, vs uniform attention.
+    att = ctx.comb[ctx.comb["metric"] == "attn_match"]
+    rows, labels = [], []
+    for e in [x for x in ctx.estimators if x in set(att["estimator"])]:
+        best = att[att["estimator"] == e].groupby("node")["mean"].mean().idxmax()
+        rows.append([fmt(ctx.value(e, n, "attn_match", best), ctx.value(e, n, "attn_match", best, "sem"))
+                     for n in ctx.lens])
+        labels.append(f"{ctx.styles.label(e)}, head {best.replace('.', ' ')}")
+    if rows:
+        chance = ctx.comb[ctx.comb["metric"] == "attn_chance"].groupby("context_len")["mean"].mean()
+        rows.append([fmt(chance.get(n, float("nan"))) for n in ctx.lens])
+        labels.append("uniform attention (chance)")
+        ax = fig.add_axes([0.3, 0.06, 0.68, 0.28])
+        table(ax, rows, [f"N = {n}" for n in ctx.lens], rows=labels, fontsize=8,
+              title="attention share on context rows matching the query on its TRUE parents (best head)")
+    save(pdf, fig)

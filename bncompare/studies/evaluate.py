@@ -1,0 +1,149 @@
+"""Every metric of one cell (estimator, N), as tidy frames: columns episode, node, metric, value.
+
+:func:`evaluate_cell` walks the cell's batches of episodes; for each batch it fits
+and times the estimator, then asks pure functions for their rows:
+:func:`conditional_rows` (errors at the query's parents), :func:`agreement_rows`
+(against the estimator it mirrors), :func:`fidelity_rows` (joint or Monte Carlo
+distances) and :func:`attention_rows` (estimators tagged ``has_attention``).
+The numbers come from :mod:`bncompare.metrics`; their statistics are made later,
+by :func:`bncompare.metrics.summary.cell_summary`.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bncompare.metrics.conditional import conditional_errors, tv, unseen_mask
+from bncompare.metrics.joint import exact_joint, monte_carlo, n_joint_states
+from bncompare.networks.graph import Graph
+from bncompare.runtime import resolve_device
+from bncompare.studies.protocol import SUB_GENERATED, SUB_TRUE_MC, Batch, Episodes
+from bncompare.studies.spec import EstimatorSpec, StudySpec
+
+COLUMNS = ["episode", "node", "metric", "value"]
+
+
+def per_node(names, metric: str, episodes: np.ndarray, values: torch.Tensor, overall: torch.Tensor) -> pd.DataFrame:
+    """Rows of ``values`` (B, M) per node and ``overall`` (B,) as node 'all'."""
+    v = torch.cat([values, overall[:, None]], 1).cpu().numpy()
+    B, K = v.shape
+    return pd.DataFrame({"episode": np.repeat(episodes, K), "node": np.tile(list(names) + ["all"], B),
+                         "metric": metric, "value": v.reshape(-1)})
+
+
+def scalar(metric: str, episodes: np.ndarray, values, node: str = "all") -> pd.DataFrame:
+    v = np.asarray(values.cpu() if torch.is_tensor(values) else values, dtype=np.float64).reshape(-1)
+    return pd.DataFrame({"episode": episodes, "node": node, "metric": metric, "value": v})
+
+
+def timing_rows(episodes: np.ndarray, t0: float, t1: float, t2: float) -> list[pd.DataFrame]:
+    """Wall-clock cost per context: fit from t0 to t1, predict from t1 to t2."""
+    B = len(episodes)
+    return [scalar("fit_seconds_per_context", episodes, np.full(B, (t1 - t0) / B)),
+            scalar("predict_seconds_per_context", episodes, np.full(B, (t2 - t1) / B)),
+            scalar("seconds_per_context", episodes, np.full(B, (t2 - t0) / B))]
+
+
+def conditional_rows(graph: Graph, batch: Batch, probs: list[torch.Tensor]) -> list[pd.DataFrame]:
+    """Conditional TV and KL at the query's parent values, the share of infinite KL and of unseen configurations."""
+    ids, names = batch.episodes, graph.names
+    err = conditional_errors(graph, batch.cpts, batch.queries, probs)  # (B, Q, M) each
+    inf = torch.isinf(err["cond_kl"]).to(torch.float64)
+    unseen = unseen_mask(graph, batch.contexts, batch.queries).to(torch.float64)
+    return [per_node(names, "cond_tv", ids, err["cond_tv"].mean(1), err["cond_tv"].mean((1, 2))),
+            # an infinite KL anywhere makes the episode's mean infinite: reported, not clipped
+            per_node(names, "cond_kl", ids, err["cond_kl"].mean(1), err["cond_kl"].mean((1, 2))),
+            per_node(names, "cond_kl_inf_frac", ids, inf.mean(1), inf.mean((1, 2))),
+            per_node(names, "unseen_frac", ids, unseen.mean(1), unseen.mean((1, 2)))]
+
+
+def agreement_rows(graph: Graph, batch: Batch, probs: list[torch.Tensor],
+                   other: list[torch.Tensor]) -> list[pd.DataFrame]:
+    """TV between two estimators' predictions per query, and their largest absolute difference."""
+    gap = torch.stack([tv(p, o) for p, o in zip(probs, other)], -1)  # (B, Q, M)
+    worst = torch.stack([(p - o).abs().amax((1, 2)) for p, o in zip(probs, other)], -1).amax(-1)
+    return [per_node(graph.names, "agree_tv", batch.episodes, gap.mean(1), gap.mean((1, 2))),
+            scalar("agree_max_abs", batch.episodes, worst)]
+
+
+def fidelity_rows(est, graph: Graph, spec: StudySpec, batch: Batch, context_len: int,
+                  exact: bool) -> list[pd.DataFrame]:
+    """Joint TV/KL (exact) or Monte Carlo measures of ``est`` (fitted on ``batch``'s contexts)."""
+    if exact:
+        out = exact_joint(est, graph, batch.cpts, spec.max_exact_states)
+    else:
+        u = [batch.uniforms(spec.seed, context_len, sub, spec.mc_samples, graph.n_nodes)
+             for sub in (SUB_GENERATED, SUB_TRUE_MC)]
+        out = monte_carlo(est, graph, batch.cpts, *u)
+    return [scalar(name, batch.episodes, values) for name, values in out.items()]
+
+
+def attention_rows(model, graph: Graph, batch: Batch) -> list[pd.DataFrame]:
+    """Attention shares of every head of every layer, per episode; rows matched on the TRUE parents."""
+    from bncompare.transformer.diagnostics import attention_to_parents
+
+    if batch.contexts.shape[1] == 0:
+        return []
+    nodes = [m for m in range(graph.n_nodes) if graph.parents[m]] or None  # roots match every row
+    # Every layer: a trained model may select parents in an early layer (the structure-agnostic one
+    # does it in layer 0), so the last layer alone can miss it.
+    layers = list(range(len(model.blocks)))
+    parts = []
+    for b, ep in enumerate(batch.episodes):
+        for r in attention_to_parents(model, graph, batch.contexts[b : b + 1], batch.queries[b : b + 1], nodes,
+                                      layers):
+            head = f"L{r['layer']}.H{r['head']}"
+            for key in ("match", "other", "sink", "self", "null", "chance"):
+                parts.append(scalar(f"attn_{key}", np.array([ep]), [r[key]], node=head))
+    return parts
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def evaluate_cell(episodes: Episodes, est, espec: EstimatorSpec, context_len: int, mirror=None) -> pd.DataFrame:
+    """All per-episode metrics of ``est`` (already prepared) at context length ``context_len``.
+
+    ``mirror`` (a fast estimator) adds the agreement metrics on the same episodes.
+    """
+    graph, spec = episodes.graph, episodes.spec
+    device = resolve_device(spec.device)
+    n_eps = spec.episodes if espec.subset is None else min(espec.subset, spec.episodes)
+    exact = n_joint_states(graph) <= spec.max_exact_states
+    parts: list[pd.DataFrame] = []
+    attention_left = spec.attention_episodes if est.tags.has_attention else 0
+    for batch in episodes.batches(context_len, n_eps, spec.batch_size):
+        ctx, qry = batch.contexts.to(device), batch.queries.to(device)
+        _sync(device)
+        t0 = time.perf_counter()
+        est.fit(graph, ctx)
+        _sync(device)
+        t1 = time.perf_counter()
+        probs = [p.to("cpu", torch.float64) for p in est.predict_proba(qry)]
+        _sync(device)
+        t2 = time.perf_counter()
+        parts += timing_rows(batch.episodes, t0, t1, t2)
+        parts += conditional_rows(graph, batch, probs)
+        if mirror is not None:
+            mirror.fit(graph, ctx)
+            other = [p.to("cpu", torch.float64) for p in mirror.predict_proba(qry)]
+            parts += agreement_rows(graph, batch, probs, other)
+
+        # joint measures on the first ``fidelity_episodes`` episodes only
+        limit = spec.fidelity_episodes
+        k = batch.size if limit is None else int((batch.episodes < limit).sum())
+        if k > 0:
+            if k < batch.size:
+                est.fit(graph, ctx[:k])  # predictions for the kept contexts only
+            parts += fidelity_rows(est, graph, spec, batch if k == batch.size else batch.head(k), context_len, exact)
+
+        if attention_left > 0:
+            k = min(attention_left, batch.size)
+            attention_left -= k
+            parts += attention_rows(est.model_, graph, batch.head(k))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)

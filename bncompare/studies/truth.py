@@ -1,0 +1,202 @@
+"""Where a study's truth comes from: a registry of task sources, one per kind of problem.
+
+A task source makes the episodes of one block: the true CPTs, the contexts and
+the queries. The protocol and the estimators never know which kind they got.
+
+- :class:`PriorTruth` (synthetic families): fresh CPTs from the prior in every episode.
+- :class:`FixedTruth` (real networks): the network's bundled CPTs in every episode.
+- :class:`SplitTruth` (real data, ``graph=sachs_data``): contexts are rows of a
+  split's pool, queries its held-out rows, and the truth is the reference CPTs
+  fitted on the held-out rows only.
+
+:func:`build_problem` picks the source: a name in :data:`SOURCES` first, then a
+real network, else a synthetic family drawn from the prior.
+"""
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+
+import torch
+
+from bncompare.errors import BNError
+from bncompare.networks.families import get_graph, is_real, load_network
+from bncompare.networks.graph import Graph
+from bncompare.networks.network import CPTBatch
+from bncompare.networks.priors import make_prior
+from bncompare.networks.sampling import sample
+from bncompare.studies.protocol import BLOCK
+from bncompare.studies.spec import StudySpec
+
+
+class TaskSource:
+    """Base: draw CPTs (``draw``), then contexts and queries from them (synthetic sampling)."""
+
+    kind = "prior"
+    reference_network = None  # a BayesNet whose CPTs are the truth, when there is one (prior-distance note)
+    reference_label = ""  # how the report names that network in the prior-distance note
+
+    def draw(self, graph: Graph, n: int, gen: torch.Generator) -> CPTBatch:
+        raise NotImplementedError
+
+    def block(self, graph: Graph, n: int, context_len: int, n_queries: int, k: int, gen: torch.Generator):
+        """(cpts, contexts (n, N, M), queries (n, Q, M)) of block ``k``, drawn with ``gen``."""
+        cpts = self.draw(graph, n, gen)
+        return cpts, sample(graph, cpts, context_len, gen), sample(graph, cpts, n_queries, gen)
+
+    def describe(self, graph: Graph, prior) -> str:
+        """A few lines for the report's DAG page: what the truth of an episode is."""
+        raise NotImplementedError
+
+
+class PriorTruth(TaskSource):
+    """Fresh CPTs from the prior for every episode (synthetic families)."""
+
+    def __init__(self, prior):
+        self.prior = prior
+
+    def draw(self, graph: Graph, n: int, gen: torch.Generator) -> CPTBatch:
+        return self.prior.sample(graph, n, gen)
+
+    def describe(self, graph: Graph, prior) -> str:
+        return f"Truth: a fresh CPT set per episode, rows ~ {prior.describe()}."
+
+
+class FixedTruth(TaskSource):
+    """The same CPTs in every episode (a real network's bundled CPTs)."""
+
+    kind = "fixed"
+
+    def __init__(self, cpts: CPTBatch, network=None):
+        self.cpts = [torch.as_tensor(c, dtype=torch.float64) for c in cpts]
+        self.reference_network = network
+
+    def draw(self, graph: Graph, n: int, gen: torch.Generator) -> CPTBatch:
+        return [c.expand(n, -1, -1) for c in self.cpts]
+
+    def describe(self, graph: Graph, prior) -> str:
+        real = torch.cat([c.reshape(-1) for c in self.cpts])
+        draws = prior.sample(graph, 200, torch.Generator().manual_seed(0))
+        fake = torch.cat([c.reshape(-1) for c in draws])
+        smallest = torch.stack([torch.cat([c[i].reshape(-1) for c in draws]).min() for i in range(200)]).median()
+
+        def share(x, cond):
+            return f"{float(cond(x).double().mean()):.1%}"
+
+        return "\n".join([
+            "Truth: the network's bundled CPTs", "in every episode. The trained",
+            f"transformer learns from {prior.describe()}.", "Real CPTs vs draws from that prior:",
+            f"  min entry: {real.min():.2g} vs {float(smallest):.2g} (median)",
+            f"  entries < 0.01: {share(real, lambda x: x < 0.01)} vs {share(fake, lambda x: x < 0.01)}",
+            f"  entries > 0.99: {share(real, lambda x: x > 0.99)} vs {share(fake, lambda x: x > 0.99)}"])
+
+
+class SplitTruth(TaskSource):
+    """Real rows with a held-out reference (e.g. Sachs): no sampling from a model at all.
+
+    Block ``k`` uses split ``k mod len(splits)``: its truth is the split's reference CPTs
+    (fitted on the held-out rows only), its contexts are distinct rows of the split's pool
+    and its queries distinct held-out rows. Whole blocks cycle over the splits, so with
+    ``episodes`` a multiple of 32 x splits every split weighs the same.
+    """
+
+    kind = "split"
+    reference_label = "split-0 held-out reference: "
+
+    def __init__(self, splits):
+        self.splits = list(splits)
+        self.reference_network = self.splits[0].reference
+
+    @property
+    def pool_size(self) -> int:
+        return min(s.pool.shape[0] for s in self.splits)
+
+    @property
+    def holdout_size(self) -> int:
+        return min(s.holdout.shape[0] for s in self.splits)
+
+    def split_of(self, episode: int):
+        return self.splits[(int(episode) // BLOCK) % len(self.splits)]
+
+    def block(self, graph: Graph, n: int, context_len: int, n_queries: int, k: int, gen: torch.Generator):
+        split = self.splits[k % len(self.splits)]
+        cpts = [torch.as_tensor(c, dtype=torch.float64)[None].expand(n, -1, -1) for c in split.reference.cpts]
+        if context_len == 0:
+            contexts = torch.zeros(n, 0, graph.n_nodes, dtype=torch.long)
+        else:
+            contexts = split.draw_contexts(n, context_len, gen)
+        return cpts, contexts, split.draw_queries(n, n_queries, gen)
+
+    def describe(self, graph: Graph, prior) -> str:
+        s = self.splits[0]
+        return textwrap.fill(
+            f"Truth: held-out reference CPTs of {len(self.splits)} random splits (block k uses split k mod "
+            f"{len(self.splits)}); each fitted on {s.holdout.shape[0]} held-out rows, Dirichlet smoothing "
+            f"{s.smoothing:g}. Contexts: distinct rows of the {s.pool.shape[0]}-row pool (disjoint); "
+            f"queries: held-out rows.", 48)
+
+
+# ----- the registry ----------------------------------------------------------------------
+
+SACHS_DATA_OPTIONS = {"method", "splits", "holdout_frac", "smoothing"}
+
+
+def sachs_data_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, TaskSource]:
+    """The real Sachs rows: splits seeded by the study seed, truth = each split's held-out reference."""
+    from bncompare.realdata.sachs import sachs_data, sachs_graph, sachs_splits
+
+    unknown = sorted(set(options) - SACHS_DATA_OPTIONS)
+    if unknown:
+        raise BNError(f"graph 'sachs_data': unknown options {unknown}; allowed: {sorted(SACHS_DATA_OPTIONS)}")
+    graph = sachs_graph()
+    splits = sachs_splits(sachs_data(str(options.get("method", "hartemink"))), n_splits=options.get("splits", 5),
+                          holdout_frac=float(options.get("holdout_frac", 0.5)), seed=spec.seed,
+                          smoothing=float(options.get("smoothing", 0.5)), graph=graph)
+    truth = SplitTruth(splits)
+    if max(spec.context_lens) > truth.pool_size:
+        raise BNError(f"context length {max(spec.context_lens)} exceeds the Sachs context pool of "
+                      f"{truth.pool_size} rows; lower context_lens or graph.options.holdout_frac")
+    if spec.queries > truth.holdout_size:
+        raise BNError(f"queries={spec.queries} exceeds the {truth.holdout_size} held-out Sachs rows")
+    return graph, truth
+
+
+def real_network_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, TaskSource]:
+    """A real network keeps its bundled CPTs as the truth of every episode."""
+    name = spec.graph["name"]
+    if options:
+        raise BNError(f"graph {name!r} is a real network and takes no options, got {sorted(options)}")
+    net = load_network(name)
+    return net.graph, FixedTruth([c[None] for c in net.cpts], net)
+
+
+def synthetic_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, TaskSource]:
+    """A named family (chain, tree, random, ...): fresh CPTs from the prior in every episode."""
+    name = spec.graph["name"]
+    try:
+        graph = get_graph(name, **options)
+    except TypeError as e:
+        raise BNError(f"bad graph options {options} for {name!r}: {e}") from None
+    return graph, PriorTruth(prior)
+
+
+# Graph names with their own task source; other names are real networks or synthetic families.
+SOURCES: dict[str, Callable] = {"sachs_data": sachs_data_source}
+
+
+def build_problem(spec: StudySpec):
+    """(graph, truth, prior) of a study."""
+    name, options = spec.graph["name"], spec.graph["options"]
+    prior = make_prior(spec.prior["kind"], **spec.prior["params"])
+    source = SOURCES.get(name) or (real_network_source if is_real(name) else synthetic_source)
+    graph, truth = source(spec, options, prior)
+    return graph, truth, prior
+
+
+def prior_distance(truth: TaskSource, prior) -> str | None:
+    """How far a real network's CPTs (or a real-data reference) sit from the Dirichlet training prior."""
+    if truth.reference_network is None or prior.dirichlet_alpha is None:
+        return None
+    from bncompare.realdata.prior_fit import describe
+
+    return truth.reference_label + describe(truth.reference_network, prior.dirichlet_alpha)
