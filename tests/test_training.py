@@ -5,6 +5,7 @@ steps, short contexts), so the whole file runs in seconds on a CPU.
 """
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -136,7 +137,7 @@ def test_interrupted_save_leaves_old_checkpoint_intact(tmp_path, short_run, monk
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
 
     def dies_halfway(obj, f):  # the serializer writes some bytes, then the process "dies"
-        f.write(b"partial weights")
+        Path(f).write_bytes(b"partial weights")
         raise KeyboardInterrupt
 
     other = train(GRAPH, PRIOR, tiny(seed=5, steps=1), progress=False)[0]
