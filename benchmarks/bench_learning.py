@@ -108,7 +108,7 @@ def budget(args) -> None:
         result = run(graph, cfg)
         worst = [(c["step"] + 1, c["seconds"], max(c[n] for n in LENGTHS)) for c in result["curve"]]
         hit = next(((s, t) for s, t, w in worst if w <= 1.10), None)
-        reached = f"{hit[0]:7d} {hit[1]:8.0f}" if hit else f"{'>' + str(cfg.steps):>7s} {'-':>8s}"
+        reached = f"{hit[0]:7d} {hit[1]:8.0f}" if hit else f"{'>' + str(cfg.steps):>7s} {'>' + format(worst[-1][1], '.0f'):>8s}"
         curve = ", ".join(f"{s}: {w:.2f}" for s, _, w in worst)
         print(f"{name:12s} {worst[-1][2]:11.3f} {reached}   {curve}", flush=True)
 

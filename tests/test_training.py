@@ -22,7 +22,7 @@ from bncompare.transformer.trained import TrainedTransformer
 
 GRAPH = get_graph("chain-2")  # A -> B
 PRIOR = DirichletPrior(1.0)
-TINY = dict(d_model=16, n_head=2, d_ff=32, n_layer=1, batch_size=8, n_context_max=20, n_queries=4,
+TINY = dict(d_model=16, n_head=2, d_ff=32, n_layer=1, batch_size=8, length_groups=1, n_context_max=20, n_queries=4,
             warmup=5, min_lr_ratio=0.1, eval_every=0, steps=8)
 
 
@@ -257,6 +257,7 @@ def test_attention_pattern_matches_a_plain_masked_softmax(context_attention, var
     if context_attention == "self" and cfg.attn_scale == "log_n":
         got, want = got[:, 7:], want[:, 7:]  # context rows scale by log 2 by design; queries must agree
     assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(attn(x, n_context=6, queries_only=True), attn(x, n_context=6)[:, 7:], atol=1e-6)
     out, w = attn(x, n_context=6, return_weights=True)
     assert torch.allclose(w.sum(-1), torch.ones(w.shape[:-1]), atol=1e-6)
     out.sum().backward()  # masked entries must not leak inf * 0 = nan into any gradient
@@ -267,9 +268,9 @@ def test_query_answers_ignore_other_queries_and_context_order(short_run):
     _, model, _ = short_run
     cpts = PRIOR.sample(GRAPH, 2, torch.Generator().manual_seed(3))
     ctx, q = sample(GRAPH, cpts, 9), sample(GRAPH, cpts, 3)
-    out = model(encode(GRAPH, ctx, q, range(2)), 9)[:, 10:]
-    alone = model(encode(GRAPH, ctx, q[:, :1], range(2)), 9)[:, 10:]
-    perm = model(encode(GRAPH, ctx[:, torch.randperm(9)], q, range(2)), 9)[:, 10:]
+    out = model(encode(GRAPH, ctx, q, range(2)), 9)
+    alone = model(encode(GRAPH, ctx, q[:, :1], range(2)), 9)
+    perm = model(encode(GRAPH, ctx[:, torch.randperm(9)], q, range(2)), 9)
     assert torch.allclose(out[:, :2], alone, atol=1e-5) and torch.allclose(out, perm, atol=1e-5)
 
 
@@ -283,3 +284,32 @@ def test_attention_to_parents_shares(short_run):
         total = r["match"] + r["other"] + r["sink"] + r["self"] + r["null"]
         assert total == pytest.approx(1.0, abs=1e-5)
         assert 0 < r["chance"] <= 1 and r["n_context"] == 12
+
+
+# ----- recipe pieces -----------------------------------------------------------
+
+def test_parents_view_shows_only_the_targets_parents():
+    graph = get_graph("general-5")  # A, B roots; C <- {A, B}; D <- {A, C}; E <- D
+    x = torch.tensor([[[1, 0, 1, 1, 0]]])
+    prefix = encode(graph, x[:, :0], x, range(5))[0, 1:, :10]  # the one-hots of the 5 query tokens
+    parents = encode(graph, x[:, :0], x, range(5), view="parents")[0, 1:, :10]
+    onehot = torch.tensor([0, 1, 1, 0, 0, 1, 0, 1, 1, 0], dtype=torch.float32)  # A=1 B=0 C=1 D=1 E=0
+    blocks = {"A": slice(0, 2), "B": slice(2, 4), "C": slice(4, 6), "D": slice(6, 8)}
+    want = {0: [], 1: [], 2: ["A", "B"], 3: ["A", "C"], 4: ["D"]}
+    for m, shown in want.items():
+        expected = torch.zeros(10)
+        for name in shown:
+            expected[blocks[name]] = onehot[blocks[name]]
+        assert torch.equal(parents[m], expected), m
+        assert torch.equal(prefix[m][: 2 * m], onehot[: 2 * m]) and not prefix[m][2 * m :].any()
+
+
+def test_length_groups_split_the_batch_and_draw_their_own_lengths():
+    cfg = tiny(batch_size=10, length_groups=4, n_context_min=0, n_context_max=500, context_sampling="uniform")
+    from bncompare.transformer.train import group_sizes
+    assert group_sizes(cfg) == [3, 3, 2, 2]
+    model, history = train(GRAPH, PRIOR, tiny(batch_size=8, length_groups=4, n_context_max=500,
+                                              context_sampling="uniform", steps=3), progress=False)
+    assert len(history) == 3 and all(math.isfinite(h["loss"]) for h in history)
+    with pytest.raises(BNError, match="length_groups"):
+        tiny(batch_size=2, length_groups=3)

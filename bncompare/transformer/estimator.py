@@ -54,7 +54,7 @@ class TransformerEstimator(Estimator):
             for s in range(0, B, self.batch_size):
                 tokens = encode(self.graph_, ctx[s : s + self.batch_size], qs[s : s + self.batch_size], nodes, dtype,
                                 view=self.model.cfg.query_view)
-                o = self.model(tokens, N)[:, 1 + N :]  # query positions
+                o = self.model(tokens, N)  # the query tokens
                 o = o.reshape(o.shape[0], qs.shape[1], T, -1)
                 out[s : s + self.batch_size, q0 : q0 + q_chunk] = o.to(torch.float64)
         return [self._to_probs(out[:, :, j, : self.graph_.cards[m]]) for j, m in enumerate(nodes)]

@@ -118,18 +118,20 @@ class SelfAttention(nn.Module):
         s = s * self.log_temp.exp()[:, None, None]
         return s * math.log(max(n_keys, 2)) if self.cfg.attn_scale == "log_n" else s
 
-    def forward(self, h: torch.Tensor, n_context: int, return_weights: bool = False):
-        """(B, L, D) -> (B, L, D); with ``return_weights`` also the query rows' attention,
-        (B, H, Lq, 1 + N + 1 [+ 1]): on the sink, each context row, itself [, the null key]."""
+    def forward(self, h: torch.Tensor, n_context: int, return_weights: bool = False, queries_only: bool = False):
+        """(B, L, D) -> (B, L, D), or (B, Lq, D) for the query rows only; with ``return_weights`` also
+        the query rows' attention, (B, H, Lq, 1 + N + 1 [+ 1]): on the sink, each context row, itself
+        [, the null key]."""
         B, L, D = h.shape
         n_seen = 1 + n_context  # sink + context rows
-        heads = lambda t: t.view(B, L, self.n_head, D // self.n_head).transpose(1, 2)  # (B, H, L, hs)  # noqa: E731
-        q, k, v = heads(self.q(h)), heads(self.k(h)), heads(self.v(h))
+        heads = lambda t: t.view(B, -1, self.n_head, D // self.n_head).transpose(1, 2)  # (B, H, L, hs)  # noqa: E731
+        q = heads(self.q(h[:, n_seen:] if queries_only else h))
+        k, v = heads(self.k(h)), heads(self.v(h))
         if self.cfg.qk_norm:
             q, k = _rms(q), _rms(k)
 
         # queries: keys are the sink, the context rows and the query itself
-        qq, kq, vq = q[:, :, n_seen:], k[:, :, n_seen:], v[:, :, n_seen:]  # (B, H, Lq, hs)
+        qq, kq, vq = q[:, :, -(L - n_seen):], k[:, :, n_seen:], v[:, :, n_seen:]  # (B, H, Lq, hs)
         scale_q = self.scale(n_seen + 1)
         logits = torch.cat([qq @ k[:, :, :n_seen].transpose(-1, -2), (qq * kq).sum(-1, keepdim=True)], -1)
         logits = logits * scale_q  # (B, H, Lq, n_seen + 1)
@@ -137,6 +139,9 @@ class SelfAttention(nn.Module):
             logits = torch.cat([logits, logits.new_zeros(*logits.shape[:-1], 1)], -1)
         w = torch.softmax(logits, -1)
         y_q = w[..., :n_seen] @ v[:, :, :n_seen] + w[..., n_seen : n_seen + 1] * vq  # null value is 0
+        if queries_only:
+            out = self.proj(y_q.transpose(1, 2).reshape(B, L - n_seen, D))
+            return (out, w) if return_weights else out
 
         # sink and context rows
         qc, kc, vc = q[:, :, :n_seen], k[:, :, :n_seen], v[:, :, :n_seen]
@@ -187,10 +192,11 @@ class Block(nn.Module):
         self.norm1, self.attn = _norm(cfg), SelfAttention(cfg)
         self.norm2, self.mlp = _norm(cfg), MLP(cfg)
 
-    def forward(self, h, n_context: int, return_weights: bool = False):
-        a = self.attn(self.norm1(h), n_context, return_weights)
+    def forward(self, h, n_context: int, return_weights: bool = False, queries_only: bool = False):
+        """``queries_only``: return the query rows alone (the last block: nothing reads context rows after it)."""
+        a = self.attn(self.norm1(h), n_context, return_weights, queries_only)
         a, w = a if return_weights else (a, None)
-        h = h + a
+        h = (h[:, 1 + n_context :] if queries_only else h) + a
         h = h + self.mlp(self.norm2(h))
         return (h, w) if return_weights else h
 
@@ -206,12 +212,14 @@ class InContextTransformer(nn.Module):
         init_weights(self, seed)
 
     def forward(self, tokens: torch.Tensor, n_context: int, return_weights: bool = False):
-        """(B, 1 + N + Lq, d_in) tokens -> (B, L, d_out) logits or probabilities; with
+        """(B, 1 + N + Lq, d_in) tokens -> (B, Lq, d_out) logits or probabilities of the query tokens; with
         ``return_weights`` also a list over layers of the query rows' attention weights."""
         h = self.embed(tokens)
         weights = []
-        for block in self.blocks:
-            h = block(h, n_context, return_weights)
+        for i, block in enumerate(self.blocks):
+            # queries read the context rows' keys and values from a block's input, so after the
+            # last block nothing reads a context row: it computes the query rows alone
+            h = block(h, n_context, return_weights, queries_only=i == len(self.blocks) - 1)
             if return_weights:
                 h, w = h
                 weights.append(w)

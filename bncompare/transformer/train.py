@@ -72,16 +72,16 @@ class TrainConfig:
     # model (fields of TransformerConfig; see model.py for what each does)
     d_model: int = 64
     n_layer: int = 2
-    n_head: int = 4
+    n_head: int = 2  # few wide heads: one head must score every parent of a target at once
     d_ff: int = 256
     norm: str = "layer"  # "layer" | "none"
     attention: str = "softmax"  # "softmax" | "softmax_1"
-    context_attention: str = "full"  # "full" | "self"
-    attn_scale: str = "fixed"  # "fixed" | "learned" | "log_n"
+    context_attention: str = "self"  # "full" | "self"
+    attn_scale: str = "learned"  # "fixed" | "learned" | "log_n"
     qk_norm: bool = False
     attn_temp_init: float = 1.0
     qk_init: str = "random"  # "random" | "tied"
-    mlp: str = "relu"  # "relu" | "swiglu"
+    mlp: str = "swiglu"  # "relu" | "swiglu"
     query_view: str = "prefix"  # "prefix" | "parents"
     # optimization
     steps: int = 3000
@@ -95,7 +95,7 @@ class TrainConfig:
     n_context_max: int = 500
     n_context_min: int = 0
     context_sampling: str = "loguniform"  # "loguniform" | "uniform" | "fixed" (always n_context_max)
-    length_groups: int = 1  # context lengths per step: the batch is split into this many groups
+    length_groups: int = 4  # context lengths per step: the batch is split into this many groups
     n_queries: int = 8  # query samples per sequence; each asks for every node
     loss: str = "true_cpt"  # "true_cpt" | "sample" | "mle"
     # each target's loss is weighted by (rows matching its parent values + 1) ** power: long contexts,
@@ -107,7 +107,7 @@ class TrainConfig:
     # held-out evaluation (separate seed stream); eval_every = 0 turns it off
     eval_every: int = 500
     eval_tasks: int = 128
-    eval_lengths: tuple[int, ...] = (2, 10, 50, 200)
+    eval_lengths: tuple[int, ...] = (1, 10, 100, 500)  # may exceed n_context_max: length generalization
 
     def __post_init__(self):
         self.eval_lengths = tuple(int(n) for n in self.eval_lengths)
@@ -224,7 +224,7 @@ def query_log_probs(model: InContextTransformer, graph: Graph, tasks: Tasks, dev
     Q = tasks.queries.shape[1]
     tokens = encode(graph, tasks.contexts.to(device), tasks.queries.to(device), range(M), view=model.cfg.query_view)
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
-        out = model(tokens, N)[:, 1 + N :]
+        out = model(tokens, N)  # (B, Q*M, d_out): the query tokens
     logits = out.float().reshape(B, Q, M, -1)
     # states a node does not have (mixed cardinalities) get no probability
     logits = logits.masked_fill(~valid_outputs(graph, device), -1e9)
