@@ -32,19 +32,19 @@ LENGTHS = (1, 10, 100, 500)
 # Each lever: what it changes relative to the recipe (TrainConfig defaults).
 LEVERS = {
     "recipe": {},
-    "paper": dict(context_attention="full", mlp="relu", query_view="prefix", attn_scale="fixed",
+    "paper": dict(context_attention="full", mlp="relu", query_view="prefix", attn_scale="fixed", n_head=4,
                   length_groups=1, loss_weight_power=0.0, context_sampling="loguniform"),
     "context_attention=full": dict(context_attention="full"),
     "mlp=relu": dict(mlp="relu"),
-    "query_view=prefix": dict(query_view="prefix"),
+    "query_view=parents": dict(query_view="parents"),
+    "n_head=4": dict(n_head=4),
+    "batch_size=64": dict(batch_size=64),
     "attn_scale=fixed": dict(attn_scale="fixed"),
     "attn_scale=log_n": dict(attn_scale="log_n"),
     "qk_norm": dict(qk_norm=True),
     "length_groups=1": dict(length_groups=1),
-    "loss_weight_power=0": dict(loss_weight_power=0.0),
     "loss_weight_power=1": dict(loss_weight_power=1.0),
     "context_sampling=loguniform": dict(context_sampling="loguniform"),
-    "context_sampling=uniform": dict(context_sampling="uniform"),
 }
 
 

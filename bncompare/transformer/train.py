@@ -94,7 +94,7 @@ class TrainConfig:
     # data
     n_context_max: int = 500
     n_context_min: int = 0
-    context_sampling: str = "loguniform"  # "loguniform" | "uniform" | "fixed" (always n_context_max)
+    context_sampling: str = "uniform"  # "uniform" | "loguniform" | "fixed" (always n_context_max)
     length_groups: int = 4  # context lengths per step: the batch is split into this many groups
     n_queries: int = 8  # query samples per sequence; each asks for every node
     loss: str = "true_cpt"  # "true_cpt" | "sample" | "mle"
