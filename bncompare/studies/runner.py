@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from bncompare.errors import BNError
-from bncompare.files import atomic_write_text
+from bncompare.files import atomic_write_text, lock_dir
 from bncompare.metrics.summary import cell_summary
 from bncompare.runtime import resolve_device
 from bncompare.studies import registry
@@ -41,12 +41,17 @@ log = logging.getLogger(__name__)
 
 
 def check_out_dir(out_dir) -> Path:
+    """``out_dir`` created and writable (a probe file with a unique name), or one line."""
+    import tempfile
+
+    if out_dir is None or not str(out_dir).strip():
+        raise BNError("out_dir is empty; give the run a folder, e.g. out_dir=reports/my-study")
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".write_test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
         raise BNError(f"cannot write to out_dir {str(out)!r}: {e.strerror or e}") from None
     return out
@@ -102,7 +107,7 @@ def run_study(config: dict, out_dir) -> Path:
     started, t_start = datetime.now(UTC), time.perf_counter()
     spec = study_spec(config)
     resolve_device(spec.device)  # device=cuda without CUDA: one line, before any work
-    out = check_out_dir(out_dir)
+    out = lock_dir(check_out_dir(out_dir))  # one run per folder; a no-op when the command line holds it
     graph, truth, prior = build_problem(spec)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
