@@ -11,6 +11,7 @@ mean of the per-seed means, with the standard error across seeds.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,7 +110,26 @@ def find_runs(paths) -> list[Path]:
 
 
 def _json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BNError(f"{path} is damaged ({' '.join(str(e).split())}); rerun the study to rewrite it") from None
+    if not isinstance(value, dict):
+        raise BNError(f"{path} is damaged (not a JSON object); rerun the study to rewrite it")
+    return value
+
+
+def _histories(path: Path) -> dict[str, pd.DataFrame]:
+    """Training histories; one that does not read as a table is left out with a warning (the page says so)."""
+    out = {}
+    for h in sorted((path / "extras").glob("history_*.csv")):
+        try:
+            out[h.stem[len("history_"):]] = pd.read_csv(h)
+        except Exception as e:  # noqa: BLE001  a damaged extra never blocks the report
+            print(f"warning: skipping damaged training history {h} ({type(e).__name__})", file=sys.stderr)
+    return out
 
 
 def _graph(record: dict) -> Graph | None:
@@ -126,7 +146,7 @@ def load_run(path: Path) -> tuple[Run, pd.DataFrame]:
     config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").is_file() else {}
     graph = str(results["graph"].iloc[0]) if len(results) else (config.get("graph") or {}).get("name", "?")
     seed = int(results["seed"].iloc[0]) if len(results) else int(config.get("seed", 0))
-    histories = {h.stem[len("history_"):]: pd.read_csv(h) for h in sorted((path / "extras").glob("history_*.csv"))}
+    histories = _histories(path)
     run = Run(path, graph, seed, config, _json(path / "meta.json"), _graph(_json(path / "graph.json")),
               _json(path / "truth.json"), _json(path / "estimators.json"), histories)
     return run, results

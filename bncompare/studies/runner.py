@@ -29,6 +29,7 @@ from bncompare.studies.spec import StudySpec, study_spec
 from bncompare.studies.store import (
     CellStore,
     cell_key,
+    history_damaged,
     read_json,
     write_episodes,
     write_history,
@@ -136,6 +137,8 @@ def run_study(config: dict, out_dir) -> Path:
     write_json(out, "estimators.json", estimator_records(spec, estimators))
     needed = {name for _, name in pending}
     needed |= {mirror_of[name].name for name in needed if mirror_of[name] is not None}
+    # a damaged training history is rewritten: preparing again loads the cached model and its history
+    needed |= {e.name for e in spec.estimators if estimators[e.name].tags.has_history and history_damaged(out, e.name)}
     prepare_seconds = {}
     for e in spec.estimators:
         if e.name in needed:
@@ -178,7 +181,7 @@ def run_study(config: dict, out_dir) -> Path:
 def _write_meta(out: Path, spec: StudySpec, started, seconds: float, computed: int, reused: int,
                 prepare_seconds: dict) -> None:
     meta = read_json(out, "meta.json")
-    runs = meta.get("runs", [])
+    runs = meta.get("runs") if isinstance(meta.get("runs"), list) else []
     runs.append({"started": started.isoformat(timespec="seconds"), "wall_seconds": round(seconds, 2),
                  "cells_computed": computed, "cells_reused": reused,
                  "prepare_seconds": {k: round(v, 2) for k, v in prepare_seconds.items()}})
