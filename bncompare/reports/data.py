@@ -126,9 +126,12 @@ def _histories(path: Path) -> dict[str, pd.DataFrame]:
     out = {}
     for h in sorted((path / "extras").glob("history_*.csv")):
         try:
-            out[h.stem[len("history_"):]] = pd.read_csv(h)
+            frame = pd.read_csv(h)
+            if "step" not in frame.columns:
+                raise ValueError("no 'step' column")
+            out[h.stem[len("history_"):]] = frame
         except Exception as e:  # noqa: BLE001  a damaged extra never blocks the report
-            print(f"warning: skipping damaged training history {h} ({type(e).__name__})", file=sys.stderr)
+            print(f"warning: skipping damaged training history {h} ({e})", file=sys.stderr)
     return out
 
 

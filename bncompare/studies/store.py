@@ -153,7 +153,7 @@ def history_damaged(out_dir: Path, name: str) -> bool:
     if not path.is_file():
         return False
     try:
-        if not pd.read_csv(path).empty:
+        if "step" in pd.read_csv(path).columns:  # one row per training step
             return False
     except Exception:  # noqa: BLE001, S110  empty, binary, ragged: all mean "write it again"
         pass
