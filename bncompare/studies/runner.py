@@ -36,7 +36,7 @@ from bncompare.studies.store import (
     write_json,
     write_results,
 )
-from bncompare.studies.truth import build_problem, prior_distance
+from bncompare.studies.truth import build_problem, graph_label, prior_distance
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +114,10 @@ def run_study(config: dict, out_dir) -> Path:
 
     from tqdm.auto import tqdm
 
-    graph_name, seed = spec.graph["name"], spec.seed
+    graph_name, seed = graph_label(spec), spec.seed
     store = CellStore(out)
     mirror_of = {e.name: (spec.estimator(e.mirrors) if e.mirrors else None) for e in spec.estimators}
-    keys = {e.name: cell_key(spec, e, mirror_of[e.name]) for e in spec.estimators}
+    keys = {e.name: cell_key(spec, e, mirror_of[e.name], truth.fingerprint) for e in spec.estimators}
     plan = plan_cells(spec)
     for e in spec.estimators:
         if not any(name == e.name for _, name in plan):
@@ -131,7 +131,7 @@ def run_study(config: dict, out_dir) -> Path:
     # Build every estimator (settings only); prepare the ones a pending cell needs, once.
     estimators = {e.name: registry.build(e.kind, e.params) for e in spec.estimators}
     write_json(out, "graph.json", graph_record(graph))
-    write_json(out, "truth.json", {"kind": truth.kind, "prior": prior.describe(),
+    write_json(out, "truth.json", {"kind": truth.kind, "truth": truth.truth, "prior": prior.describe(),
                                    "description": truth.describe(graph, prior),
                                    "prior_distance": prior_distance(truth, prior)})
     write_json(out, "estimators.json", estimator_records(spec, estimators))
@@ -185,6 +185,6 @@ def _write_meta(out: Path, spec: StudySpec, started, seconds: float, computed: i
     runs.append({"started": started.isoformat(timespec="seconds"), "wall_seconds": round(seconds, 2),
                  "cells_computed": computed, "cells_reused": reused,
                  "prepare_seconds": {k: round(v, 2) for k, v in prepare_seconds.items()}})
-    meta.update({"graph": spec.graph["name"], "seed": spec.seed, "device": describe_device(spec),
+    meta.update({"graph": graph_label(spec), "seed": spec.seed, "device": describe_device(spec),
                  "versions": package_versions(), "runs": runs})
     write_json(out, "meta.json", meta)

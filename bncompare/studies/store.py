@@ -55,9 +55,13 @@ CELL_COLUMNS = ["episode", "node", "metric", "value"]
 EPISODE_COLUMNS = ["graph", "seed", "estimator", "context_len", "episode", "node", "metric", "value"]
 
 
-def cell_key(spec: StudySpec, espec: EstimatorSpec, mirror: EstimatorSpec | None = None) -> str:
+def cell_key(spec: StudySpec, espec: EstimatorSpec, mirror: EstimatorSpec | None = None,
+             source: str | None = None) -> str:
+    """``source``: a hash of the network file the truth comes from (``graph=file``), so an edited file is new."""
     payload = {"format": CELL_FORMAT, "data": spec.data_dict(), "estimator": espec.to_dict(),
                "mirror": mirror.to_dict() if mirror else None}
+    if source is not None:
+        payload["source"] = source
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
