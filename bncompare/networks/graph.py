@@ -16,7 +16,7 @@ import torch
 
 from bncompare.errors import BNError
 
-MAX_CPT_ENTRIES = 2**31  # one CPT of 2^31 float64 entries is already 16 GB
+MAX_CPT_ENTRIES = 2**40  # exact Python ints, far below int64 overflow; memory is the study budget's job
 
 
 @dataclass(frozen=True)

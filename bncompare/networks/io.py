@@ -137,6 +137,32 @@ def load_spec(path_or_dict, seed: int = 0, prior=None) -> BayesNet:
     else:
         path = Path(path_or_dict)
         spec = parse_spec_text(read_text(path, "network spec"), path.suffix == ".json", path)
+    graph, states = spec_structure(spec)
+    given = {str(n): (b or {}).get("cpt") for n, b in spec["nodes"].items()}
+    drawn = None
+    if any(v is None for v in given.values()):
+        import torch
+
+        from bncompare.networks.priors import DirichletPrior
+
+        drawn = (prior or DirichletPrior(1.0)).sample(graph, 1, torch.Generator().manual_seed(seed))
+    cpts = []
+    for m, n in enumerate(graph.names):
+        if given[n] is None:
+            cpts.append(drawn[m][0].numpy())
+        else:
+            try:
+                cpts.append(np.asarray(given[n], dtype=np.float64).reshape(graph.n_configs[m], graph.cards[m]))
+            except (TypeError, ValueError):  # ragged rows, text entries, the wrong number of entries
+                raise BNError(
+                    f"CPT of node {n!r} has {_leaves(given[n])} entries, not a table of "
+                    f"{graph.n_configs[m]} rows x {graph.cards[m]} numbers"
+                ) from None
+    return BayesNet(graph, tuple(cpts), states)
+
+
+def spec_structure(spec) -> tuple[Graph, tuple[tuple[str, ...], ...]]:
+    """(graph, state names in graph order) of a parsed spec, validated, without reading or drawing any CPT."""
     if not isinstance(spec, dict) or not isinstance(spec.get("nodes"), dict) or not spec["nodes"]:
         raise BNError("network spec needs a non-empty 'nodes' mapping")
     nodes = spec["nodes"]
@@ -165,27 +191,7 @@ def load_spec(path_or_dict, seed: int = 0, prior=None) -> BayesNet:
         parent_order[n] = [str(p) for p in pa]
     edges = [(p, n) for n, pa in parent_order.items() for p in pa]
     graph = Graph.from_edges(names, edges, cards, parent_order=parent_order)
-    given = {str(n): (b or {}).get("cpt") for n, b in nodes.items()}
-    drawn = None
-    if any(v is None for v in given.values()):
-        import torch
-
-        from bncompare.networks.priors import DirichletPrior
-
-        drawn = (prior or DirichletPrior(1.0)).sample(graph, 1, torch.Generator().manual_seed(seed))
-    cpts = []
-    for m, n in enumerate(graph.names):
-        if given[n] is None:
-            cpts.append(drawn[m][0].numpy())
-        else:
-            try:
-                cpts.append(np.asarray(given[n], dtype=np.float64).reshape(graph.n_configs[m], graph.cards[m]))
-            except (TypeError, ValueError):  # ragged rows, text entries, the wrong number of entries
-                raise BNError(
-                    f"CPT of node {n!r} has {_leaves(given[n])} entries, not a table of "
-                    f"{graph.n_configs[m]} rows x {graph.cards[m]} numbers"
-                ) from None
-    return BayesNet(graph, tuple(cpts), tuple(states[n] for n in graph.names))
+    return graph, tuple(states[n] for n in graph.names)
 
 
 def _leaves(x) -> int:

@@ -23,6 +23,7 @@ from bncompare.files import atomic_write_text, lock_dir
 from bncompare.metrics.summary import cell_summary
 from bncompare.runtime import resolve_device
 from bncompare.studies import registry
+from bncompare.studies.budget import check_budget
 from bncompare.studies.evaluate import evaluate_cell
 from bncompare.studies.protocol import Episodes
 from bncompare.studies.spec import StudySpec, study_spec
@@ -110,6 +111,7 @@ def run_study(config: dict, out_dir) -> Path:
     resolve_device(spec.device)  # device=cuda without CUDA: one line, before any work
     out = lock_dir(check_out_dir(out_dir))  # one run per folder; a no-op when the command line holds it
     graph, truth, prior = build_problem(spec)
+    check_budget(spec, graph)  # refuse before allocating: one line with the amount and the setting to lower
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     from tqdm.auto import tqdm

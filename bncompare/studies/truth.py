@@ -206,9 +206,9 @@ FILE_SUFFIXES = {".bif": "bif", ".gz": "bif", ".yaml": "spec", ".yml": "spec", "
 
 
 def load_file_network(path, truth: str):
-    """The user's network file: BIF (.bif, .bif.gz) or a YAML/JSON spec. With truth=bundled every node
-    needs its CPT in the file; with truth=prior only the structure and cardinalities are used."""
-    from bncompare.networks.io import load_bif, load_spec, parse_spec_text, read_text
+    """The user's network file: BIF (.bif, .bif.gz) or a YAML/JSON spec -> a BayesNet, or (truth=prior) only
+    the Graph of a spec (no CPT is read or drawn). With truth=bundled every node needs its CPT in the file."""
+    from bncompare.networks.io import load_bif, load_spec, parse_spec_text, read_text, spec_structure
 
     path = Path(path)
     kind = FILE_SUFFIXES.get(path.suffix.lower())
@@ -218,7 +218,9 @@ def load_file_network(path, truth: str):
         return load_bif(path)
     data = parse_spec_text(read_text(path, "network spec"), path.suffix == ".json", path)
     nodes = data.get("nodes") if isinstance(data, dict) else None
-    if truth == "bundled" and isinstance(nodes, dict):
+    if truth == "prior":
+        return spec_structure(data)[0]
+    if isinstance(nodes, dict):
         missing = [str(n) for n, body in nodes.items() if not isinstance(body, dict) or "cpt" not in body]
         if missing:
             raise BNError(f"{path}: nodes {missing} have no cpt; give every CPT or use graph.options.truth=prior")
@@ -237,7 +239,7 @@ def file_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, TaskSourc
     net = load_file_network(path, truth)
     source = network_truth(net, truth, prior, f"{path.name}")
     source.fingerprint = hashlib.sha256(path.read_bytes()).hexdigest()[:16]  # an edited file is a new study
-    return net.graph, source
+    return (net if isinstance(net, Graph) else net.graph), source
 
 
 def synthetic_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, TaskSource]:
