@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 from bncompare.errors import BNError
-from bncompare.metrics.summary import combine_seeds
+from bncompare.metrics.summary import RESULT_COLUMNS, combine_seeds
 from bncompare.networks.graph import Graph
 
 
@@ -89,9 +89,15 @@ class ReportData:
 
 
 def read_results(path) -> pd.DataFrame:
-    """results.csv with node names kept as text (a node called 'NA' stays 'NA')."""
-    return pd.read_csv(path, keep_default_na=False, na_values=[""],
-                       dtype={"graph": str, "node": str, "metric": str, "estimator": str})
+    """results.csv with node names kept as text (a node called 'NA' stays 'NA'); a damaged one is a BNError."""
+    try:
+        frame = pd.read_csv(path, keep_default_na=False, na_values=[""],
+                            dtype={"graph": str, "node": str, "metric": str, "estimator": str})
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+        raise BNError(f"{path} is not a results table ({' '.join(str(e).split()) or type(e).__name__})") from None
+    if list(frame.columns) != RESULT_COLUMNS:
+        raise BNError(f"{path} has columns {list(frame.columns)}, expected {RESULT_COLUMNS}")
+    return frame
 
 
 def find_runs(paths) -> list[Path]:
@@ -101,11 +107,12 @@ def find_runs(paths) -> list[Path]:
         if (p / "results.csv").is_file():
             found.append(p)
         elif p.is_dir():
-            found += sorted(q.parent for q in p.rglob("results.csv"))
+            below = sorted(q.parent for q in p.rglob("results.csv"))
+            if not below:
+                raise BNError(f"{str(p)!r} holds no study run (no results.csv at or below it)")
+            found += below
         else:
             raise BNError(f"{str(p)!r} is not a study output directory (no results.csv) nor a folder of them")
-    if not found:
-        raise BNError(f"no results.csv found under {[str(p) for p in paths]}")
     return list(dict.fromkeys(found))
 
 
@@ -156,9 +163,13 @@ def load_run(path: Path) -> tuple[Run, pd.DataFrame]:
 
 
 def load(paths) -> ReportData:
-    runs, frames = [], []
+    runs, frames, seen = [], [], {}
     for p in find_runs(paths if isinstance(paths, (list, tuple)) else [paths]):
         run, results = load_run(p)
+        for key in {(str(g), int(s)) for g, s in zip(results["graph"], results["seed"])} or {(run.graph, run.seed)}:
+            if key in seen:  # the same draws twice: keeping one would hide the other
+                raise BNError(f"{seen[key]} and {p} are both graph {key[0]} seed {key[1]}; merge one of them")
+            seen[key] = p
         runs.append(run)
         frames.append(results)
     results = pd.concat(frames, ignore_index=True).drop_duplicates(
