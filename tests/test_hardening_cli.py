@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from bncompare.files import lock_dir
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -196,6 +194,8 @@ def test_read_only_out_dir_is_one_line(tmp_path, read_only_dir):
 # ----- one run per out_dir ----------------------------------------------------------------------
 
 def test_held_out_dir_names_its_holder(tmp_path):
+    from bncompare.files import lock_dir
+
     out = tmp_path / "out"
     out.mkdir()
     lock_dir(out, "the test that holds it")  # this process holds it until the test session ends

@@ -115,6 +115,12 @@ def job_configs(overrides: list[str], config_dir: str | None, multirun: bool, co
     except BNError:
         raise
     except Exception as e:  # noqa: BLE001  composition errors are all bad input (broken YAML, bad override...)
+        from hydra.errors import MissingConfigException
+
+        from bncompare.studies.run import one_line
+
+        if isinstance(e, MissingConfigException):  # "unknown graph 'x'; valid choices: ..."
+            raise BNError(one_line(e)) from None
         raise BNError(f"bad config or override: {' '.join(str(e).split()) or type(e).__name__}") from None
     finally:
         GlobalHydra.instance().clear()
