@@ -115,15 +115,22 @@ def job_configs(overrides: list[str], config_dir: str | None, multirun: bool, co
     except BNError:
         raise
     except Exception as e:  # noqa: BLE001  composition errors are all bad input (broken YAML, bad override...)
-        from hydra.errors import MissingConfigException
-
-        from bncompare.studies.run import one_line
-
-        if isinstance(e, MissingConfigException):  # "unknown graph 'x'; valid choices: ..."
-            raise BNError(one_line(e)) from None
+        if missing_choice(e):
+            raise BNError(missing_choice(e)) from None
         raise BNError(f"bad config or override: {' '.join(str(e).split()) or type(e).__name__}") from None
     finally:
         GlobalHydra.instance().clear()
+
+
+def missing_choice(error: BaseException) -> str | None:
+    """"unknown graph 'x'; valid choices: ..." for Hydra's error about an unknown config group option."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(error, MissingConfigException) and error.options is not None and error.missing_cfg_file:
+        group, _, option = str(error.missing_cfg_file).rpartition("/")
+        if group:
+            return f"unknown {group} {option!r}; valid choices: {', '.join(sorted(error.options))}"
+    return None
 
 
 def _plain(cfg) -> dict:

@@ -110,12 +110,10 @@ def compose(overrides: list[str] | None = None) -> dict:
 
 def one_line(error: BaseException) -> str:
     """A single line for a user error, from BNError, Hydra and OmegaConf exceptions alike."""
-    from hydra.errors import MissingConfigException
+    from bncompare.studies.guard import missing_choice
 
-    if isinstance(error, MissingConfigException) and error.options is not None and error.missing_cfg_file:
-        group, _, option = str(error.missing_cfg_file).rpartition("/")
-        if group:
-            return f"unknown {group} {option!r}; valid choices: {', '.join(sorted(error.options))}"
+    if missing_choice(error):
+        return missing_choice(error)
     if isinstance(error, OSError) and not isinstance(error, BNError) and error.filename:
         return f"cannot write {error.filename}: {error.strerror or error}"
     text = " ".join(str(error).split())
