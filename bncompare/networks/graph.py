@@ -6,6 +6,7 @@ parent varying fastest, which is pgmpy's column order for ``TabularCPD``.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -14,6 +15,8 @@ import numpy as np
 import torch
 
 from bncompare.errors import BNError
+
+MAX_CPT_ENTRIES = 2**40  # exact Python ints, far below int64 overflow; memory is the study budget's job
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,10 @@ class Graph:
                                   "(nodes must be topologically ordered)")
             if len(set(self.parents[m])) != len(self.parents[m]):
                 raise BNError(f"node {name!r} lists a parent twice")
+            entries = math.prod(int(self.cards[p]) for p in self.parents[m]) * int(card)  # exact: no int64 overflow
+            if entries > MAX_CPT_ENTRIES:
+                raise BNError(f"node {name!r} would have a CPT of {entries:.3g} entries "
+                              f"({len(self.parents[m])} parents); at most {MAX_CPT_ENTRIES:.3g} are supported")
 
     # ----- construction -------------------------------------------------
     @classmethod
@@ -108,7 +115,7 @@ class Graph:
     @cached_property
     def n_configs(self) -> tuple[int, ...]:
         """Number of parent configurations (CPT rows) of each node."""
-        return tuple(int(np.prod([self.cards[p] for p in pa], dtype=np.int64)) for pa in self.parents)
+        return tuple(math.prod(self.cards[p] for p in pa) for pa in self.parents)
 
     @cached_property
     def strides(self) -> tuple[tuple[int, ...], ...]:

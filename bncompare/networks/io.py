@@ -9,13 +9,16 @@ order given in ``parents``, last parent fastest)::
       Wet:       {card: 2, parents: [Rain, Sprinkler]}
     # nodes without "cpt" need one from a prior (load_spec(..., seed=...))
 
-All loading is data-only (yaml.safe_load / json); nothing is evaluated.
+All loading is data-only (yaml.safe_load / json); nothing is evaluated. Every
+problem with a file (missing, a folder, not UTF-8, malformed, duplicate keys or
+state names, a non-integer card, a ragged CPT, no variables) is a one-line BNError.
 """
 from __future__ import annotations
 
 import gzip
 import json
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -79,16 +82,39 @@ def _state_names(net: BayesNet) -> tuple[tuple[str, ...], ...]:
     return tuple(tuple(str(v) for v in range(c)) for c in net.graph.cards)
 
 
+# ----- files -------------------------------------------------------------
+BIF_TEXT = re.compile(r"\s*(//[^\n]*\n\s*)*network\s")  # BIF text opens with a "network <name>" block
+
+
+def read_text(path, what: str) -> str:
+    """A file's text (gunzipped when it ends in .gz), or a one-line BNError."""
+    path = Path(path)
+    if not path.exists():
+        raise BNError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise BNError(f"{what} {path} is a folder, not a file")
+    try:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BNError(f"{what} {path} is not UTF-8 text (byte {e.start})") from None
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise BNError(f"cannot read {what} {path}: {e}") from None
+
+
+def _is_bif_text(value) -> bool:
+    return isinstance(value, str) and ("\n" in value or bool(BIF_TEXT.match(value)))
+
+
 # ----- BIF ---------------------------------------------------------------
 def load_bif(path_or_text: str | Path) -> BayesNet:
-    """Read a BIF file (plain or .gz) or a BIF string."""
-    text = str(path_or_text)
-    if "network" not in text or "{" not in text:  # a path, not BIF text
-        path = Path(text)
-        if not path.exists():
-            raise BNError(f"BIF file not found: {path}")
-        raw = path.read_bytes()
-        text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode("utf-8", "replace")
+    """Read a BIF file (plain or .gz) or BIF text. A ``Path``, or a one-line string not
+    opening with ``network <name>``, is always a path (so ``networks/{rain}.bif`` is a file name)."""
+    text = path_or_text if _is_bif_text(path_or_text) else read_text(path_or_text, "BIF file")
+    if not BIF_TEXT.match(text):
+        raise BNError("not a BIF network: the text does not open with a 'network <name> { }' block")
     from pgmpy.readwrite import BIFReader
 
     logging.getLogger("pgmpy").setLevel(logging.ERROR)
@@ -98,6 +124,8 @@ def load_bif(path_or_text: str | Path) -> BayesNet:
             model = BIFReader(string=text).get_model()
     except Exception as e:  # pgmpy raises many types on malformed input
         raise BNError(f"could not parse BIF: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    if not model.nodes():
+        raise BNError("the BIF network has no variables")
     return from_pgmpy(model)
 
 
@@ -108,37 +136,9 @@ def load_spec(path_or_dict, seed: int = 0, prior=None) -> BayesNet:
         spec = path_or_dict
     else:
         path = Path(path_or_dict)
-        if not path.exists():
-            raise BNError(f"network spec not found: {path}")
-        text = path.read_text()
-        if path.suffix == ".json":
-            spec = json.loads(text)
-        else:
-            import yaml
-
-            spec = yaml.safe_load(text)
-    if not isinstance(spec, dict) or not isinstance(spec.get("nodes"), dict) or not spec["nodes"]:
-        raise BNError("network spec needs a non-empty 'nodes' mapping")
-    nodes = spec["nodes"]
-    names = [str(n) for n in nodes]
-    states, cards, parent_order = {}, {}, {}
-    for n, body in nodes.items():
-        n, body = str(n), (body or {})
-        if not isinstance(body, dict):
-            raise BNError(f"spec for node {n!r} must be a mapping")
-        unknown = set(body) - {"states", "card", "parents", "cpt"}
-        if unknown:
-            raise BNError(f"node {n!r}: unknown keys {sorted(unknown)}; allowed: states, card, parents, cpt")
-        st = body.get("states")
-        card = body.get("card", len(st) if st else 2)
-        if st is not None and len(st) != card:
-            raise BNError(f"node {n!r}: {len(st)} states but card {card}")
-        cards[n] = int(card)
-        states[n] = tuple(str(s) for s in st) if st else tuple(str(v) for v in range(int(card)))
-        parent_order[n] = [str(p) for p in body.get("parents", []) or []]
-    edges = [(p, n) for n, pa in parent_order.items() for p in pa]
-    graph = Graph.from_edges(names, edges, cards, parent_order=parent_order)
-    given = {str(n): (b or {}).get("cpt") for n, b in nodes.items()}
+        spec = parse_spec_text(read_text(path, "network spec"), path.suffix == ".json", path)
+    graph, states = spec_structure(spec)
+    given = {str(n): (b or {}).get("cpt") for n, b in spec["nodes"].items()}
     drawn = None
     if any(v is None for v in given.values()):
         import torch
@@ -153,12 +153,96 @@ def load_spec(path_or_dict, seed: int = 0, prior=None) -> BayesNet:
         else:
             try:
                 cpts.append(np.asarray(given[n], dtype=np.float64).reshape(graph.n_configs[m], graph.cards[m]))
-            except ValueError:
+            except (TypeError, ValueError):  # ragged rows, text entries, the wrong number of entries
                 raise BNError(
-                    f"CPT of node {n!r} has {np.size(given[n])} entries, expected "
-                    f"{graph.n_configs[m]} rows x {graph.cards[m]} states"
+                    f"CPT of node {n!r} has {_leaves(given[n])} entries, not a table of "
+                    f"{graph.n_configs[m]} rows x {graph.cards[m]} numbers"
                 ) from None
-    return BayesNet(graph, tuple(cpts), tuple(states[n] for n in graph.names))
+    return BayesNet(graph, tuple(cpts), states)
+
+
+def spec_structure(spec) -> tuple[Graph, tuple[tuple[str, ...], ...]]:
+    """(graph, state names in graph order) of a parsed spec, validated, without reading or drawing any CPT."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("nodes"), dict) or not spec["nodes"]:
+        raise BNError("network spec needs a non-empty 'nodes' mapping")
+    nodes = spec["nodes"]
+    names = [str(n) for n in nodes]
+    states, cards, parent_order = {}, {}, {}
+    for n, body in nodes.items():
+        n, body = str(n), (body or {})
+        if not isinstance(body, dict):
+            raise BNError(f"spec for node {n!r} must be a mapping")
+        unknown = set(body) - {"states", "card", "parents", "cpt"}
+        if unknown:
+            raise BNError(f"node {n!r}: unknown keys {sorted(unknown)}; allowed: states, card, parents, cpt")
+        st = body.get("states")
+        if st is not None and not isinstance(st, list):
+            raise BNError(f"node {n!r}: states must be a list, got {st!r}")
+        card = _card(body.get("card", len(st) if st else 2), n)
+        if st is not None and len(st) != card:
+            raise BNError(f"node {n!r}: {len(st)} states but card {card}")
+        if st and len({str(x) for x in st}) != len(st):
+            raise BNError(f"node {n!r}: duplicate state names in {st}")
+        cards[n] = card
+        states[n] = tuple(str(s) for s in st) if st else tuple(str(v) for v in range(card))
+        pa = body.get("parents", []) or []
+        if not isinstance(pa, list):
+            raise BNError(f"node {n!r}: parents must be a list, got {pa!r}")
+        parent_order[n] = [str(p) for p in pa]
+    edges = [(p, n) for n, pa in parent_order.items() for p in pa]
+    graph = Graph.from_edges(names, edges, cards, parent_order=parent_order)
+    return graph, tuple(states[n] for n in graph.names)
+
+
+def _leaves(x) -> int:
+    return sum(_leaves(v) for v in x) if isinstance(x, (list, tuple)) else 1
+
+
+def _card(value, node: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value != int(value):
+        raise BNError(f"node {node!r}: card must be a whole number of states, got {value!r}")
+    return int(value)
+
+
+def _no_duplicates(pairs, where: str = "") -> dict:
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise BNError(f"duplicate key {k!r} in the network spec{where}")
+        out[k] = v
+    return out
+
+
+def parse_spec_text(text: str, is_json: bool, path="") -> dict:
+    """A YAML/JSON spec's text as data; duplicate keys and malformed text are BNErrors, never guesses."""
+    where = f" {path}" if path else ""
+    if is_json:
+        try:
+            return json.loads(text, object_pairs_hook=lambda pairs: _no_duplicates(pairs, where))
+        except json.JSONDecodeError as e:
+            raise BNError(f"network spec{where} is not valid JSON: {e}") from None
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):  # safe_load that refuses a key given twice
+        pass
+
+    def mapping(loader, node, deep=False):
+        loader.flatten_mapping(node)
+        pairs = [(loader.construct_object(k, deep=deep), loader.construct_object(v, deep=deep)) for k, v in node.value]
+        return _no_duplicates(pairs, where)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    # YAML 1.1 reads the state names no/yes/on/off as booleans: keep only true/false as booleans
+    bool_tag = "tag:yaml.org,2002:bool"
+    StrictLoader.yaml_implicit_resolvers = {k: [r for r in v if r[0] != bool_tag]
+                                            for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    StrictLoader.add_implicit_resolver(bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506  a SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise BNError(f"network spec{where} is not valid YAML: {' '.join(str(e).split())}") from None
+    except TypeError as e:  # an unhashable key such as a list
+        raise BNError(f"network spec{where} has a bad key: {e}") from None
 
 
 def to_spec(net: BayesNet) -> dict:

@@ -9,7 +9,8 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -92,6 +93,15 @@ def make_prior(kind: str = "dirichlet", **kw):
     kinds = {"dirichlet": DirichletPrior, "uniform": UniformRangePrior, "random_dag": RandomDAGPrior}
     if kind not in kinds:
         raise BNError(f"unknown prior {kind!r}; choose one of {sorted(kinds)}")
+    allowed = sorted(f.name for f in fields(kinds[kind]))
+    unknown = sorted(set(kw) - set(allowed))
+    if unknown:
+        raise BNError(f"prior {kind!r}: unknown parameters {unknown}; allowed: {allowed}")
+    for name, value in kw.items():
+        if value is None and name == "max_parents":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise BNError(f"prior parameter {name} must be a finite number, got {value!r}")
     return kinds[kind](**kw)
 
 

@@ -11,6 +11,7 @@ mean of the per-seed means, with the standard error across seeds.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pandas as pd
 import yaml
 
 from bncompare.errors import BNError
-from bncompare.metrics.summary import combine_seeds
+from bncompare.metrics.summary import RESULT_COLUMNS, combine_seeds
 from bncompare.networks.graph import Graph
 
 
@@ -88,9 +89,15 @@ class ReportData:
 
 
 def read_results(path) -> pd.DataFrame:
-    """results.csv with node names kept as text (a node called 'NA' stays 'NA')."""
-    return pd.read_csv(path, keep_default_na=False, na_values=[""],
-                       dtype={"graph": str, "node": str, "metric": str, "estimator": str})
+    """results.csv with node names kept as text (a node called 'NA' stays 'NA'); a damaged one is a BNError."""
+    try:
+        frame = pd.read_csv(path, keep_default_na=False, na_values=[""],
+                            dtype={"graph": str, "node": str, "metric": str, "estimator": str})
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+        raise BNError(f"{path} is not a results table ({' '.join(str(e).split()) or type(e).__name__})") from None
+    if list(frame.columns) != RESULT_COLUMNS:
+        raise BNError(f"{path} has columns {list(frame.columns)}, expected {RESULT_COLUMNS}")
+    return frame
 
 
 def find_runs(paths) -> list[Path]:
@@ -100,16 +107,39 @@ def find_runs(paths) -> list[Path]:
         if (p / "results.csv").is_file():
             found.append(p)
         elif p.is_dir():
-            found += sorted(q.parent for q in p.rglob("results.csv"))
+            below = sorted(q.parent for q in p.rglob("results.csv"))
+            if not below:
+                raise BNError(f"{str(p)!r} holds no study run (no results.csv at or below it)")
+            found += below
         else:
             raise BNError(f"{str(p)!r} is not a study output directory (no results.csv) nor a folder of them")
-    if not found:
-        raise BNError(f"no results.csv found under {[str(p) for p in paths]}")
     return list(dict.fromkeys(found))
 
 
 def _json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BNError(f"{path} is damaged ({' '.join(str(e).split())}); rerun the study to rewrite it") from None
+    if not isinstance(value, dict):
+        raise BNError(f"{path} is damaged (not a JSON object); rerun the study to rewrite it")
+    return value
+
+
+def _histories(path: Path) -> dict[str, pd.DataFrame]:
+    """Training histories; one that does not read as a table is left out with a warning (the page says so)."""
+    out = {}
+    for h in sorted((path / "extras").glob("history_*.csv")):
+        try:
+            frame = pd.read_csv(h)
+            if "step" not in frame.columns:
+                raise ValueError("no 'step' column")
+            out[h.stem[len("history_"):]] = frame
+        except Exception as e:  # noqa: BLE001  a damaged extra never blocks the report
+            print(f"warning: skipping damaged training history {h} ({e})", file=sys.stderr)
+    return out
 
 
 def _graph(record: dict) -> Graph | None:
@@ -126,16 +156,20 @@ def load_run(path: Path) -> tuple[Run, pd.DataFrame]:
     config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").is_file() else {}
     graph = str(results["graph"].iloc[0]) if len(results) else (config.get("graph") or {}).get("name", "?")
     seed = int(results["seed"].iloc[0]) if len(results) else int(config.get("seed", 0))
-    histories = {h.stem[len("history_"):]: pd.read_csv(h) for h in sorted((path / "extras").glob("history_*.csv"))}
+    histories = _histories(path)
     run = Run(path, graph, seed, config, _json(path / "meta.json"), _graph(_json(path / "graph.json")),
               _json(path / "truth.json"), _json(path / "estimators.json"), histories)
     return run, results
 
 
 def load(paths) -> ReportData:
-    runs, frames = [], []
+    runs, frames, seen = [], [], {}
     for p in find_runs(paths if isinstance(paths, (list, tuple)) else [paths]):
         run, results = load_run(p)
+        for key in {(str(g), int(s)) for g, s in zip(results["graph"], results["seed"])} or {(run.graph, run.seed)}:
+            if key in seen:  # the same draws twice: keeping one would hide the other
+                raise BNError(f"{seen[key]} and {p} are both graph {key[0]} seed {key[1]}; merge one of them")
+            seen[key] = p
         runs.append(run)
         frames.append(results)
     results = pd.concat(frames, ignore_index=True).drop_duplicates(

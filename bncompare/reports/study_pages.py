@@ -41,6 +41,9 @@ def title_page(pdf, data: ReportData) -> None:
             f"started {last.get('started')}",
             "versions: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()),
         ]
+    truths = {f"{r.graph}: {r.truth.get('truth', r.truth.get('kind', '?'))}" for r in data.runs if r.truth}
+    if truths:  # which truth each graph's episodes used: bundled CPTs, prior draws, held-out rows
+        lines.append("truth of the episodes: " + ", ".join(sorted(truths)))
     for r in data.runs:  # real networks / real data: distance of the true CPTs from the training prior
         if r.truth.get("prior_distance"):
             lines.append(f"{r.graph}: {r.truth['prior_distance']}")

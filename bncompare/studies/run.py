@@ -6,8 +6,12 @@
     python -m bncompare.studies.run --help
 
 Bad input (an unknown graph, an invalid value, a negative context length, an
-unwritable out_dir...) prints ONE line to stderr and exits with code 2. Set
-HYDRA_FULL_ERROR=1 to get the full traceback instead.
+unwritable out_dir, an out_dir another run holds...) prints ONE line to stderr and
+exits with code 2. Set HYDRA_FULL_ERROR=1 to get the full traceback instead.
+
+Before Hydra starts, :func:`preflight` composes every job's config exactly as Hydra
+will and checks it (:mod:`bncompare.studies.guard`: nothing in a config or preset may
+name code to call), validates the study settings, and locks the run's out_dir.
 
 The study writes a run directory; the report is a separate step that reads only
 that directory (``python -m bncompare.reports.report <dir>``), run here as its
@@ -35,7 +39,7 @@ STUDY_OWNED_TRAIN_FIELDS = ("seed",)
 def _max(values):
     if isinstance(values, (int, float)):
         return values
-    return max(values)
+    return max(values, default=0)  # an empty list is reported by the spec's check of context_lens
 
 
 def train_defaults() -> dict:
@@ -57,8 +61,7 @@ def register_configs() -> None:
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def _app(cfg: DictConfig) -> None:
+def _task(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -79,6 +82,9 @@ def _app(cfg: DictConfig) -> None:
     print(f"results: {path / 'results.csv'}")
     if config.get("report", True):
         print(f"report:  {path / 'report.pdf'}")
+
+
+_app = hydra.main(version_base="1.3", config_path="conf", config_name="config")(_task)
 
 
 def write_report(run_dir) -> None:
@@ -104,12 +110,10 @@ def compose(overrides: list[str] | None = None) -> dict:
 
 def one_line(error: BaseException) -> str:
     """A single line for a user error, from BNError, Hydra and OmegaConf exceptions alike."""
-    from hydra.errors import MissingConfigException
+    from bncompare.studies.guard import missing_choice
 
-    if isinstance(error, MissingConfigException) and error.options is not None and error.missing_cfg_file:
-        group, _, option = str(error.missing_cfg_file).rpartition("/")
-        if group:
-            return f"unknown {group} {option!r}; valid choices: {', '.join(sorted(error.options))}"
+    if missing_choice(error):
+        return missing_choice(error)
     if isinstance(error, OSError) and not isinstance(error, BNError) and error.filename:
         return f"cannot write {error.filename}: {error.strerror or error}"
     text = " ".join(str(error).split())
@@ -117,6 +121,45 @@ def one_line(error: BaseException) -> str:
     if cause is not None and str(cause) and str(cause) not in str(error):
         text += " (" + " ".join(str(cause).split()) + ")"
     return text or type(error).__name__
+
+
+def preflight(argv: list[str]) -> None:
+    """Check what the command line would run before Hydra touches anything (see the module docstring).
+
+    A single run's out_dir is locked here and stays locked until this process ends."""
+    from hydra._internal.utils import get_args_parser
+    from omegaconf import OmegaConf
+
+    from bncompare.files import lock_dir
+    from bncompare.studies.guard import check_config, job_configs
+    from bncompare.studies.runner import check_out_dir
+    from bncompare.studies.spec import study_spec
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    if args.experimental_rerun is not None:
+        raise BNError("--experimental-rerun is not supported: it unpickles a file")
+    if args.config_path is not None:
+        raise BNError("--config-path is not supported: add your presets with --config-dir")
+    overrides = list(args.overrides)
+    jobs = job_configs(overrides, args.config_dir, bool(args.multirun), args.config_name or "config")
+    for job in jobs:
+        check_config(OmegaConf.to_container(job, resolve=False))
+    if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion:
+        return  # nothing runs
+    if args.multirun and any(o.lstrip("+~").split("=")[0] == "out_dir" for o in overrides):
+        raise BNError("out_dir applies to a single run; under -m every job writes below hydra.sweep.dir "
+                      "(e.g. hydra.sweep.dir=reports/my-sweep)")
+    for job in jobs:
+        app = OmegaConf.masked_copy(job, [k for k in job if k != "hydra"])
+        try:
+            study_spec(OmegaConf.to_container(app, resolve=True))
+        except BNError:
+            raise
+        except Exception as e:  # noqa: BLE001  an interpolation that cannot resolve is bad input too
+            raise BNError(one_line(e)) from None
+    if not args.multirun:
+        out_dir = str(OmegaConf.select(jobs[0], "hydra.run.dir") or "")
+        lock_dir(check_out_dir(out_dir), " ".join(["bncompare.studies.run", *argv]))
 
 
 def main() -> None:
@@ -127,6 +170,7 @@ def main() -> None:
     os.environ[_USER_TRACEBACK] = "1" if user_wants_traceback else "0"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's multi-line report
     try:
+        preflight(sys.argv[1:])
         _app()
     except (BNError, HydraException, OmegaConfBaseException, OSError) as e:
         if user_wants_traceback:

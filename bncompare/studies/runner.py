@@ -19,34 +19,41 @@ from pathlib import Path
 import yaml
 
 from bncompare.errors import BNError
-from bncompare.files import atomic_write_text
+from bncompare.files import atomic_write_text, lock_dir
 from bncompare.metrics.summary import cell_summary
 from bncompare.runtime import resolve_device
 from bncompare.studies import registry
+from bncompare.studies.budget import check_budget
 from bncompare.studies.evaluate import evaluate_cell
 from bncompare.studies.protocol import Episodes
 from bncompare.studies.spec import StudySpec, study_spec
 from bncompare.studies.store import (
     CellStore,
     cell_key,
+    history_damaged,
     read_json,
     write_episodes,
     write_history,
     write_json,
     write_results,
 )
-from bncompare.studies.truth import build_problem, prior_distance
+from bncompare.studies.truth import build_problem, graph_label, prior_distance
 
 log = logging.getLogger(__name__)
 
 
 def check_out_dir(out_dir) -> Path:
+    """``out_dir`` created and writable (a probe file with a unique name), or one line."""
+    import tempfile
+
+    if out_dir is None or not str(out_dir).strip():
+        raise BNError("out_dir is empty; give the run a folder, e.g. out_dir=reports/my-study")
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".write_test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
         raise BNError(f"cannot write to out_dir {str(out)!r}: {e.strerror or e}") from None
     return out
@@ -102,16 +109,17 @@ def run_study(config: dict, out_dir) -> Path:
     started, t_start = datetime.now(UTC), time.perf_counter()
     spec = study_spec(config)
     resolve_device(spec.device)  # device=cuda without CUDA: one line, before any work
-    out = check_out_dir(out_dir)
+    out = lock_dir(check_out_dir(out_dir))  # one run per folder; a no-op when the command line holds it
     graph, truth, prior = build_problem(spec)
+    check_budget(spec, graph)  # refuse before allocating: one line with the amount and the setting to lower
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     from tqdm.auto import tqdm
 
-    graph_name, seed = spec.graph["name"], spec.seed
+    graph_name, seed = graph_label(spec), spec.seed
     store = CellStore(out)
     mirror_of = {e.name: (spec.estimator(e.mirrors) if e.mirrors else None) for e in spec.estimators}
-    keys = {e.name: cell_key(spec, e, mirror_of[e.name]) for e in spec.estimators}
+    keys = {e.name: cell_key(spec, e, mirror_of[e.name], truth.fingerprint) for e in spec.estimators}
     plan = plan_cells(spec)
     for e in spec.estimators:
         if not any(name == e.name for _, name in plan):
@@ -125,12 +133,14 @@ def run_study(config: dict, out_dir) -> Path:
     # Build every estimator (settings only); prepare the ones a pending cell needs, once.
     estimators = {e.name: registry.build(e.kind, e.params) for e in spec.estimators}
     write_json(out, "graph.json", graph_record(graph))
-    write_json(out, "truth.json", {"kind": truth.kind, "prior": prior.describe(),
+    write_json(out, "truth.json", {"kind": truth.kind, "truth": truth.truth, "prior": prior.describe(),
                                    "description": truth.describe(graph, prior),
                                    "prior_distance": prior_distance(truth, prior)})
     write_json(out, "estimators.json", estimator_records(spec, estimators))
     needed = {name for _, name in pending}
     needed |= {mirror_of[name].name for name in needed if mirror_of[name] is not None}
+    # a damaged training history is rewritten: preparing again loads the cached model and its history
+    needed |= {e.name for e in spec.estimators if estimators[e.name].tags.has_history and history_damaged(out, e.name)}
     prepare_seconds = {}
     for e in spec.estimators:
         if e.name in needed:
@@ -173,10 +183,10 @@ def run_study(config: dict, out_dir) -> Path:
 def _write_meta(out: Path, spec: StudySpec, started, seconds: float, computed: int, reused: int,
                 prepare_seconds: dict) -> None:
     meta = read_json(out, "meta.json")
-    runs = meta.get("runs", [])
+    runs = meta.get("runs") if isinstance(meta.get("runs"), list) else []
     runs.append({"started": started.isoformat(timespec="seconds"), "wall_seconds": round(seconds, 2),
                  "cells_computed": computed, "cells_reused": reused,
                  "prepare_seconds": {k: round(v, 2) for k, v in prepare_seconds.items()}})
-    meta.update({"graph": spec.graph["name"], "seed": spec.seed, "device": describe_device(spec),
+    meta.update({"graph": graph_label(spec), "seed": spec.seed, "device": describe_device(spec),
                  "versions": package_versions(), "runs": runs})
     write_json(out, "meta.json", meta)

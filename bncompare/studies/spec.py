@@ -5,12 +5,17 @@ so the command line can print it and exit with code 2.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
 from bncompare.errors import BNError
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # estimator names become file names
+# Every top-level key a study config may have: anything else (a typo, +nosuchkey=5) is refused, not ignored.
+TOP_LEVEL = {"seed", "device", "context_lens", "episodes", "queries", "batch_size", "reference", "fidelity",
+             "diagnostics", "study_name", "out_dir", "report", "progress", "graph", "prior", "transformer",
+             "estimators"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,9 @@ class StudySpec:
 
     def data_dict(self) -> dict:
         """Everything that fixes the draws and the metrics of a cell (part of every cell's key)."""
-        return {"graph": self.graph, "prior": self.prior, "seed": self.seed, "episodes": self.episodes,
+        graph = dict(self.graph, options={k: v for k, v in self.graph["options"].items()
+                                          if (k, v) != ("truth", "bundled")})  # the default: same keys as before
+        return {"graph": graph, "prior": self.prior, "seed": self.seed, "episodes": self.episodes,
                 "queries": self.queries, "max_exact_states": self.max_exact_states, "mc_samples": self.mc_samples,
                 "fidelity_episodes": self.fidelity_episodes, "attention_episodes": self.attention_episodes}
 
@@ -63,7 +70,8 @@ class StudySpec:
 # ----- validation helpers ---------------------------------------------------------
 
 def _int(value, what: str, low: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    bad = isinstance(value, bool) or not isinstance(value, (int, float))
+    if bad or not math.isfinite(value) or value != int(value):
         raise BNError(f"{what} must be an integer, got {value!r}")
     value = int(value)
     if low is not None and value < low:
@@ -103,6 +111,16 @@ def _check_keys(d: dict, allowed: set, what: str) -> None:
     unknown = sorted(set(d) - allowed)
     if unknown:
         raise BNError(f"{what}: unknown keys {unknown}; allowed keys are {sorted(allowed)}")
+
+
+def _check_transformer(tf: dict) -> None:
+    from dataclasses import fields
+
+    from bncompare.transformer.train import TrainConfig
+
+    _check_keys(tf, {"train", "cache_dir"}, "transformer")
+    _check_keys(_dict(tf.get("train"), "transformer.train"), {f.name for f in fields(TrainConfig)},
+                "transformer.train")
 
 
 def estimator_specs(entries, lens: tuple[int, ...]) -> tuple[EstimatorSpec, ...]:
@@ -145,6 +163,11 @@ def estimator_specs(entries, lens: tuple[int, ...]) -> tuple[EstimatorSpec, ...]
 
 def study_spec(cfg: dict) -> StudySpec:
     """Validate a resolved config (a plain dict, e.g. ``OmegaConf.to_container(cfg, resolve=True)``)."""
+    from bncompare.networks.priors import make_prior
+
+    _check_keys(cfg, TOP_LEVEL, "config")
+    if cfg.get("graph") is None:
+        raise BNError("graph is missing; choose one, e.g. graph=tree (see --help)")
     graph = _dict(cfg.get("graph"), "graph")
     if not graph.get("name"):
         raise BNError("graph.name is missing")
@@ -152,6 +175,8 @@ def study_spec(cfg: dict) -> StudySpec:
     graph = {"name": str(graph["name"]), "options": _dict(graph.get("options"), "graph.options")}
     prior = _dict(cfg.get("prior"), "prior")
     _check_keys(prior, {"kind", "params", "bayes_alpha"}, "prior")
+    make_prior(prior.get("kind", "dirichlet"), **_dict(prior.get("params"), "prior.params"))  # valid values only
+    _check_transformer(_dict(cfg.get("transformer"), "transformer"))
     lens = _lens(cfg.get("context_lens"), "context_lens")
     fid = _dict(cfg.get("fidelity"), "fidelity")
     _check_keys(fid, {"max_exact_states", "mc_samples", "episodes"}, "fidelity")

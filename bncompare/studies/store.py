@@ -32,12 +32,16 @@ everything that determines the cell's numbers (data settings, the estimator's
 config, its mirror's). A cell is written to a temporary file and renamed, so a
 killed run leaves either a whole cell or none; a rerun with the same settings
 skips the cells it finds, and a rerun with changed settings recomputes only the
-cells whose key changed (stale files are ignored, never mixed in).
+cells whose key changed (stale files are ignored, never mixed in). A cell file
+that cannot be read back whole (empty, truncated, garbage) is named in the log,
+removed and computed again; a damaged ``meta.json`` or training history is
+rewritten. Only one run works in a folder at a time (:func:`bncompare.files.lock_dir`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -47,36 +51,60 @@ from bncompare.metrics.summary import RESULT_COLUMNS
 from bncompare.studies.spec import EstimatorSpec, StudySpec
 
 CELL_FORMAT = 3  # bump when the metrics of a cell change meaning
+CELL_COLUMNS = ["episode", "node", "metric", "value"]
 EPISODE_COLUMNS = ["graph", "seed", "estimator", "context_len", "episode", "node", "metric", "value"]
 
 
-def cell_key(spec: StudySpec, espec: EstimatorSpec, mirror: EstimatorSpec | None = None) -> str:
+def cell_key(spec: StudySpec, espec: EstimatorSpec, mirror: EstimatorSpec | None = None,
+             source: str | None = None) -> str:
+    """``source``: a hash of the network file the truth comes from (``graph=file``), so an edited file is new."""
     payload = {"format": CELL_FORMAT, "data": spec.data_dict(), "estimator": espec.to_dict(),
                "mirror": mirror.to_dict() if mirror else None}
+    if source is not None:
+        payload["source"] = source
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+log = logging.getLogger(__name__)
+
+
 class CellStore:
+    """The finished cells of a run directory. The caller holds the folder's lock, so leftover
+    temporary files are a killed run's and can go."""
+
     def __init__(self, out_dir: Path):
         self.dir = Path(out_dir) / "cells"
         self.dir.mkdir(parents=True, exist_ok=True)
         for junk in self.dir.glob("*.tmp"):  # a cell killed while being written
-            junk.unlink()
+            junk.unlink(missing_ok=True)
 
     def path(self, estimator: str, context_len: int, key: str) -> Path:
         return self.dir / f"{estimator}__N{context_len}__{key}.csv.gz"
 
     def has(self, estimator: str, context_len: int, key: str) -> bool:
-        return self.path(estimator, context_len, key).is_file()
+        """True when the cell's file is there AND reads back whole; a damaged file is logged and removed."""
+        path = self.path(estimator, context_len, key)
+        if not path.is_file():
+            return False
+        try:
+            self.read(estimator, context_len, key)
+            return True
+        except Exception as e:  # noqa: BLE001  any failure to read back means: compute it again
+            log.warning("damaged cell file %s (%s): computing it again", path, " ".join(str(e).split())[:200])
+            path.unlink(missing_ok=True)
+            return False
 
     def write(self, estimator: str, context_len: int, key: str, frame: pd.DataFrame) -> None:
         atomic_write(self.path(estimator, context_len, key),
                      lambda tmp: frame.to_csv(tmp, index=False, compression="gzip"))
 
     def read(self, estimator: str, context_len: int, key: str) -> pd.DataFrame:
-        return pd.read_csv(self.path(estimator, context_len, key), keep_default_na=False, na_values=[""],
-                           dtype={"node": str, "metric": str})
+        frame = pd.read_csv(self.path(estimator, context_len, key), keep_default_na=False, na_values=[""],
+                            dtype={"node": str, "metric": str})
+        if list(frame.columns) != CELL_COLUMNS or frame.empty or frame["value"].dtype.kind not in "fi":
+            raise ValueError(f"expected columns {CELL_COLUMNS} with numeric values, got {list(frame.columns)}")
+        return frame
 
     def stale(self, keep: set[Path]) -> list[Path]:
         return [p for p in self.dir.glob("*.csv.gz") if p not in keep]
@@ -109,8 +137,32 @@ def write_json(out_dir: Path, name: str, obj) -> Path:
 
 
 def read_json(out_dir: Path, name: str) -> dict:
+    """``<out_dir>/<name>`` as a dict; a missing or damaged file (logged) reads as {} and is rewritten later."""
     path = Path(out_dir) / name
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        value = e
+    if not isinstance(value, dict):
+        log.warning("damaged %s (%s): writing it again", path, " ".join(str(value).split())[:200])
+        return {}
+    return value
+
+
+def history_damaged(out_dir: Path, name: str) -> bool:
+    """Whether ``extras/history_<name>.csv`` is there but does not read as a table (logged)."""
+    path = Path(out_dir) / "extras" / f"history_{name}.csv"
+    if not path.is_file():
+        return False
+    try:
+        if "step" in pd.read_csv(path).columns:  # one row per training step
+            return False
+    except Exception:  # noqa: BLE001, S110  empty, binary, ragged: all mean "write it again"
+        pass
+    log.warning("damaged training history %s: writing it again", path)
+    return True
 
 
 def write_history(out_dir: Path, name: str, history: list[dict]) -> Path:

@@ -3,19 +3,24 @@
 A task source makes the episodes of one block: the true CPTs, the contexts and
 the queries. The protocol and the estimators never know which kind they got.
 
-- :class:`PriorTruth` (synthetic families): fresh CPTs from the prior in every episode.
-- :class:`FixedTruth` (real networks): the network's bundled CPTs in every episode.
+- :class:`PriorTruth` (synthetic families, or any network with ``graph.options.truth=prior``):
+  fresh CPTs from the prior in every episode, on the network's structure and cardinalities.
+- :class:`FixedTruth` (real networks and ``graph=file``, ``truth=bundled``, the default):
+  the network's own CPTs in every episode.
 - :class:`SplitTruth` (real data, ``graph=sachs_data``): contexts are rows of a
   split's pool, queries its held-out rows, and the truth is the reference CPTs
   fitted on the held-out rows only.
 
-:func:`build_problem` picks the source: a name in :data:`SOURCES` first, then a
-real network, else a synthetic family drawn from the prior.
+:func:`build_problem` picks the source: a name in :data:`SOURCES` first (``sachs_data``,
+``file`` for the user's own BIF/YAML/JSON network), then a real network, else a
+synthetic family drawn from the prior. ``truth.json`` records which truth was used.
 """
 from __future__ import annotations
 
+import hashlib
 import textwrap
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -33,6 +38,8 @@ class TaskSource:
     """Base: draw CPTs (``draw``), then contexts and queries from them (synthetic sampling)."""
 
     kind = "prior"
+    truth = "prior"  # what truth.json and the title page call it: prior | bundled | held-out rows
+    fingerprint = None  # a hash of the file the truth comes from, when there is one (part of every cell's key)
     reference_network = None  # a BayesNet whose CPTs are the truth, when there is one (prior-distance note)
     reference_label = ""  # how the report names that network in the prior-distance note
 
@@ -52,13 +59,17 @@ class TaskSource:
 class PriorTruth(TaskSource):
     """Fresh CPTs from the prior for every episode (synthetic families)."""
 
-    def __init__(self, prior):
+    def __init__(self, prior, structure_of: str = ""):
         self.prior = prior
+        self.structure_of = structure_of  # "the sachs network": its structure, not its CPTs
 
     def draw(self, graph: Graph, n: int, gen: torch.Generator) -> CPTBatch:
         return self.prior.sample(graph, n, gen)
 
     def describe(self, graph: Graph, prior) -> str:
+        if self.structure_of:
+            return "\n".join(["Truth (truth=prior): the structure", f"of {self.structure_of} with a fresh",
+                              f"CPT set per episode, rows ~ {prior.describe()};", "its own CPTs are not used."])
         return f"Truth: a fresh CPT set per episode, rows ~ {prior.describe()}."
 
 
@@ -66,6 +77,7 @@ class FixedTruth(TaskSource):
     """The same CPTs in every episode (a real network's bundled CPTs)."""
 
     kind = "fixed"
+    truth = "bundled"
 
     def __init__(self, cpts: CPTBatch, network=None):
         self.cpts = [torch.as_tensor(c, dtype=torch.float64) for c in cpts]
@@ -84,7 +96,7 @@ class FixedTruth(TaskSource):
             return f"{float(cond(x).double().mean()):.1%}"
 
         return "\n".join([
-            "Truth: the network's bundled CPTs", "in every episode. The trained",
+            "Truth (truth=bundled): the network's", "own CPTs in every episode. The trained",
             f"transformer learns from {prior.describe()}.", "Real CPTs vs draws from that prior:",
             f"  min entry: {real.min():.2g} vs {float(smallest):.2g} (median)",
             f"  entries < 0.01: {share(real, lambda x: x < 0.01)} vs {share(fake, lambda x: x < 0.01)}",
@@ -101,6 +113,7 @@ class SplitTruth(TaskSource):
     """
 
     kind = "split"
+    truth = "held-out rows"
     reference_label = "split-0 held-out reference: "
 
     def __init__(self, splits):
@@ -161,18 +174,80 @@ def sachs_data_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, Tas
     return graph, truth
 
 
+TRUTHS = ("bundled", "prior")  # graph.options.truth of a network with CPTs
+
+
+def _truth_option(options: dict, name: str, choices=TRUTHS) -> str:
+    truth = options.get("truth", choices[0])
+    if truth not in choices:
+        raise BNError(f"graph {name!r}: graph.options.truth must be one of {', '.join(choices)}; got {truth!r}")
+    return truth
+
+
+def network_truth(net, truth: str, prior, what: str) -> TaskSource:
+    """The network's own CPTs (bundled), or fresh prior draws on its structure (prior)."""
+    if truth == "prior":
+        return PriorTruth(prior, structure_of=what)
+    return FixedTruth([c[None] for c in net.cpts], net)
+
+
 def real_network_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, TaskSource]:
-    """A real network keeps its bundled CPTs as the truth of every episode."""
+    """A real network: its bundled CPTs as the truth of every episode, or (truth=prior) fresh prior draws."""
     name = spec.graph["name"]
-    if options:
-        raise BNError(f"graph {name!r} is a real network and takes no options, got {sorted(options)}")
+    unknown = sorted(set(options) - {"truth"})
+    if unknown:
+        raise BNError(f"graph {name!r} is a real network and takes only the option 'truth', got {unknown}")
+    truth = _truth_option(options, name)
     net = load_network(name)
-    return net.graph, FixedTruth([c[None] for c in net.cpts], net)
+    return net.graph, network_truth(net, truth, prior, f"the {name} network")
+
+
+FILE_SUFFIXES = {".bif": "bif", ".gz": "bif", ".yaml": "spec", ".yml": "spec", ".json": "spec"}
+
+
+def load_file_network(path, truth: str):
+    """The user's network file: BIF (.bif, .bif.gz) or a YAML/JSON spec -> a BayesNet, or (truth=prior) only
+    the Graph of a spec (no CPT is read or drawn). With truth=bundled every node needs its CPT in the file."""
+    from bncompare.networks.io import load_bif, load_spec, parse_spec_text, read_text, spec_structure
+
+    path = Path(path)
+    kind = FILE_SUFFIXES.get(path.suffix.lower())
+    if kind is None or (path.suffix == ".gz" and not path.name.endswith(".bif.gz")):
+        raise BNError(f"graph.options.path {str(path)!r}: use a .bif, .bif.gz, .yaml, .yml or .json file")
+    if kind == "bif":
+        return load_bif(path)
+    data = parse_spec_text(read_text(path, "network spec"), path.suffix == ".json", path)
+    nodes = data.get("nodes") if isinstance(data, dict) else None
+    if truth == "prior":
+        return spec_structure(data)[0]
+    if isinstance(nodes, dict):
+        missing = [str(n) for n, body in nodes.items() if not isinstance(body, dict) or "cpt" not in body]
+        if missing:
+            raise BNError(f"{path}: nodes {missing} have no cpt; give every CPT or use graph.options.truth=prior")
+    return load_spec(data)
+
+
+def file_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, TaskSource]:
+    """``graph=file graph.options.path=my.bif``: the user's own network (truth=bundled|prior)."""
+    unknown = sorted(set(options) - {"path", "truth"})
+    if unknown:
+        raise BNError(f"graph 'file': unknown options {unknown}; allowed: path, truth")
+    if not options.get("path"):
+        raise BNError("graph=file needs graph.options.path=<your .bif, .yaml or .json file>")
+    truth = _truth_option(options, "file")
+    path = Path(str(options["path"])).expanduser()
+    net = load_file_network(path, truth)
+    source = network_truth(net, truth, prior, f"{path.name}")
+    source.fingerprint = hashlib.sha256(path.read_bytes()).hexdigest()[:16]  # an edited file is a new study
+    return (net if isinstance(net, Graph) else net.graph), source
 
 
 def synthetic_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, TaskSource]:
     """A named family (chain, tree, random, ...): fresh CPTs from the prior in every episode."""
     name = spec.graph["name"]
+    options = dict(options)
+    _truth_option(options, name, choices=("prior",))  # a family has no CPTs of its own
+    options.pop("truth", None)
     try:
         graph = get_graph(name, **options)
     except TypeError as e:
@@ -181,7 +256,7 @@ def synthetic_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, Task
 
 
 # Graph names with their own task source; other names are real networks or synthetic families.
-SOURCES: dict[str, Callable] = {"sachs_data": sachs_data_source}
+SOURCES: dict[str, Callable] = {"sachs_data": sachs_data_source, "file": file_source}
 
 
 def build_problem(spec: StudySpec):
@@ -191,6 +266,13 @@ def build_problem(spec: StudySpec):
     source = SOURCES.get(name) or (real_network_source if is_real(name) else synthetic_source)
     graph, truth = source(spec, options, prior)
     return graph, truth, prior
+
+
+def graph_label(spec: StudySpec) -> str:
+    """The graph's name in results.csv: a user's file is ``file-<stem>`` so that two files stay apart."""
+    if spec.graph["name"] == "file" and spec.graph["options"].get("path"):
+        return "file-" + Path(str(spec.graph["options"]["path"])).name.split(".")[0]
+    return spec.graph["name"]
 
 
 def prior_distance(truth: TaskSource, prior) -> str | None:

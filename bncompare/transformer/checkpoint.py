@@ -13,15 +13,24 @@ place with ``os.replace`` (atomic on POSIX and Windows). ``config.json`` goes
 last and names the weights' hash, so a save interrupted between the two files
 is detected on load instead of pairing new weights with an old config.
 
+Loading trusts nothing in the folder: every problem (config.json not a JSON object,
+weights that do not unpickle as plain tensors, a config claiming a model larger than
+the weights file, shapes that do not fit) is a one-line BNError, and the model is
+built on the ``meta`` device first, so a forged config never allocates memory.
+
 The cache (:func:`trained_model`) keeps one checkpoint per sha256 of everything
 that determines a trained model: graph signature, prior, TrainConfig and the
 training code's version. It lives in ``$BNCOMPARE_CACHE`` or ``~/.cache/bncompare``.
+A bad entry is reported in one log line and trained again; an unwritable cache is
+reported before training, not after.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import tempfile
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 
@@ -34,6 +43,7 @@ from bncompare.transformer.model import InContextTransformer, TransformerConfig
 from bncompare.transformer.train import TRAIN_CODE_VERSION, TrainConfig, train
 
 WEIGHTS, CONFIG = "model.pt", "config.json"
+log = logging.getLogger(__name__)
 
 
 # ----- signatures -------------------------------------------------------------
@@ -83,6 +93,8 @@ def load_checkpoint(directory, graph: Graph | None = None, device="cpu") -> tupl
         meta = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BNError(f"checkpoint config {cfg_path} is not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise BNError(f"checkpoint config {cfg_path} is not a JSON object")
     if graph is not None:
         want, got = graph_signature(graph), meta.get("graph")
         if got != want:
@@ -96,10 +108,23 @@ def load_checkpoint(directory, graph: Graph | None = None, device="cpu") -> tupl
     if not isinstance(mcfg, dict) or set(mcfg) - known or not {"d_in", "d_out"} <= set(mcfg):
         raise BNError(f"checkpoint {cfg_path} has no valid 'model' config (fields {sorted(known)})")
     try:
-        model = InContextTransformer(TransformerConfig(**mcfg))
-    except (TypeError, ValueError) as e:
+        with torch.device("meta"):  # shapes only: a forged d_model allocates nothing
+            skeleton = InContextTransformer(TransformerConfig(**mcfg))
+    except (TypeError, ValueError, RuntimeError) as e:
         raise BNError(f"checkpoint {cfg_path} has a bad model config: {e}") from None
-    state = torch.load(w_path, map_location=device, weights_only=True)
+    want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    need = sum(v.numel() * v.element_size() for v in skeleton.state_dict().values())
+    if need > 2 * w_path.stat().st_size + 2**20:
+        raise BNError(f"checkpoint {cfg_path} describes a model of {need / 2**20:.0f} MB but {WEIGHTS} holds "
+                      f"{w_path.stat().st_size / 2**20:.1f} MB")
+    try:
+        state = torch.load(w_path, map_location="cpu", weights_only=True)  # plain tensors only, never code
+    except Exception as e:  # noqa: BLE001  empty, truncated, garbage or a pickle that is not plain tensors
+        raise BNError(f"checkpoint {directory}: {WEIGHTS} is not a plain state_dict "
+                      f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
+    if not isinstance(state, dict) or {k: tuple(getattr(v, "shape", ())) for k, v in state.items()} != want:
+        raise BNError(f"checkpoint {directory}: weights do not fit the model config in {CONFIG}")
+    model = InContextTransformer(TransformerConfig(**mcfg))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -125,18 +150,33 @@ def cache_key(graph: Graph, prior, cfg) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
+def check_writable(directory: Path) -> None:
+    """``directory`` can take a checkpoint (created if needed), or a one-line BNError that says how to move it."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write_test.", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise BNError(f"cannot write to the model cache {directory} ({e.strerror or e}); "
+                      "set BNCOMPARE_CACHE or transformer.cache_dir to a writable folder") from None
+
+
 def trained_model(graph: Graph, prior, cfg=None, cache_dir=None, progress: bool = True):
     """A model trained on ``prior``'s tasks for ``graph`` -> (model, history); loads it when cached."""
     cfg = TrainConfig.from_dict(cfg) if isinstance(cfg, dict) else (cfg or TrainConfig())
     key = cache_key(graph, prior, cfg)
     directory = Path(cache_dir or default_cache_dir()) / "transformer" / key[:24]
-    if (directory / CONFIG).is_file():
+    if (directory / CONFIG).is_file() or (directory / WEIGHTS).is_file():
         try:
             model, meta = load_checkpoint(directory, graph)
-            if meta.get("cache_key") == key:
-                return model, meta.get("history", [])
-        except BNError:
-            pass  # a damaged or foreign entry: train again and overwrite it
+            history = meta.get("history", [])
+            if meta.get("cache_key") == key and isinstance(history, list):
+                return model, history
+            log.warning("model cache entry %s belongs to other settings: training again", directory)
+        except BNError as e:  # a damaged or foreign entry: train again and overwrite it
+            log.warning("bad model cache entry (%s): training again", " ".join(str(e).split()))
+    check_writable(directory)  # before training, not after
     model, history = train(graph, prior, cfg, progress=progress)
     meta = {"cache_key": key, "graph": graph_signature(graph), "prior": prior_signature(prior),
             "train": cfg.to_dict(), "history": history}
