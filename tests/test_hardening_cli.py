@@ -102,6 +102,7 @@ def test_preset_cannot_call_code_end_to_end(tmp_path):
     ["+hydra.job_logging.handlers.x.class=logging.FileHandler", "+hydra.job_logging.handlers.x.filename={dst}"],
     ["+hydra.launcher.x._target_=shutil.copyfile", "+hydra.launcher.x.src={src}", "+hydra.launcher.x.dst={dst}"],
     ["+hydra.job.env_set.PYTHONPATH={src}"],
+    ["+hydra.launcher.setup=[cp {src} {dst}]"],
 ])
 def test_command_line_cannot_call_code(tmp_path, capsys, monkeypatch, overrides):
     src, dst = _payload(tmp_path)

@@ -10,6 +10,7 @@ line composes the full config itself first (same search path, same overrides,
 - any ``()`` factory, anywhere;
 - any ``hydra.callbacks`` entry and any ``hydra.job.env_set`` variable (PYTHONPATH,
   LD_PRELOAD... would reach the report subprocess);
+- ``hydra.launcher.setup`` (the submitit launcher runs those lines in a shell on the node);
 - logging configs other than the ones Hydra ships (``hydra/job_logging=default|stdout|...``);
 - ``--experimental-rerun`` (it unpickles a file).
 
@@ -67,6 +68,9 @@ def check_config(cfg: dict) -> None:
     if (hydra.get("job") or {}).get("env_set"):
         raise BNError(f"hydra.job.env_set {sorted(hydra['job']['env_set'])}: setting environment variables "
                       "from a config is not allowed")
+    if isinstance(hydra.get("launcher"), dict) and hydra["launcher"].get("setup"):
+        raise BNError("hydra.launcher.setup: shell commands from a config are not allowed "
+                      "(prepare the node's environment in your job script instead)")
     for group in ("job_logging", "hydra_logging"):
         if group in hydra and hydra[group] not in shipped_logging(group):
             raise BNError(f"hydra.{group} is not one of Hydra's own logging configs "
