@@ -6,6 +6,7 @@ import re
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
 
 from bncompare.reports.context import Ctx, header, save
 from bncompare.reports.plots import PAGE, Z, fmt, message_page, no_data, set_xscale, table
@@ -98,8 +99,12 @@ def learning_page(pdf, ctx: Ctx) -> None:
                 if f"eval_mle_tv@{n}" in ev:
                     ax.plot(ev[x], ev[f"eval_mle_tv@{n}"] / ev[f"eval_bayes_tv@{n}"], "--", lw=0.8, color=color)
             ax.axhline(1, color="black", lw=1)
+            ax.set_yscale("log")  # the untrained start sits 10x above the limit; the end within a few percent
+            ax.yaxis.set_major_locator(FixedLocator([1, 1.1, 1.5, 2, 5, 10, 20]))
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel(xlabel)
-            ax.set_ylabel("held-out TV / Bayes TV")
+            ax.set_ylabel("held-out TV / Bayes TV (log scale)")
             ax.legend(fontsize=8, ncol=2)
         fig.tight_layout(rect=(0, 0, 1, 0.88))
         save(pdf, fig)
