@@ -6,3 +6,11 @@ class BNError(ValueError):
 
     The message is a single line that names the problem.
     """
+
+
+def exit_with(message: str, code: int = 2):
+    """What every command does with a user error: one line on stderr, no traceback, exit code 2."""
+    import sys
+
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    sys.exit(code)

@@ -1,1 +1,22 @@
+import os
+import shutil
+import subprocess
+
+import pytest
+
 import bncompare  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported; see bncompare/__init__.py)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """An existing folder nobody can write into (root ignores mode bits, so then: the immutable flag)."""
+    path = tmp_path / "ro"
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+    elif not shutil.which("chattr") or subprocess.run(["chattr", "+i", str(path)]).returncode != 0:
+        pytest.skip("cannot make a read-only folder as root here")
+    yield path
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(path)])
+    path.chmod(0o755)

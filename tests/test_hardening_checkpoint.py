@@ -4,7 +4,6 @@ import logging
 import os
 import pickle
 import shutil
-import subprocess
 
 import pytest
 import torch
@@ -87,27 +86,13 @@ def test_huge_config_is_refused_before_allocating(entry, tmp_path):
         load_checkpoint(folder, GRAPH)
 
 
-@pytest.fixture
-def read_only_cache(tmp_path):
-    path = tmp_path / "ro"
-    path.mkdir()
-    if os.geteuid() != 0:
-        path.chmod(0o555)
-    elif not shutil.which("chattr") or subprocess.run(["chattr", "+i", str(path)]).returncode != 0:
-        pytest.skip("cannot make a read-only folder as root here")
-    yield path
-    if os.geteuid() == 0:
-        subprocess.run(["chattr", "-i", str(path)])
-    path.chmod(0o755)
-
-
-def test_unwritable_cache_is_found_before_training(read_only_cache, monkeypatch):
+def test_unwritable_cache_is_found_before_training(read_only_dir, monkeypatch):
     def no_training(*a, **k):
         raise AssertionError("trained before finding out the cache is not writable")
 
     monkeypatch.setattr(ckpt, "train", no_training)
     with pytest.raises(BNError, match="cannot write to the model cache .*BNCOMPARE_CACHE"):
-        trained_model(GRAPH, PRIOR, CFG, cache_dir=read_only_cache, progress=False)
+        trained_model(GRAPH, PRIOR, CFG, cache_dir=read_only_dir, progress=False)
 
 
 def test_weights_only_is_kept():

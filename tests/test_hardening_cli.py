@@ -5,7 +5,6 @@ real CLI in a subprocess; the many small refusals call the same ``main()`` in th
 preflight, before Hydra starts), which keeps them at ~0.2 s each instead of ~3 s.
 """
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -171,21 +170,6 @@ def test_out_dir_under_multirun_is_refused(tmp_path, capsys, monkeypatch):
                           f"hydra.sweep.dir={tmp_path / 's'}")
     one_line_error(run, "hydra.sweep.dir")
     assert not (tmp_path / "x").exists() and not (tmp_path / "s").exists()
-
-
-@pytest.fixture
-def read_only_dir(tmp_path):
-    """An existing folder nobody can write into (root ignores mode bits, so then: the immutable flag)."""
-    path = tmp_path / "ro"
-    path.mkdir()
-    if os.geteuid() != 0:
-        path.chmod(0o555)
-    elif not shutil.which("chattr") or subprocess.run(["chattr", "+i", str(path)]).returncode != 0:
-        pytest.skip("cannot make a read-only folder as root here")
-    yield path
-    if os.geteuid() == 0:
-        subprocess.run(["chattr", "-i", str(path)])
-    path.chmod(0o755)
 
 
 def test_read_only_out_dir_is_one_line(tmp_path, read_only_dir):

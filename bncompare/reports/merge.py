@@ -10,10 +10,9 @@ error across seeds); each graph gets its own pages.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from bncompare.errors import BNError
+from bncompare.errors import BNError, exit_with
 
 
 def merge(paths, out) -> Path:
@@ -40,8 +39,7 @@ def main(argv=None) -> None:
     try:
         pdf = merge(args.dirs, args.out)
     except BNError as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(2)
+        exit_with(str(e))
     print(f"merged {pdf.parent / 'results.csv'}\nreport {pdf}")
 
 

@@ -12,11 +12,10 @@ the order of :data:`GRAPH_PAGES`, each one a function ``(pdf, ctx)``.
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 
-from bncompare.errors import BNError
+from bncompare.errors import BNError, exit_with
 from bncompare.reports import panels, study_pages, transformer_pages
 from bncompare.reports.context import make_ctx
 from bncompare.reports.data import ReportData, load
@@ -80,8 +79,7 @@ def main(argv=None) -> None:
     try:
         pdf = write_report(args.run_dir, args.out)
     except BNError as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(2)
+        exit_with(str(e))
     print(f"report: {pdf}")
 
 

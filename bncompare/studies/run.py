@@ -28,7 +28,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from bncompare.errors import BNError
+from bncompare.errors import BNError, exit_with
 
 CONFIG_MODULE = "bncompare.studies.conf"
 _USER_TRACEBACK = "BNCOMPARE_USER_HYDRA_FULL_ERROR"
@@ -77,8 +77,7 @@ def _task(cfg: DictConfig) -> None:
         if hc.mode == RunMode.MULTIRUN or os.environ.get(_USER_TRACEBACK) == "1":
             raise  # the launcher reports it (one line again, from main)
         # Exit here: an exception would make Hydra print its own job-failure preamble first.
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        sys.exit(2)
+        exit_with(one_line(e))
     print(f"results: {path / 'results.csv'}")
     if config.get("report", True):
         print(f"report:  {path / 'report.pdf'}")
@@ -175,8 +174,7 @@ def main() -> None:
     except (BNError, HydraException, OmegaConfBaseException, OSError) as e:
         if user_wants_traceback:
             raise
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        sys.exit(2)
+        exit_with(one_line(e))
 
 
 if __name__ == "__main__":
