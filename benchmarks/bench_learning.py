@@ -65,11 +65,18 @@ def parse_sets(items: list[str]) -> dict:
     return out
 
 
+def log_eval(rec: dict) -> None:
+    """One line per held-out check on stderr, so a long run shows where it is."""
+    ratios = " ".join(f"{rec[f'eval_tv@{n}'] / rec[f'eval_bayes_tv@{n}']:.3f}" for n in LENGTHS)
+    print(f"  step {rec['step']:6d}  {rec['seconds']:7.0f} s  trained/Bayes at N={list(LENGTHS)}: {ratios}",
+          file=sys.stderr, flush=True)
+
+
 def run(graph, cfg: TrainConfig) -> dict:
     """Train once; the held-out ratios at every evaluation step and the cost."""
     cfg = replace(cfg, eval_lengths=LENGTHS, eval_tasks=cfg.eval_tasks, device="auto")
     t0 = time.perf_counter()
-    _, history = train(graph, DirichletPrior(1.0), cfg, progress=sys.stderr.isatty())
+    _, history = train(graph, DirichletPrior(1.0), cfg, progress=sys.stderr.isatty(), on_eval=log_eval)
     curve = [{"step": h["step"], "seconds": h["seconds"],
               **{n: h[f"eval_tv@{n}"] / h[f"eval_bayes_tv@{n}"] for n in LENGTHS},
               **{f"mle{n}": h[f"eval_mle_tv@{n}"] / h[f"eval_bayes_tv@{n}"] for n in LENGTHS}}

@@ -313,3 +313,12 @@ def test_length_groups_split_the_batch_and_draw_their_own_lengths():
     assert len(history) == 3 and all(math.isfinite(h["loss"]) for h in history)
     with pytest.raises(BNError, match="length_groups"):
         tiny(batch_size=2, length_groups=3)
+
+
+def test_on_eval_sees_each_held_out_check_as_it_happens():
+    seen = []
+    _, history = train(GRAPH, PRIOR, tiny(steps=7, eval_every=3, eval_tasks=8, eval_lengths=(4,)),
+                       progress=False, on_eval=lambda rec: seen.append(dict(rec)))
+    assert [r["step"] for r in seen] == [0, 3, 6]
+    assert all("eval_tv@4" in r and r["seconds"] >= 0 for r in seen)
+    assert seen[-1]["eval_tv@4"] == history[-1]["eval_tv@4"]

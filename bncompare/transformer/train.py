@@ -296,13 +296,13 @@ def train_step(model, graph: Graph, prior, cfg: TrainConfig, gen: torch.Generato
     return rec
 
 
-def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = True):
+def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = True, on_eval=None):
     """Train a fresh model on tasks from ``prior`` -> (model on CPU in eval mode, history).
 
     ``history`` has one dict per step: ``step``, ``loss``, ``bayes_loss`` (the
     Dirichlet posterior mean's loss on the same batch, when the prior is
     Dirichlet), ``lr``, ``n_context`` (the longest context of the step); every
-    ``eval_every`` steps and at the end it also holds ``seconds`` (wall clock so
+    ``eval_every`` steps and at the end (when ``on_eval(record)`` is also called) it holds ``seconds`` (wall clock so
     far, evaluation excluded) and held-out figures: for each N in
     ``eval_lengths``, ``eval_tv@N``, ``eval_bayes_tv@N``, ``eval_mle_tv@N``
     (total variation to the true CPT rows) and ``eval_ce@N`` / ``eval_bayes_ce@N``
@@ -343,6 +343,8 @@ def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = 
             rec["seconds"] = t_eval - t0 - eval_seconds
             rec.update(evaluator(model, device, autocast))
             eval_seconds += time.perf_counter() - t_eval
+            if on_eval is not None:
+                on_eval(rec)
         history.append(rec)
         if show and (step % 10 == 0 or last):
             post = {"loss": f"{_recent(history, 'loss'):.4f}"}
