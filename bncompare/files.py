@@ -65,3 +65,13 @@ def lock_dir(folder, owner: str = "") -> Path:
     os.pwrite(fd, text.encode(), 0)
     _held[folder] = fd
     return folder
+
+
+def probe_writable(directory) -> Path:
+    """Create ``directory`` if needed and prove a file can be written in it; raises OSError if not."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=".write_test.", dir=directory)
+    os.close(fd)
+    os.unlink(probe)
+    return directory

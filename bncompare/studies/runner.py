@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from bncompare.errors import BNError
-from bncompare.files import atomic_write_text, lock_dir
+from bncompare.files import atomic_write_text, lock_dir, probe_writable
 from bncompare.metrics.summary import cell_summary
 from bncompare.runtime import resolve_device
 from bncompare.studies import registry
@@ -44,16 +44,12 @@ log = logging.getLogger(__name__)
 
 def check_out_dir(out_dir) -> Path:
     """``out_dir`` created and writable (a probe file with a unique name), or one line."""
-    import tempfile
 
     if out_dir is None or not str(out_dir).strip():
         raise BNError("out_dir is empty; give the run a folder, e.g. out_dir=reports/my-study")
     out = Path(out_dir)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write_test.", dir=out)
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(out)
     except OSError as e:
         raise BNError(f"cannot write to out_dir {str(out)!r}: {e.strerror or e}") from None
     return out

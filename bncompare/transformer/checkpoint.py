@@ -30,14 +30,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 
 import torch
 
 from bncompare.errors import BNError
-from bncompare.files import atomic_write
+from bncompare.files import atomic_write, probe_writable
 from bncompare.networks.graph import Graph
 from bncompare.transformer.model import InContextTransformer, TransformerConfig
 from bncompare.transformer.train import TRAIN_CODE_VERSION, TrainConfig, train
@@ -153,10 +152,7 @@ def cache_key(graph: Graph, prior, cfg) -> str:
 def check_writable(directory: Path) -> None:
     """``directory`` can take a checkpoint (created if needed), or a one-line BNError that says how to move it."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write_test.", dir=directory)
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(directory)
     except OSError as e:
         raise BNError(f"cannot write to the model cache {directory} ({e.strerror or e}); "
                       "set BNCOMPARE_CACHE or transformer.cache_dir to a writable folder") from None

@@ -50,7 +50,6 @@ CHOICES = {
     "context_attention": ("full", "self"),
     "attn_scale": ("fixed", "learned", "log_n"),
     "mlp": ("relu", "swiglu"),
-    "qk_init": ("random", "tied"),
     "query_view": ("prefix", "parents"),
 }
 
@@ -70,7 +69,6 @@ class TransformerConfig:
     attn_scale: str = "fixed"  # "fixed" | "learned" | "log_n"
     qk_norm: bool = False
     attn_temp_init: float = 1.0  # initial per-head temperature of "learned" / "log_n" scales
-    qk_init: str = "random"  # "random" | "tied": keys start equal to queries, so attention starts as similarity
     mlp: str = "relu"  # "relu" | "swiglu"
     query_view: str = "prefix"  # "prefix" | "parents" (used by the encoder)
 
@@ -244,8 +242,4 @@ def init_weights(model: InContextTransformer, seed: int | None = None) -> InCont
             nn.init.zeros_(p)
         elif name.endswith("log_temp"):
             nn.init.constant_(p, math.log(model.cfg.attn_temp_init))
-    if model.cfg.qk_init == "tied":  # q.k = (W h_i).(W h_j) starts as a similarity: rows sharing values score higher
-        with torch.no_grad():
-            for block in model.blocks:
-                block.attn.k.weight.copy_(block.attn.q.weight)
     return model

@@ -64,7 +64,7 @@ STREAM_TASKS, STREAM_INIT, STREAM_EVAL = 0, 1, 2
 
 
 MODEL_FIELDS = ("d_model", "n_layer", "n_head", "d_ff", "norm", "attention", "context_attention", "attn_scale",
-                "qk_norm", "attn_temp_init", "qk_init", "mlp", "query_view")
+                "qk_norm", "attn_temp_init", "mlp", "query_view")
 
 
 @dataclass
@@ -80,7 +80,6 @@ class TrainConfig:
     attn_scale: str = "learned"  # "fixed" | "learned" | "log_n"
     qk_norm: bool = False
     attn_temp_init: float = 1.0
-    qk_init: str = "random"  # "random" | "tied"
     mlp: str = "swiglu"  # "relu" | "swiglu"
     query_view: str = "prefix"  # "prefix" | "parents"
     # optimization
