@@ -19,14 +19,17 @@ TINY_TRAIN = ["transformer=smoke", "transformer.train.steps=20", "transformer.tr
 
 def test_agnostic_preset_compares_the_right_estimators():
     cfg = compose(["study=agnostic"])
-    assert cfg["graph"]["name"] == "random-7"
+    assert cfg["graph"]["name"] == "random_dags"
+    assert {e: v["kind"] for e, v in cfg["estimators"].items()} == {
+        "bayes": "dirichlet", "mle": "mle", "naive": "naive", "agnostic": "transformer_agnostic"}
+    cfg = compose(["study=agnostic", "graph=tree-7", "estimators=agnostic_trained"])
     assert {e: v["kind"] for e, v in cfg["estimators"].items()} == {
         "bayes": "dirichlet", "mle": "mle", "naive": "naive", "trained": "trained", "agnostic": "transformer_agnostic"}
 
 
 def test_tiny_agnostic_study_rows_and_attention_page(tmp_path):
     cfg = compose(["study=agnostic", "graph=chain-5", *TINY_TRAIN, f"transformer.cache_dir={tmp_path / 'cache'}",
-                   "~estimators.trained", "context_lens=[3,12]", "episodes=8", "queries=2",
+                   "context_lens=[3,12]", "episodes=8", "queries=2",
                    "diagnostics.attention_episodes=2", "progress=false"])
     out = run_study(cfg, tmp_path / "out")
     res = read_results(out / "results.csv")

@@ -40,6 +40,7 @@ class Tags:
     has_attention: bool = False  # after fit, ``model_`` is an InContextTransformer (attention diagnostics)
     has_history: bool = False  # after prepare, ``history_`` is its training curve (a list of per-step dicts)
     reference_for: str | None = None  # the loss it minimizes in expectation when its prior is the truth's
+    one_structure: bool = False  # prepared (trained) for the study graph's structure: fits no other DAG
 
 
 class Estimator:

@@ -20,7 +20,7 @@ from bncompare.metrics.conditional import conditional_errors, tv, unseen_mask
 from bncompare.metrics.joint import exact_joint, monte_carlo, n_joint_states
 from bncompare.networks.graph import Graph
 from bncompare.runtime import resolve_device
-from bncompare.studies.protocol import SUB_GENERATED, SUB_TRUE_MC, Batch, Episodes
+from bncompare.studies.protocol import SUB_GENERATED, SUB_TRUE_MC, Batch, Episodes, fit_groups
 from bncompare.studies.spec import EstimatorSpec, StudySpec
 
 COLUMNS = ["episode", "node", "metric", "value"]
@@ -52,7 +52,11 @@ def conditional_rows(graph: Graph, batch: Batch, probs: list[torch.Tensor]) -> l
     ids, names = batch.episodes, graph.names
     err = conditional_errors(graph, batch.cpts, batch.queries, probs)  # (B, Q, M) each
     inf = torch.isinf(err["cond_kl"]).to(torch.float64)
-    unseen = unseen_mask(graph, batch.contexts, batch.queries).to(torch.float64)
+    if batch.graphs is None:
+        unseen = unseen_mask(graph, batch.contexts, batch.queries).to(torch.float64)
+    else:  # unseen on each episode's own parents
+        unseen = torch.cat([unseen_mask(g, batch.contexts[b : b + 1], batch.queries[b : b + 1])
+                            for b, g in enumerate(batch.graphs)]).to(torch.float64)
     return [per_node(names, "cond_tv", ids, err["cond_tv"].mean(1), err["cond_tv"].mean((1, 2))),
             # an infinite KL anywhere makes the episode's mean infinite: reported, not clipped
             per_node(names, "cond_kl", ids, err["cond_kl"].mean(1), err["cond_kl"].mean((1, 2))),
@@ -82,18 +86,20 @@ def fidelity_rows(est, graph: Graph, spec: StudySpec, batch: Batch, context_len:
 
 
 def attention_rows(model, graph: Graph, batch: Batch) -> list[pd.DataFrame]:
-    """Attention shares of every head of every layer, per episode; rows matched on the TRUE parents."""
+    """Attention shares of every head of every layer, per episode; rows matched on the TRUE parents
+    (the episode's own DAG when it has one)."""
     from bncompare.transformer.diagnostics import attention_to_parents
 
     if batch.contexts.shape[1] == 0:
         return []
-    nodes = [m for m in range(graph.n_nodes) if graph.parents[m]] or None  # roots match every row
     # Every layer: a trained model may select parents in an early layer (the structure-agnostic one
     # does it in layer 0), so the last layer alone can miss it.
     layers = list(range(len(model.blocks)))
     parts = []
     for b, ep in enumerate(batch.episodes):
-        for r in attention_to_parents(model, graph, batch.contexts[b : b + 1], batch.queries[b : b + 1], nodes,
+        truth = graph if batch.graphs is None else batch.graphs[b]
+        nodes = [m for m in range(truth.n_nodes) if truth.parents[m]] or None  # roots match every row
+        for r in attention_to_parents(model, truth, batch.contexts[b : b + 1], batch.queries[b : b + 1], nodes,
                                       layers):
             head = f"L{r['layer']}.H{r['head']}"
             for key in ("match", "other", "sink", "self", "null", "chance"):
@@ -117,33 +123,46 @@ def evaluate_cell(episodes: Episodes, est, espec: EstimatorSpec, context_len: in
     exact = n_joint_states(graph) <= spec.max_exact_states
     parts: list[pd.DataFrame] = []
     attention_left = spec.attention_episodes if est.tags.has_attention else 0
+    # Rows are made per batch; fits per fit group (the batch itself unless episodes have their own DAGs).
     for batch in episodes.batches(context_len, n_eps, spec.batch_size):
-        ctx, qry = batch.contexts.to(device), batch.queries.to(device)
-        _sync(device)
-        t0 = time.perf_counter()
-        est.fit(graph, ctx)
-        _sync(device)
-        t1 = time.perf_counter()
-        probs = [p.to("cpu", torch.float64) for p in est.predict_proba(qry)]
-        _sync(device)
-        t2 = time.perf_counter()
-        parts += timing_rows(batch.episodes, t0, t1, t2)
+        probs, other = _empty(graph, batch), _empty(graph, batch)
+        for fit_graph, part in fit_groups(batch, graph, est.tags.graph_agnostic):
+            at = torch.as_tensor(np.searchsorted(batch.episodes, part.episodes))
+            ctx, qry = part.contexts.to(device), part.queries.to(device)
+            _sync(device)
+            t0 = time.perf_counter()
+            est.fit(fit_graph, ctx)
+            _sync(device)
+            t1 = time.perf_counter()
+            for m, p in enumerate(est.predict_proba(qry)):
+                probs[m][at] = p.to("cpu", torch.float64)
+            _sync(device)
+            t2 = time.perf_counter()
+            parts += timing_rows(part.episodes, t0, t1, t2)
+            if mirror is not None:
+                mirror.fit(fit_graph, ctx)
+                for m, p in enumerate(mirror.predict_proba(qry)):
+                    other[m][at] = p.to("cpu", torch.float64)
+
+            # joint measures on the first ``fidelity_episodes`` episodes only
+            limit = spec.fidelity_episodes
+            k = part.size if limit is None else int((part.episodes < limit).sum())
+            if k > 0:
+                if k < part.size:
+                    est.fit(fit_graph, ctx[:k])  # predictions for the kept contexts only
+                parts += fidelity_rows(est, graph, spec, part if k == part.size else part.head(k), context_len, exact)
+
+            if attention_left > 0:
+                k = min(attention_left, part.size)
+                attention_left -= k
+                parts += attention_rows(est.model_, graph, part.head(k))
         parts += conditional_rows(graph, batch, probs)
         if mirror is not None:
-            mirror.fit(graph, ctx)
-            other = [p.to("cpu", torch.float64) for p in mirror.predict_proba(qry)]
             parts += agreement_rows(graph, batch, probs, other)
-
-        # joint measures on the first ``fidelity_episodes`` episodes only
-        limit = spec.fidelity_episodes
-        k = batch.size if limit is None else int((batch.episodes < limit).sum())
-        if k > 0:
-            if k < batch.size:
-                est.fit(graph, ctx[:k])  # predictions for the kept contexts only
-            parts += fidelity_rows(est, graph, spec, batch if k == batch.size else batch.head(k), context_len, exact)
-
-        if attention_left > 0:
-            k = min(attention_left, batch.size)
-            attention_left -= k
-            parts += attention_rows(est.model_, graph, batch.head(k))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
+
+
+def _empty(graph: Graph, batch: Batch) -> list[torch.Tensor]:
+    """Per-node (B, Q, d_m) tensors that the fit groups fill in."""
+    B, Q = batch.queries.shape[:2]
+    return [torch.full((B, Q, d), float("nan"), dtype=torch.float64) for d in graph.cards]

@@ -14,7 +14,7 @@ triple. Episodes are drawn in blocks of ``BLOCK``; block ``k`` of context length
   entropy pool from ours.
 
 What an episode's truth is (fresh prior draws, a real network's CPTs, real
-rows with a held-out reference) is the task source's business
+rows with a held-out reference, a fresh DAG per episode) is the task source's business
 (:mod:`bncompare.studies.truth`); what is measured on a cell is
 :mod:`bncompare.studies.evaluate`'s.
 """
@@ -48,19 +48,26 @@ class Batch:
     cpts: CPTBatch
     contexts: torch.Tensor  # (B, N, M)
     queries: torch.Tensor  # (B, Q, M)
+    graphs: list[Graph] | None = None  # each episode's own DAG, when the truth draws one per episode
 
     @property
     def size(self) -> int:
         return len(self.episodes)
 
     def head(self, k: int) -> Batch:
-        return Batch(self.episodes[:k], self.blocks, [c[:k] for c in self.cpts], self.contexts[:k], self.queries[:k])
+        return self.select(torch.arange(min(k, self.size)))
+
+    def select(self, index: torch.Tensor) -> Batch:
+        """The episodes at positions ``index`` (same blocks, so their Monte Carlo draws stay theirs)."""
+        graphs = None if self.graphs is None else [self.graphs[i] for i in index.tolist()]
+        return Batch(self.episodes[index.numpy()], self.blocks, [c[index] for c in self.cpts],
+                     self.contexts[index], self.queries[index], graphs)
 
     def uniforms(self, seed: int, context_len: int, sub: int, n: int, M: int) -> torch.Tensor:
         """(B, n, M) uniforms, drawn per block from the block's own stream: episode e always gets the same ones."""
         parts = [torch.rand(BLOCK, n, M, generator=torch.Generator().manual_seed(block_seed(seed, context_len, k, sub)),
                             dtype=torch.float64) for k in self.blocks]
-        return torch.cat(parts)[: self.size]
+        return torch.cat(parts)[torch.as_tensor(self.episodes - self.blocks[0] * BLOCK)]
 
 
 class Episodes:
@@ -89,6 +96,22 @@ class Episodes:
             cpts = [torch.cat([p[0][m] for p in parts]) for m in range(self.graph.n_nodes)]
             contexts = torch.cat([p[1] for p in parts])
             queries = torch.cat([p[2] for p in parts])
+            graphs = None if parts[0][3] is None else [g for p in parts for g in p[3]]
             ids = np.arange(first * BLOCK, first * BLOCK + contexts.shape[0])
             keep = int((ids < n_episodes).sum())
-            yield Batch(ids, ks, cpts, contexts, queries).head(keep)
+            yield Batch(ids, ks, cpts, contexts, queries, graphs).head(keep)
+
+
+def fit_groups(batch: Batch, graph: Graph, graph_agnostic: bool) -> list[tuple[Graph, Batch]]:
+    """What an estimator is fitted on: (graph, episodes) pairs.
+
+    Usually the whole batch on the study graph. When every episode carries its own DAG, an
+    estimator that uses the parents is fitted once per distinct DAG on that DAG's episodes;
+    a graph-agnostic one still sees the whole batch (it never reads the parents).
+    """
+    if batch.graphs is None or graph_agnostic:
+        return [(graph, batch)]
+    groups: dict[Graph, list[int]] = {}
+    for i, g in enumerate(batch.graphs):
+        groups.setdefault(g, []).append(i)
+    return [(g, batch.select(torch.tensor(ix))) for g, ix in groups.items()]

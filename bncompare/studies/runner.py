@@ -128,6 +128,11 @@ def run_study(config: dict, out_dir) -> Path:
 
     # Build every estimator (settings only); prepare the ones a pending cell needs, once.
     estimators = {e.name: registry.build(e.kind, e.params) for e in spec.estimators}
+    if truth.per_episode_graphs:
+        fixed = [name for name, est in estimators.items() if est.tags.one_structure]
+        if fixed:
+            raise BNError(f"estimators {fixed} are trained for one structure, but graph={spec.graph['name']} draws "
+                          f"a fresh DAG per episode; drop them (" + " ".join(f"~estimators.{n}" for n in fixed) + ")")
     write_json(out, "graph.json", graph_record(graph))
     write_json(out, "truth.json", {"kind": truth.kind, "truth": truth.truth, "prior": prior.describe(),
                                    "description": truth.describe(graph, prior),

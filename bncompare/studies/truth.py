@@ -7,6 +7,7 @@ the queries. The protocol and the estimators never know which kind they got.
   fresh CPTs from the prior in every episode, on the network's structure and cardinalities.
 - :class:`FixedTruth` (real networks and ``graph=file``, ``truth=bundled``, the default):
   the network's own CPTs in every episode.
+- :class:`FreshDAGTruth` (``graph=random_dags``): a fresh random DAG and CPTs per episode.
 - :class:`SplitTruth` (real data, ``graph=sachs_data``): contexts are rows of a
   split's pool, queries its held-out rows, and the truth is the reference CPTs
   fitted on the held-out rows only.
@@ -28,7 +29,7 @@ from bncompare.errors import BNError
 from bncompare.networks.families import get_graph, is_real, load_network
 from bncompare.networks.graph import Graph
 from bncompare.networks.network import CPTBatch
-from bncompare.networks.priors import make_prior
+from bncompare.networks.priors import RandomDAGPrior, make_prior
 from bncompare.networks.sampling import sample
 from bncompare.studies.protocol import BLOCK
 from bncompare.studies.spec import StudySpec
@@ -39,6 +40,7 @@ class TaskSource:
 
     kind = "prior"
     truth = "prior"  # what truth.json and the title page call it: prior | bundled | held-out rows
+    per_episode_graphs = False  # True: every episode has its own DAG (protocol.fit_groups)
     fingerprint = None  # a hash of the file the truth comes from, when there is one (part of every cell's key)
     reference_network = None  # a BayesNet whose CPTs are the truth, when there is one (prior-distance note)
     reference_label = ""  # how the report names that network in the prior-distance note
@@ -47,9 +49,10 @@ class TaskSource:
         raise NotImplementedError
 
     def block(self, graph: Graph, n: int, context_len: int, n_queries: int, k: int, gen: torch.Generator):
-        """(cpts, contexts (n, N, M), queries (n, Q, M)) of block ``k``, drawn with ``gen``."""
+        """(cpts, contexts (n, N, M), queries (n, Q, M), graphs) of block ``k``, drawn with ``gen``;
+        ``graphs`` lists each episode's own DAG, or is None when all share the study graph."""
         cpts = self.draw(graph, n, gen)
-        return cpts, sample(graph, cpts, context_len, gen), sample(graph, cpts, n_queries, gen)
+        return cpts, sample(graph, cpts, context_len, gen), sample(graph, cpts, n_queries, gen), None
 
     def describe(self, graph: Graph, prior) -> str:
         """A few lines for the report's DAG page: what the truth of an episode is."""
@@ -138,7 +141,7 @@ class SplitTruth(TaskSource):
             contexts = torch.zeros(n, 0, graph.n_nodes, dtype=torch.long)
         else:
             contexts = split.draw_contexts(n, context_len, gen)
-        return cpts, contexts, split.draw_queries(n, n_queries, gen)
+        return cpts, contexts, split.draw_queries(n, n_queries, gen), None
 
     def describe(self, graph: Graph, prior) -> str:
         s = self.splits[0]
@@ -147,6 +150,35 @@ class SplitTruth(TaskSource):
             f"{len(self.splits)}); each fitted on {s.holdout.shape[0]} held-out rows, Dirichlet smoothing "
             f"{s.smoothing:g}. Contexts: distinct rows of the {s.pool.shape[0]}-row pool (disjoint); "
             f"queries: held-out rows.", 48)
+
+
+class FreshDAGTruth(TaskSource):
+    """A fresh random DAG and fresh CPTs in every episode (``graph=random_dags``).
+
+    The study graph is the complete graph of the layout (every earlier node a parent). The
+    truth's CPTs are written on it, so the truth at a query's prefix is the DAG's conditional
+    at its parents, and every metric reads the same tables. Each episode also carries its own
+    DAG: an estimator that uses the parents is fitted on it (``protocol.fit_groups``).
+    """
+
+    kind = "fresh_dag"
+    per_episode_graphs = True
+
+    def __init__(self, dag_prior: RandomDAGPrior):
+        self.prior = dag_prior
+
+    def draw(self, graph: Graph, n: int, gen: torch.Generator) -> CPTBatch:
+        return self.prior.sample(graph, n, gen)
+
+    def block(self, graph: Graph, n: int, context_len: int, n_queries: int, k: int, gen: torch.Generator):
+        cpts, adj = self.prior.sample(graph, n, gen, return_parents=True)
+        dags = [Graph(graph.names, graph.cards, tuple(tuple(int(i) for i in a[:, m].nonzero().flatten())
+                                                     for m in range(graph.n_nodes))) for a in adj]
+        return cpts, sample(graph, cpts, context_len, gen), sample(graph, cpts, n_queries, gen), dags
+
+    def describe(self, graph: Graph, prior) -> str:
+        return textwrap.fill(f"Truth: a fresh DAG and CPT set per episode, {self.prior.describe()}. Estimators "
+                             "that use the parents are given each episode's true DAG.", 48)
 
 
 # ----- the registry ----------------------------------------------------------------------
@@ -255,8 +287,27 @@ def synthetic_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, Task
     return graph, PriorTruth(prior)
 
 
+RANDOM_DAGS_OPTIONS = {"n", "card", "p", "max_parents", "truth"}
+
+
+def random_dags_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, TaskSource]:
+    """``graph=random_dags``: a fresh Erdos-Renyi DAG (edge probability ~ U[p]) and CPTs per episode."""
+    unknown = sorted(set(options) - RANDOM_DAGS_OPTIONS)
+    if unknown:
+        raise BNError(f"graph 'random_dags': unknown options {unknown}; allowed: {sorted(RANDOM_DAGS_OPTIONS)}")
+    _truth_option(options, "random_dags", choices=("prior",))
+    if prior.dirichlet_alpha is None:
+        raise BNError(f"graph 'random_dags' draws Dirichlet CPT rows; the prior {prior.describe()} is not Dirichlet")
+    p = options.get("p", (0.2, 1.0))
+    lo, hi = (float(p[0]), float(p[1])) if isinstance(p, (list, tuple)) else (float(p), float(p))
+    max_parents = options.get("max_parents", 4)
+    dag_prior = RandomDAGPrior(lo, hi, prior.dirichlet_alpha, None if max_parents is None else int(max_parents))
+    return get_graph("complete", n=int(options.get("n", 7)), card=int(options.get("card", 2))), FreshDAGTruth(dag_prior)
+
+
 # Graph names with their own task source; other names are real networks or synthetic families.
-SOURCES: dict[str, Callable] = {"sachs_data": sachs_data_source, "file": file_source}
+SOURCES: dict[str, Callable] = {"sachs_data": sachs_data_source, "file": file_source,
+                                "random_dags": random_dags_source}
 
 
 def build_problem(spec: StudySpec):

@@ -27,8 +27,12 @@ Other declared options, each a lever of the learning benchmark:
 - ``qk_norm``: queries and keys RMS-normalized per head before the product;
 - ``mlp``: ``"relu"`` or ``"swiglu"`` (a gated unit: the product of two linear
   maps, which is what "this value, if its node is a parent of the target" is);
-- ``output="logits"`` (trained) or ``"probs"`` (constructed: the head already
-  emits probabilities);
+- ``output``: ``"logits"`` (a linear head), ``"probs"`` (constructed: the head already
+  emits probabilities) or ``"mixture"`` (trained: one more attention over the sink and
+  the context rows reads out the target's own values, so the answer is a mixture of
+  observed values and a learned prior, the form of every counting estimator; the
+  model still has to learn which rows to weigh, and how much prior. It returns
+  log-probabilities and needs ``cards``);
 - ``query_view`` is read by the encoder, not the model: ``"prefix"`` shows a query
   every earlier variable (the paper's), ``"parents"`` only the target's parents.
 """
@@ -46,7 +50,7 @@ from bncompare.errors import BNError
 CHOICES = {
     "norm": ("layer", "none"),
     "attention": ("softmax", "softmax_1"),
-    "output": ("logits", "probs"),
+    "output": ("logits", "probs", "mixture"),
     "context_attention": ("full", "self"),
     "attn_scale": ("fixed", "learned", "log_n"),
     "mlp": ("relu", "swiglu"),
@@ -64,13 +68,14 @@ class TransformerConfig:
     d_ff: int = 256
     norm: str = "layer"  # "layer" (pre-norm) | "none"
     attention: str = "softmax"  # "softmax" | "softmax_1"
-    output: str = "logits"  # "logits" | "probs"
+    output: str = "logits"  # "logits" | "probs" | "mixture"
     context_attention: str = "full"  # "full" | "self"
     attn_scale: str = "fixed"  # "fixed" | "learned" | "log_n"
     qk_norm: bool = False
     attn_temp_init: float = 1.0  # initial per-head temperature of "learned" / "log_n" scales
     mlp: str = "relu"  # "relu" | "swiglu"
     query_view: str = "prefix"  # "prefix" | "parents" (used by the encoder)
+    cards: tuple[int, ...] | None = None  # the nodes' cardinalities ("mixture" reads values out of tokens)
 
     def __post_init__(self):
         for name, allowed in CHOICES.items():
@@ -83,9 +88,15 @@ class TransformerConfig:
             raise BNError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
         if not self.attn_temp_init > 0:
             raise BNError(f"attn_temp_init must be > 0, got {self.attn_temp_init}")
+        if self.cards is not None:
+            self.cards = tuple(int(c) for c in self.cards)
+        if self.output == "mixture" and (not self.cards or max(self.cards) != self.d_out):
+            raise BNError("output='mixture' needs the nodes' cardinalities (cards) with max(cards) == d_out")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["cards"] = None if self.cards is None else list(self.cards)  # as JSON gives it back
+        return d
 
 
 def _norm(cfg: TransformerConfig) -> nn.Module:
@@ -199,6 +210,52 @@ class Block(nn.Module):
         return (h, w) if return_weights else h
 
 
+class MixtureReadout(nn.Module):
+    """The answer as a mixture: one attention over the sink and the context rows, whose values are each
+    row's one-hot of the query's target node; the sink's value is a learned prior distribution.
+
+    With weights w_sink and w_r it returns log(w_sink * prior + sum_r w_r * onehot(x_r[target])):
+    Dirichlet posterior means have exactly this form, so the head needs no function approximation
+    to turn counts into probabilities, only the right weights.
+    """
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.norm_k = _norm(cfg)
+        self.q = nn.Linear(cfg.d_model, cfg.d_model)
+        self.k = nn.Linear(cfg.d_model, cfg.d_model)
+        self.prior = nn.Linear(cfg.d_model, cfg.d_out)
+        self.log_temp = nn.Parameter(torch.full((1,), math.log(cfg.attn_temp_init)))
+        S, M = sum(cfg.cards), len(cfg.cards)
+        node_of_slot = torch.zeros(M, S)  # (M, S): which one-hot slots belong to node m
+        state_of_slot = torch.zeros(S, cfg.d_out)  # (S, d_out): slot -> the state it stands for
+        valid = torch.zeros(M, cfg.d_out, dtype=torch.bool)
+        at = 0
+        for m, c in enumerate(cfg.cards):
+            node_of_slot[m, at : at + c] = 1
+            state_of_slot[at : at + c, :c] = torch.eye(c)
+            valid[m, :c] = True
+            at += c
+        self.register_buffer("node_of_slot", node_of_slot, persistent=False)
+        self.register_buffer("state_of_slot", state_of_slot, persistent=False)
+        self.register_buffer("valid", valid, persistent=False)
+        self.n_slots, self.n_nodes = S, M
+
+    def forward(self, h_q, h_seen, tokens, n_context: int):
+        """h_q (B, Lq, D) final query states; h_seen (B, 1 + N, D) the sink's and context rows' states;
+        tokens the raw input -> (B, Lq, d_out) log-probabilities, and the weights (B, 1, Lq, 1 + N)."""
+        S, M = self.n_slots, self.n_nodes
+        q, k = self.q(h_q), self.k(self.norm_k(h_seen))
+        scale = self.log_temp.exp() / math.sqrt(q.shape[-1])
+        w = torch.softmax((q @ k.transpose(-1, -2)) * scale, -1)  # (B, Lq, 1 + N)
+        target = tokens[:, 1 + n_context :, S + 1 : S + 1 + M]  # (B, Lq, M) one-hot of the target node
+        seen = w[..., 1:] @ tokens[:, 1 : 1 + n_context, :S]  # (B, Lq, S): weighted values of every node
+        from_rows = (seen * (target @ self.node_of_slot)) @ self.state_of_slot  # the target's slots only
+        prior = self.prior(h_q).masked_fill(~(target @ self.valid.to(target.dtype)).bool(), float("-inf"))
+        probs = from_rows + w[..., :1] * torch.softmax(prior, -1)
+        return torch.log(probs.clamp_min(1e-30)), w[:, None]
+
+
 class InContextTransformer(nn.Module):
     def __init__(self, cfg: TransformerConfig, seed: int | None = None):
         super().__init__()
@@ -206,7 +263,10 @@ class InContextTransformer(nn.Module):
         self.embed = nn.Linear(cfg.d_in, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm_f = _norm(cfg)
-        self.head = nn.Linear(cfg.d_model, cfg.d_out)
+        if cfg.output == "mixture":
+            self.readout = MixtureReadout(cfg)
+        else:
+            self.head = nn.Linear(cfg.d_model, cfg.d_out)
         init_weights(self, seed)
 
     def forward(self, tokens: torch.Tensor, n_context: int, return_weights: bool = False):
@@ -215,13 +275,19 @@ class InContextTransformer(nn.Module):
         h = self.embed(tokens)
         weights = []
         for i, block in enumerate(self.blocks):
+            h_seen = h[:, : 1 + n_context]  # the last block's input: what a mixture readout weighs
             # queries read the context rows' keys and values from a block's input, so after the
             # last block nothing reads a context row: it computes the query rows alone
             h = block(h, n_context, return_weights, queries_only=i == len(self.blocks) - 1)
             if return_weights:
                 h, w = h
                 weights.append(w)
-        out = self.head(self.norm_f(h))
+        if self.cfg.output == "mixture":
+            out, w = self.readout(self.norm_f(h), h_seen, tokens, n_context)
+            # same layout as a block's weights: sink, rows, then a zero for "itself"
+            weights.append(torch.cat([w, w.new_zeros(*w.shape[:-1], 1)], -1))
+        else:
+            out = self.head(self.norm_f(h))
         return (out, weights) if return_weights else out
 
     def n_params(self) -> int:

@@ -33,6 +33,7 @@ one for the held-out evaluation tasks, so the same config gives the same model.
 """
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -64,7 +65,8 @@ STREAM_TASKS, STREAM_INIT, STREAM_EVAL = 0, 1, 2
 
 
 MODEL_FIELDS = ("d_model", "n_layer", "n_head", "d_ff", "norm", "attention", "context_attention", "attn_scale",
-                "qk_norm", "attn_temp_init", "mlp", "query_view")
+                "qk_norm", "attn_temp_init", "mlp", "query_view", "output")
+OUTPUTS = ("logits", "mixture")  # what a trained model may emit ("probs" is the construction's)
 
 
 @dataclass
@@ -82,6 +84,7 @@ class TrainConfig:
     attn_temp_init: float = 1.0
     mlp: str = "swiglu"  # "relu" | "swiglu"
     query_view: str = "prefix"  # "prefix" | "parents"
+    output: str = "logits"  # "logits" | "mixture" (see model.py)
     # optimization
     steps: int = 3000
     batch_size: int = 16
@@ -90,6 +93,9 @@ class TrainConfig:
     warmup: int = 200
     weight_decay: float = 0.01
     grad_clip: float = 1.0
+    # decay of an exponential moving average of the weights, which is what is evaluated and returned
+    # (averaging out the optimizer's noise, the error floor at long contexts); 0 = off
+    ema: float = 0.0
     # data
     n_context_max: int = 500
     n_context_min: int = 0
@@ -114,6 +120,8 @@ class TrainConfig:
             raise BNError(f"unknown training loss {self.loss!r}; choose one of {list(LOSSES)}")
         if self.context_sampling not in SAMPLINGS:
             raise BNError(f"unknown context sampling {self.context_sampling!r}; choose one of {list(SAMPLINGS)}")
+        if self.output not in OUTPUTS:
+            raise BNError(f"a trained model's output must be one of {list(OUTPUTS)}, got {self.output!r}")
         if self.device not in DEVICES:
             raise BNError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
         for name in ("steps", "batch_size", "n_queries", "length_groups"):
@@ -124,6 +132,8 @@ class TrainConfig:
         if not 0 <= self.n_context_min <= self.n_context_max:
             raise BNError(f"TrainConfig needs 0 <= n_context_min <= n_context_max, "
                           f"got {self.n_context_min}, {self.n_context_max}")
+        if not 0 <= self.ema < 1:
+            raise BNError(f"TrainConfig.ema must be in [0, 1), got {self.ema}")
         if not self.lr > 0:
             raise BNError(f"TrainConfig.lr must be > 0, got {self.lr}")
         self.model_config(None)  # the model fields are validated where they are defined
@@ -146,7 +156,8 @@ class TrainConfig:
         layout = Layout(graph.cards) if graph is not None else None
         try:
             return TransformerConfig(d_in=layout.d_in if layout else 1, d_out=layout.d_out if layout else 1,
-                                     output="logits", **{f: getattr(self, f) for f in MODEL_FIELDS})
+                                     cards=tuple(graph.cards) if graph is not None else (1,),
+                                     **{f: getattr(self, f) for f in MODEL_FIELDS})
         except BNError as e:
             raise BNError(f"TrainConfig: {e}") from None
 
@@ -318,6 +329,7 @@ def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = 
     autocast = device.type == "cuda"
     model = build_model(graph, cfg).to(device)
     opt = make_optimizer(model, cfg)
+    averaged = copy.deepcopy(model) if cfg.ema else model
     gen = torch.Generator().manual_seed(stream_seed(cfg.seed, STREAM_TASKS))
     evaluator = HeldOut(graph, prior, cfg) if cfg.eval_every > 0 else None
     eval_seconds = 0.0
@@ -335,12 +347,14 @@ def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = 
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
+        if cfg.ema:
+            update_average(averaged, model, min(cfg.ema, (1 + step) / (10 + step)))
 
         last = step == cfg.steps - 1
         if evaluator is not None and (step % cfg.eval_every == 0 or last):
             t_eval = time.perf_counter()
             rec["seconds"] = t_eval - t0 - eval_seconds
-            rec.update(evaluator(model, device, autocast))
+            rec.update(evaluator(averaged, device, autocast))
             eval_seconds += time.perf_counter() - t_eval
             if on_eval is not None:
                 on_eval(rec)
@@ -351,9 +365,15 @@ def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = 
                 post["bayes"] = f"{_recent(history, 'bayes_loss'):.4f}"
             bar.set_postfix(post)
     bar.close()
-    model = model.cpu().eval()
+    model = averaged.cpu().eval()
     history[-1]["train_seconds"] = time.perf_counter() - t0
     return model, history
+
+
+@torch.no_grad()
+def update_average(averaged: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for a, p in zip(averaged.parameters(), model.parameters()):
+        a.lerp_(p, 1.0 - decay)
 
 
 def _recent(history: list[dict], key: str, k: int = 50) -> float:

@@ -22,7 +22,7 @@ from bncompare.transformer.train import TrainConfig
 
 class TrainedTransformer(Estimator):
     name = "transformer_trained"
-    tags = Tags(family="trained", has_attention=True, has_history=True)
+    tags = Tags(family="trained", has_attention=True, has_history=True, one_structure=True)
 
     def __init__(self, train_cfg: TrainConfig | dict | None = None, cache_dir=None, progress: bool = True,
                  batch_size: int = 256):
