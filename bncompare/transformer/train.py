@@ -33,7 +33,6 @@ one for the held-out evaluation tasks, so the same config gives the same model.
 """
 from __future__ import annotations
 
-import copy
 import math
 import sys
 import time
@@ -55,7 +54,7 @@ from bncompare.transformer.model import InContextTransformer, TransformerConfig
 
 # Bump when a change to this file changes what a given config trains: it is part
 # of the cache key, so stale cached models are not reused.
-TRAIN_CODE_VERSION = "2"
+TRAIN_CODE_VERSION = "3"
 
 LOSSES = ("true_cpt", "sample", "mle")
 SAMPLINGS = ("loguniform", "uniform", "fixed")
@@ -84,7 +83,7 @@ class TrainConfig:
     attn_temp_init: float = 1.0
     mlp: str = "swiglu"  # "relu" | "swiglu"
     query_view: str = "prefix"  # "prefix" | "parents"
-    output: str = "logits"  # "logits" | "mixture" (see model.py)
+    output: str = "mixture"  # "mixture" | "logits": how the answer is read out (see model.py)
     # optimization
     steps: int = 3000
     batch_size: int = 16
@@ -93,9 +92,6 @@ class TrainConfig:
     warmup: int = 200
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    # decay of an exponential moving average of the weights, which is what is evaluated and returned
-    # (averaging out the optimizer's noise, the error floor at long contexts); 0 = off
-    ema: float = 0.0
     # data
     n_context_max: int = 500
     n_context_min: int = 0
@@ -132,8 +128,6 @@ class TrainConfig:
         if not 0 <= self.n_context_min <= self.n_context_max:
             raise BNError(f"TrainConfig needs 0 <= n_context_min <= n_context_max, "
                           f"got {self.n_context_min}, {self.n_context_max}")
-        if not 0 <= self.ema < 1:
-            raise BNError(f"TrainConfig.ema must be in [0, 1), got {self.ema}")
         if not self.lr > 0:
             raise BNError(f"TrainConfig.lr must be > 0, got {self.lr}")
         self.model_config(None)  # the model fields are validated where they are defined
@@ -329,7 +323,6 @@ def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = 
     autocast = device.type == "cuda"
     model = build_model(graph, cfg).to(device)
     opt = make_optimizer(model, cfg)
-    averaged = copy.deepcopy(model) if cfg.ema else model
     gen = torch.Generator().manual_seed(stream_seed(cfg.seed, STREAM_TASKS))
     evaluator = HeldOut(graph, prior, cfg) if cfg.eval_every > 0 else None
     eval_seconds = 0.0
@@ -347,14 +340,12 @@ def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = 
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        if cfg.ema:
-            update_average(averaged, model, min(cfg.ema, (1 + step) / (10 + step)))
 
         last = step == cfg.steps - 1
         if evaluator is not None and (step % cfg.eval_every == 0 or last):
             t_eval = time.perf_counter()
             rec["seconds"] = t_eval - t0 - eval_seconds
-            rec.update(evaluator(averaged, device, autocast))
+            rec.update(evaluator(model, device, autocast))
             eval_seconds += time.perf_counter() - t_eval
             if on_eval is not None:
                 on_eval(rec)
@@ -365,15 +356,9 @@ def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = 
                 post["bayes"] = f"{_recent(history, 'bayes_loss'):.4f}"
             bar.set_postfix(post)
     bar.close()
-    model = averaged.cpu().eval()
+    model = model.cpu().eval()
     history[-1]["train_seconds"] = time.perf_counter() - t0
     return model, history
-
-
-@torch.no_grad()
-def update_average(averaged: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for a, p in zip(averaged.parameters(), model.parameters()):
-        a.lerp_(p, 1.0 - decay)
 
 
 def _recent(history: list[dict], key: str, k: int = 50) -> float:
