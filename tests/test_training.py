@@ -12,12 +12,13 @@ import torch
 
 from bncompare.errors import BNError
 from bncompare.networks import DirichletPrior, get_graph, sample
+from bncompare.networks.graph import Graph
 from bncompare.transformer import checkpoint as ckpt
 from bncompare.transformer.checkpoint import load_checkpoint, save_checkpoint, trained_model
 from bncompare.transformer.diagnostics import attention_to_parents
 from bncompare.transformer.encoding import encode
-from bncompare.transformer.model import SelfAttention, TransformerConfig
-from bncompare.transformer.train import TrainConfig, lr_at, train
+from bncompare.transformer.model import InContextTransformer, SelfAttention, TransformerConfig
+from bncompare.transformer.train import TrainConfig, lr_at, make_tasks, query_log_probs, train
 from bncompare.transformer.trained import TrainedTransformer
 
 GRAPH = get_graph("chain-2")  # A -> B
@@ -322,3 +323,43 @@ def test_on_eval_sees_each_held_out_check_as_it_happens():
     assert [r["step"] for r in seen] == [0, 3, 6]
     assert all("eval_tv@4" in r and r["seconds"] >= 0 for r in seen)
     assert seen[-1]["eval_tv@4"] == history[-1]["eval_tv@4"]
+
+
+def test_mixture_readout_is_a_mixture_of_the_targets_observed_values():
+    """With a flat readout attention and a flat prior, the answer for node m is (count of each value of m
+    among ALL context rows + 1/d) / (N + 1): the readout gathers the target's own slots, nothing else."""
+    graph = Graph.from_edges(["A", "B", "C"], [("A", "B"), ("B", "C")], {"A": 2, "B": 3, "C": 2})
+    cfg = TrainConfig(d_model=16, d_ff=32, output="mixture").model_config(graph)
+    model = InContextTransformer(cfg, seed=0).eval()
+    with torch.no_grad():
+        for p in (model.readout.q.weight, model.readout.q.bias, model.readout.prior.weight, model.readout.prior.bias):
+            p.zero_()
+    gen = torch.Generator().manual_seed(1)
+    cpts = DirichletPrior(1.0).sample(graph, 2, gen)
+    contexts, queries = sample(graph, cpts, 9, gen), sample(graph, cpts, 4, gen)
+    with torch.no_grad():
+        out = model(encode(graph, contexts, queries, range(3)), 9).reshape(2, 4, 3, -1)
+    for m, d in enumerate(graph.cards):
+        counts = torch.nn.functional.one_hot(contexts[..., m], d).sum(1).double()  # (2, d)
+        want = (counts + 1 / d) / 10
+        got = model.probabilities(out[:, :, m, :d]).double()
+        assert torch.allclose(got, want[:, None].expand_as(got), atol=1e-5)
+        assert (out[:, :, m, d:] < -60).all()  # a state the node does not have gets no mass
+
+
+def test_trained_mixture_model_answers_are_its_training_probabilities(tmp_path):
+    graph = get_graph("chain-5")
+    cfg = TrainConfig(steps=5, batch_size=4, length_groups=2, d_model=16, d_ff=32, n_context_max=20, eval_every=0,
+                      output="mixture")
+    est = TrainedTransformer(cfg, cache_dir=tmp_path, progress=False)
+    est.prepare(graph, DirichletPrior(1.0), 0)
+    gen = torch.Generator().manual_seed(3)
+    cpts = DirichletPrior(1.0).sample(graph, 3, gen)
+    contexts, queries = sample(graph, cpts, 15, gen), sample(graph, cpts, 4, gen)
+    probs = est.fit(graph, contexts).predict_proba(queries)
+    tasks = make_tasks(graph, DirichletPrior(1.0), 3, 15, 4, gen)
+    tasks.contexts, tasks.queries = contexts, queries
+    want = query_log_probs(est.model_, graph, tasks, torch.device("cpu"), False).exp()
+    for m, p in enumerate(probs):
+        assert torch.allclose(p.sum(-1), torch.ones_like(p[..., 0]))
+        assert torch.allclose(p.float(), want[:, :, m, : graph.cards[m]], atol=1e-5)

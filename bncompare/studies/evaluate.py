@@ -94,7 +94,7 @@ def attention_rows(model, graph: Graph, batch: Batch) -> list[pd.DataFrame]:
         return []
     # Every layer: a trained model may select parents in an early layer (the structure-agnostic one
     # does it in layer 0), so the last layer alone can miss it.
-    layers = list(range(len(model.blocks)))
+    layers = list(range(model.n_attention_layers))
     parts = []
     for b, ep in enumerate(batch.episodes):
         truth = graph if batch.graphs is None else batch.graphs[b]

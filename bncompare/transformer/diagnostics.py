@@ -40,7 +40,7 @@ def attention_to_parents(model: InContextTransformer, graph: Graph, contexts, qu
     B, N, _ = contexts.shape
     Q, T = queries.shape[1], len(nodes)
     tokens = encode(graph, contexts, queries, nodes, param.dtype, view=model.cfg.query_view)
-    n_layer = model.cfg.n_layer
+    n_layer = model.n_attention_layers  # the blocks, then a mixture readout (the counting attention)
     layers = [n_layer - 1] if layers is None else sorted({int(i) % n_layer for i in layers})
     _, per_layer = model(tokens, N, return_weights=True)
     weights = {i: per_layer[i] for i in layers}  # (B, H, Q*T, sink + N context + self [+ null])

@@ -57,9 +57,4 @@ class TransformerEstimator(Estimator):
                 o = self.model(tokens, N)  # the query tokens
                 o = o.reshape(o.shape[0], qs.shape[1], T, -1)
                 out[s : s + self.batch_size, q0 : q0 + q_chunk] = o.to(torch.float64)
-        return [self._to_probs(out[:, :, j, : self.graph_.cards[m]]) for j, m in enumerate(nodes)]
-
-    def _to_probs(self, out: torch.Tensor) -> torch.Tensor:
-        if self.model.cfg.output == "logits":
-            return torch.softmax(out, -1)
-        return out.clamp_min(0) / out.clamp_min(0).sum(-1, keepdim=True)
+        return [self.model.probabilities(out[:, :, j, : self.graph_.cards[m]]) for j, m in enumerate(nodes)]

@@ -290,6 +290,18 @@ class InContextTransformer(nn.Module):
             out = self.head(self.norm_f(h))
         return (out, weights) if return_weights else out
 
+    @property
+    def n_attention_layers(self) -> int:
+        """How many attention maps ``return_weights`` gives: one per block, then the mixture readout's."""
+        return self.cfg.n_layer + (self.cfg.output == "mixture")
+
+    def probabilities(self, out: torch.Tensor) -> torch.Tensor:
+        """Outputs restricted to a node's states -> its probabilities (logits and the mixture's
+        log-probabilities through a softmax; the construction's probabilities renormalized)."""
+        if self.cfg.output == "probs":
+            return out.clamp_min(0) / out.clamp_min(0).sum(-1, keepdim=True)
+        return torch.softmax(out, -1)
+
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
