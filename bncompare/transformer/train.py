@@ -48,7 +48,7 @@ from bncompare.estimators.counting import count_tables, mle_rows
 from bncompare.metrics.conditional import tv
 from bncompare.networks.graph import Graph
 from bncompare.networks.sampling import sample
-from bncompare.runtime import DEVICES, resolve_device
+from bncompare.runtime import DEVICES, flush_denormals, resolve_device
 from bncompare.transformer.encoding import Layout, encode
 from bncompare.transformer.model import InContextTransformer, TransformerConfig
 
@@ -278,6 +278,7 @@ def group_sizes(cfg: TrainConfig) -> list[int]:
     return [b // k + (i < b % k) for i in range(k)]
 
 
+@flush_denormals()  # sharp attention underflows to subnormal floats, which are slow on CPUs
 def train_step(model, graph: Graph, prior, cfg: TrainConfig, gen: torch.Generator, device, autocast: bool) -> dict:
     """Forward and backward over one batch (one group per context length); returns the batch figures."""
     rec = {"loss": 0.0, "n_context": 0}
@@ -375,6 +376,7 @@ class HeldOut:
         self.sets = {n: make_tasks(graph, prior, cfg.eval_tasks, n, cfg.n_queries, gen) for n in cfg.eval_lengths}
 
     @torch.no_grad()
+    @flush_denormals()
     def __call__(self, model, device, autocast) -> dict:
         model.eval()
         out = {}
