@@ -384,10 +384,9 @@ def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = 
     if world.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
-        # buffers are constants here; broadcasting them would add a collective to every forward pass,
-        # and ranks may make different numbers of forward passes per step
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                      broadcast_buffers=False)
+        # no collective in the forward pass (the model has no buffers to sync): ranks may make different
+        # numbers of forward passes in a step; gradients are averaged once, at the last backward
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if world.is_main:
         log.info(describe_run(graph, cfg, world, groups, device, start))
 
