@@ -111,6 +111,30 @@ def test_cache_training_resumes_and_drops_its_snapshot(tmp_path):
     assert meta["processes"] == 1 and meta["format"] == ckpt.CHECKPOINT_FORMAT and meta["bncompare"]
 
 
+def test_second_process_waits_for_the_one_training_then_loads(tmp_path, monkeypatch):
+    import fcntl
+    import os
+    import threading
+
+    cfg = TrainConfig(**{**CFG.to_dict(), "eval_every": 0, "steps": 3})
+    model, history = train(GRAPH, PRIOR, cfg, progress=False)
+    entry = ckpt.cache_entry(GRAPH, PRIOR, cfg, tmp_path)
+    entry.mkdir(parents=True)
+    fd = os.open(entry / ckpt.TRAIN_LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # "another process" is training this model
+    got = {}
+    waiting = threading.Thread(target=lambda: got.update(r=trained_model(GRAPH, PRIOR, cfg, tmp_path, progress=False)))
+    waiting.start()
+    waiting.join(1.0)
+    assert waiting.is_alive() and not (entry / LOG_CSV).exists()  # it waits instead of training too
+    save_checkpoint(entry, model, {"cache_key": ckpt.cache_key(GRAPH, PRIOR, cfg), "graph": ckpt.graph_signature(GRAPH),
+                                   "history": history})
+    monkeypatch.setattr(ckpt, "train", lambda *a, **k: pytest.fail("trained a model another process had trained"))
+    os.close(fd)  # that process is done
+    waiting.join(30)
+    assert same_weights(got["r"][0], model) and got["r"][1] == history
+
+
 # ----- the global batch over processes ------------------------------------------------------------
 
 def test_one_process_keeps_the_single_process_split_and_stream():

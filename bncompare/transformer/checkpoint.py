@@ -29,7 +29,9 @@ The cache (:func:`trained_model`) keeps one checkpoint per sha256 of everything
 that determines a trained model: graph signature, prior, TrainConfig and the
 training code's version. It lives in ``$BNCOMPARE_CACHE`` or ``~/.cache/bncompare``.
 A bad entry is reported in one log line and trained again; an unwritable cache is
-reported before training, not after.
+reported before training, not after. A process training an entry holds its lock
+(``.training.lock``, an flock the kernel drops when the process dies): another
+process needing the same model waits, then loads it, instead of training it twice.
 """
 from __future__ import annotations
 
@@ -49,8 +51,10 @@ from bncompare.networks.graph import Graph
 from bncompare.transformer import distributed, snapshot
 from bncompare.transformer.model import InContextTransformer, TransformerConfig
 from bncompare.transformer.train import TRAIN_CODE_VERSION, TrainConfig, TrainRun, build_model, train
+from bncompare.transformer.trainlog import LOG_CSV
 
 WEIGHTS, CONFIG = "model.pt", "config.json"
+TRAIN_LOCK = ".training.lock"  # held while a process trains this entry
 # Bump when the layout of a checkpoint folder changes in a way older code cannot read.
 CHECKPOINT_FORMAT = 1
 log = logging.getLogger(__name__)
@@ -220,36 +224,84 @@ def cache_entry(graph: Graph, prior, cfg: TrainConfig, cache_dir=None) -> Path:
     return Path(cache_dir or default_cache_dir()) / "transformer" / cache_key(graph, prior, cfg)[:24]
 
 
+def _lock_training(directory: Path):
+    """Hold ``directory``'s training lock (an flock the kernel drops if the holder dies), waiting while another
+    process trains the same model; the open file descriptor, or None on a file system without locks."""
+    import fcntl
+
+    fd = os.open(directory / TRAIN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another process is training %s: waiting for it to finish", directory)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:  # no locks here (some network file systems): train without one
+        os.close(fd)
+        return None
+    return fd
+
+
+def _find_or_lock(directory: Path, graph: Graph, key: str):
+    """(cached (model, history) or None, training lock or None). When the model is not cached, waits for any
+    other process training it and looks again, so two jobs needing one model train it once."""
+    found = _cached(directory, graph, key)
+    if found:
+        return found, None
+    check_writable(directory)  # before training, not after
+    lock = _lock_training(directory)
+    found = _cached(directory, graph, key) if lock is not None else None
+    if found:
+        os.close(lock)
+        return found, None
+    return None, lock
+
+
 def trained_model(graph: Graph, prior, cfg=None, cache_dir=None, progress: bool = True, *, run: TrainRun | None = None):
     """A model trained on ``prior``'s tasks for ``graph`` -> (model, history); loads it when cached.
 
     While it trains, the entry's folder holds the training log (``train_log.csv``) and resumable
     snapshots (``train_state.pt``, dropped once ``model.pt`` is written): a killed training
     continues from its last snapshot the next time. ``run`` sets how often (its ``folder`` is the
-    entry's). Inside a ``torchrun`` process group every process calls this: rank 0 looks in the
-    cache and writes the entry, all ranks train (data-parallel) or get rank 0's cached model.
+    entry's). A process that needs a model another process is training waits for it and loads it.
+    Inside a ``torchrun`` process group every process calls this: rank 0 looks in the cache and
+    writes the entry, all ranks train (data-parallel) or get rank 0's cached model.
     """
     cfg = TrainConfig.from_dict(cfg) if isinstance(cfg, dict) else (cfg or TrainConfig())
     key = cache_key(graph, prior, cfg)
     directory = cache_entry(graph, prior, cfg, cache_dir)
     world = distributed.current()
-    found = _cached(directory, graph, key) if world.is_main else None
-    if world.distributed:
-        history = distributed.broadcast_json(found[1] if found else None, world)
-        if history is not None:
+    found, lock, error = None, None, None
+    if world.is_main:
+        try:
+            found, lock = _find_or_lock(directory, graph, key)
+        except BNError as e:
+            if not world.distributed:
+                raise
+            error = str(e)
+    if world.distributed:  # every rank learns what rank 0 found
+        shared = distributed.broadcast_json({"error": error, "history": found[1] if found else None}, world)
+        if shared["error"] is not None:
+            raise BNError(shared["error"])
+        if shared["history"] is not None:
             model = found[0] if found else build_model(graph, cfg)
             distributed.broadcast_module(model, world)
-            return model.eval(), history
+            return model.eval(), shared["history"]
     elif found:
         return found
 
-    distributed.on_main(lambda: check_writable(directory), world)  # before training, not after
-    run = replace(run or TrainRun(), folder=directory)
-    model, history = train(graph, prior, cfg, progress=progress, run=run)
-    if world.is_main:
-        meta = {"cache_key": key, "graph": graph_signature(graph), "prior": prior_signature(prior),
-                "train": cfg.to_dict(), "processes": world.size, "history": history}
-        save_checkpoint(directory, model, meta)
-        snapshot.remove(directory)
+    try:
+        if world.is_main:
+            log.info("training into %s (log: %s, resumable snapshots: %s)", directory, LOG_CSV, snapshot.STATE)
+        run = replace(run or TrainRun(), folder=directory)
+        model, history = train(graph, prior, cfg, progress=progress, run=run)
+        if world.is_main:
+            meta = {"cache_key": key, "graph": graph_signature(graph), "prior": prior_signature(prior),
+                    "train": cfg.to_dict(), "processes": world.size, "history": history}
+            save_checkpoint(directory, model, meta)
+            snapshot.remove(directory)
+    finally:
+        if lock is not None:
+            os.close(lock)  # releases the flock
     distributed.barrier(world)  # the entry is complete when any rank returns
     return model, history
