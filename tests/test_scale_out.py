@@ -3,6 +3,7 @@ submitit (local executor, then merged) and joblib launchers; a real kill of the 
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -141,3 +142,24 @@ def test_killed_training_command_resumes_to_the_same_weights(tmp_path):
     a = torch.load(entry / "model.pt", weights_only=True)
     b = torch.load(straight / "model.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["graph=nosuch"], "unknown graph 'nosuch'"),
+    (["estimators=counting"], "nothing to train: none of the estimators"),
+    (["--only", "mle"], "nothing to train: none of the estimators \\['mle'\\]"),
+    (["--only", "nosuch"], "--only nosuch: the study has no estimator 'nosuch'"),
+    (["--bogus"], "unknown option '--bogus'"),
+    (["+hydra.callbacks.x._target_=os.system"], "may not name code to call"),
+    (["transformer.train.batch_size=0"], "batch_size must be >= 1"),
+])
+def test_training_command_errors_are_one_line(argv, expect, capsys, tmp_path, monkeypatch):
+    from bncompare.studies.train import main
+
+    monkeypatch.setenv("BNCOMPARE_CACHE", str(tmp_path))
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert re.search(expect, err), err
+    assert not (tmp_path / "transformer").exists()
