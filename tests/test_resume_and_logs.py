@@ -163,7 +163,7 @@ def test_log_csv_has_every_scalar_and_lines_go_to_the_log(uninterrupted, caplog,
     folder, _, history = uninterrupted
     rows = list(csv.DictReader(open(folder / LOG_CSV)))
     assert list(rows[0]) == columns(CFG.eval_lengths) and len(rows) == CFG.steps
-    for key in ("loss", "bayes_loss", "lr", "steps_per_s"):
+    for key in ("loss", "bayes_loss", "lr", "steps_per_s", "seconds"):
         assert all(float(r[key]) > 0 for r in rows[1:]), key
     evals = [r for r in rows if r["eval_tv"]]
     assert [int(r["step"]) for r in evals] == [0, 5, 10, 13] and all(float(r["eval_tv@12"]) > 0 for r in evals)

@@ -431,7 +431,7 @@ def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = 
                 if on_eval is not None:
                     on_eval(rec)
             history.append(rec)
-            watch.step(rec)
+            watch.step({"seconds": elapsed(), **rec})  # the log has the training clock on every row
             if due:
                 t_snap = time.perf_counter()
                 gens = distributed.gather_states(gen.get_state(), world)
