@@ -163,3 +163,33 @@ def test_training_command_errors_are_one_line(argv, expect, capsys, tmp_path, mo
     assert stop.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
     assert re.search(expect, err), err
     assert not (tmp_path / "transformer").exists()
+
+
+@pytest.mark.slow  # .ci/run runs it
+def test_killed_torchrun_training_resumes_to_the_same_weights(tmp_path):
+    """kill -9 of torchrun and both its workers; the same command resumes every rank's task stream and
+    ends with the weights of an uninterrupted 2-process run."""
+    overrides = ["graph=chain-5", "study=smoke", "transformer.train.steps=200", "transformer.train.eval_every=0"]
+    cmd = [*TORCHRUN, "-m", "bncompare.studies.train", *overrides, "--checkpoint-every", "10"]
+    env = dict(os.environ, BNCOMPARE_CACHE=str(tmp_path / "a"), OMP_NUM_THREADS="1")
+    agent = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not list((tmp_path / "a").glob(f"transformer/*/{snapshot.STATE}")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    workers = subprocess.run(["pgrep", "-P", str(agent.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2
+    for pid in [*map(int, workers), agent.pid]:  # the whole job dies at once, as when a node is lost
+        os.kill(pid, signal.SIGKILL)
+    agent.wait()
+    (entry,) = (tmp_path / "a" / "transformer").iterdir()
+    assert not (entry / "model.pt").exists(), "the run finished before it was killed: make it longer"
+    step = torch.load(entry / snapshot.STATE, weights_only=True)["step"]
+    assert torch.load(entry / snapshot.STATE, weights_only=True)["generators"].shape[0] == 2
+    done = run(cmd, tmp_path, tmp_path / "a")
+    assert f"resuming at step {step}" in done.stderr
+    run(cmd, tmp_path, tmp_path / "b")  # uninterrupted
+    (straight,) = (tmp_path / "b" / "transformer").iterdir()
+    a = torch.load(entry / "model.pt", weights_only=True)
+    b = torch.load(straight / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in b)
