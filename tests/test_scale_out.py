@@ -150,6 +150,7 @@ def test_killed_training_command_resumes_to_the_same_weights(tmp_path):
     (["--only", "mle"], "nothing to train: none of the estimators \\['mle'\\]"),
     (["--only", "nosuch"], "--only nosuch: the study has no estimator 'nosuch'"),
     (["--bogus"], "unknown option '--bogus'"),
+    (["--log-every", "0"], "--log-every >= 1"),
     (["+hydra.callbacks.x._target_=os.system"], "may not name code to call"),
     (["transformer.train.batch_size=0"], "batch_size must be >= 1"),
 ])
@@ -193,3 +194,12 @@ def test_killed_torchrun_training_resumes_to_the_same_weights(tmp_path):
     a = torch.load(entry / "model.pt", weights_only=True)
     b = torch.load(straight / "model.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_training_command_options_may_come_between_overrides():
+    from bncompare.studies.train import parse
+
+    args, overrides = parse(["graph=tree", "--only", "trained", "study=smoke", "~estimators.pyro_nuts",
+                             "--checkpoint-every", "50"])
+    assert overrides == ["graph=tree", "study=smoke", "~estimators.pyro_nuts"]
+    assert args.only == ["trained"] and args.checkpoint_every == 50 and args.log_every == 100

@@ -45,9 +45,11 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                         help="a resumable snapshot at least every M minutes (default 5; 0: by steps only)")
     parser.add_argument("--log-every", type=int, default=100, metavar="K",
                         help="a log line every K steps when no terminal is attached (default 100)")
-    args, unknown = parser.parse_known_args(argv)
+    args, unknown = parser.parse_known_intermixed_args(argv)  # options may come between the overrides
     if unknown:
         raise BNError(f"unknown option {unknown[0]!r} (study settings are key=value overrides; see --help)")
+    if args.checkpoint_every < 0 or args.checkpoint_minutes < 0 or args.log_every < 1:
+        raise BNError("--checkpoint-every and --checkpoint-minutes must be >= 0, --log-every >= 1")
     return args, list(args.overrides)
 
 
