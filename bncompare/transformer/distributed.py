@@ -9,8 +9,9 @@ What a rank does differently from a single process, and nothing else:
   (``train.stream_seed``; rank 0 keeps the single-process stream);
 - it computes its share of the GLOBAL batch (:func:`rank_groups`): ``batch_size``
   is the batch of one optimizer step summed over ranks, so a config means the same
-  training whatever the process count, and the model cache (keyed by the config)
-  is shared between single-process studies and ``torchrun`` jobs.
+  training (batch per step, schedule, task distribution) whatever the process
+  count, only the tasks drawn differ; the model cache, keyed by the config, is
+  shared between single-process studies and ``torchrun`` jobs.
 
 One process (no ``torchrun``, or ``WORLD_SIZE=1``) is the plain loop: no process
 group, no collective call, bit-for-bit the numbers of a run without this module.
