@@ -194,6 +194,8 @@ def test_killed_torchrun_training_resumes_to_the_same_weights(tmp_path):
     a = torch.load(entry / "model.pt", weights_only=True)
     b = torch.load(straight / "model.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in b)
+    again = run(cmd, tmp_path, tmp_path / "a")  # every rank gets rank 0's cached model; nothing trains
+    assert "cached already" in again.stdout and "training on" not in again.stderr
 
 
 def test_training_command_options_may_come_between_overrides():
