@@ -6,12 +6,12 @@ from bncompare.transformer.diagnostics import attention_to_parents
 from bncompare.transformer.encoding import Layout, encode, onehots
 from bncompare.transformer.estimator import TransformerEstimator
 from bncompare.transformer.model import Block, InContextTransformer, TransformerConfig, init_weights
-from bncompare.transformer.train import TrainConfig, train
+from bncompare.transformer.train import TrainConfig, TrainRun, train
 from bncompare.transformer.trained import TrainedTransformer
 
 __all__ = [
     "DEFAULT_BETA", "Block", "ConstructedTransformer", "InContextTransformer", "Layout", "StructureAgnosticTransformer",
-    "TrainConfig", "TrainedTransformer", "TransformerConfig", "TransformerEstimator",
+    "TrainConfig", "TrainRun", "TrainedTransformer", "TransformerConfig", "TransformerEstimator",
     "attention_to_parents", "construct_model", "encode", "error_bound", "init_weights", "load_checkpoint", "onehots",
     "save_checkpoint", "train", "trained_model",
 ]

@@ -5,8 +5,15 @@ A checkpoint is a directory with two files:
 - ``model.pt``: the model's ``state_dict`` only (plain tensors), read back with
   ``torch.load(..., weights_only=True)``, so loading never runs pickled code;
 - ``config.json``: the model config, plus whatever ``meta`` the caller adds
-  (train config, graph signature, prior, history) and the sha256 of
-  ``model.pt``.
+  (train config, graph signature, prior, history), the sha256 of
+  ``model.pt``, the checkpoint format and the bncompare and torch versions
+  that wrote it.
+
+Checkpoints are portable: the weights are saved from the CPU and loaded with
+``map_location``, so a model trained on CUDA loads on a CPU-only machine and the
+other way round. A checkpoint from another bncompare version loads when its
+model config and weights still fit this version's model; when they do not, the
+one-line error says which version wrote it and what does not fit.
 
 Each file is written to a temporary file in the same directory and moved into
 place with ``os.replace`` (atomic on POSIX and Windows). ``config.json`` goes
@@ -22,7 +29,9 @@ The cache (:func:`trained_model`) keeps one checkpoint per sha256 of everything
 that determines a trained model: graph signature, prior, TrainConfig and the
 training code's version. It lives in ``$BNCOMPARE_CACHE`` or ``~/.cache/bncompare``.
 A bad entry is reported in one log line and trained again; an unwritable cache is
-reported before training, not after.
+reported before training, not after. A process training an entry holds its lock
+(``.training.lock``, an flock the kernel drops when the process dies): another
+process needing the same model waits, then loads it, instead of training it twice.
 """
 from __future__ import annotations
 
@@ -30,18 +39,24 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict, fields, is_dataclass, replace
 from pathlib import Path
 
 import torch
 
+import bncompare
 from bncompare.errors import BNError
 from bncompare.files import atomic_write, probe_writable
 from bncompare.networks.graph import Graph
+from bncompare.transformer import distributed, snapshot
 from bncompare.transformer.model import InContextTransformer, TransformerConfig
-from bncompare.transformer.train import TRAIN_CODE_VERSION, TrainConfig, train
+from bncompare.transformer.train import TRAIN_CODE_VERSION, TrainConfig, TrainRun, build_model, train
+from bncompare.transformer.trainlog import LOG_CSV
 
 WEIGHTS, CONFIG = "model.pt", "config.json"
+TRAIN_LOCK = ".training.lock"  # held while a process trains this entry
+# Bump when the layout of a checkpoint folder changes in a way older code cannot read.
+CHECKPOINT_FORMAT = 1
 log = logging.getLogger(__name__)
 
 
@@ -76,14 +91,23 @@ def save_checkpoint(directory, model: InContextTransformer, meta: dict | None = 
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_write(directory / WEIGHTS, lambda tmp: torch.save(state, tmp))
-    config = {"model": model.cfg.to_dict(), "weights_sha256": _sha256(directory / WEIGHTS), **(meta or {})}
+    config = {"model": model.cfg.to_dict(), "weights_sha256": _sha256(directory / WEIGHTS),
+              "format": CHECKPOINT_FORMAT, "bncompare": bncompare.__version__, "torch": torch.__version__,
+              **(meta or {})}
     text = json.dumps(config, indent=1, allow_nan=True).encode()
     atomic_write(directory / CONFIG, lambda tmp: tmp.write_bytes(text))
     return directory
 
 
+def written_by(meta: dict) -> str:
+    """Which bncompare wrote a checkpoint, for error messages."""
+    version = meta.get("bncompare")
+    return f"bncompare {version}" if isinstance(version, str) else "a bncompare that did not record its version"
+
+
 def load_checkpoint(directory, graph: Graph | None = None, device="cpu") -> tuple[InContextTransformer, dict]:
-    """Read a checkpoint -> (model in eval mode, meta). ``graph`` checks it was trained for that network."""
+    """Read a checkpoint -> (model in eval mode on ``device``, meta). ``graph`` checks it was trained for that
+    network. Tensors are mapped to the CPU first, so it does not matter where the model was trained."""
     directory = Path(directory)
     cfg_path, w_path = directory / CONFIG, directory / WEIGHTS
     if not cfg_path.is_file() or not w_path.is_file():
@@ -102,10 +126,19 @@ def load_checkpoint(directory, graph: Graph | None = None, device="cpu") -> tupl
             raise BNError(f"checkpoint {directory} was trained for another network ({got_s}), not {_describe(want)}")
     if meta.get("weights_sha256") != _sha256(w_path):
         raise BNError(f"checkpoint {directory} is incomplete: {WEIGHTS} does not match the hash in {CONFIG}")
+    fmt = meta.get("format", 0)
+    if not isinstance(fmt, int) or fmt > CHECKPOINT_FORMAT:
+        raise BNError(f"checkpoint {directory} was written by {written_by(meta)} in checkpoint format {fmt!r}; "
+                      f"this bncompare {bncompare.__version__} reads formats up to {CHECKPOINT_FORMAT}: "
+                      "upgrade bncompare, or delete the folder to train it again")
     known = {f.name for f in fields(TransformerConfig)}
     mcfg = meta.get("model")
-    if not isinstance(mcfg, dict) or set(mcfg) - known or not {"d_in", "d_out"} <= set(mcfg):
+    if not isinstance(mcfg, dict) or not {"d_in", "d_out"} <= set(mcfg):
         raise BNError(f"checkpoint {cfg_path} has no valid 'model' config (fields {sorted(known)})")
+    if set(mcfg) - known:
+        raise BNError(f"checkpoint {directory} was written by {written_by(meta)}, whose model has settings this "
+                      f"bncompare {bncompare.__version__} does not know: {sorted(set(mcfg) - known)}; load it "
+                      "with that version, or delete the folder to train it again")
     try:
         with torch.device("meta"):  # shapes only: a forged d_model allocates nothing
             skeleton = InContextTransformer(TransformerConfig(**mcfg))
@@ -122,7 +155,9 @@ def load_checkpoint(directory, graph: Graph | None = None, device="cpu") -> tupl
         raise BNError(f"checkpoint {directory}: {WEIGHTS} is not a plain state_dict "
                       f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
     if not isinstance(state, dict) or {k: tuple(getattr(v, "shape", ())) for k, v in state.items()} != want:
-        raise BNError(f"checkpoint {directory}: weights do not fit the model config in {CONFIG}")
+        raise BNError(f"checkpoint {directory}: weights do not fit the model config in {CONFIG} "
+                      f"({_misfit(state, want)}; written by {written_by(meta)}, read by bncompare "
+                      f"{bncompare.__version__})")
     model = InContextTransformer(TransformerConfig(**mcfg))
     try:
         model.load_state_dict(state)
@@ -131,6 +166,17 @@ def load_checkpoint(directory, graph: Graph | None = None, device="cpu") -> tupl
         detail = first[1].strip() if len(first) > 1 else first[0]
         raise BNError(f"checkpoint {directory}: weights do not fit the model config ({detail})") from None
     return model.to(device).eval(), meta
+
+
+def _misfit(state, want: dict) -> str:
+    """What differs between loaded weights and the model's expected shapes, in a few words."""
+    if not isinstance(state, dict):
+        return f"a {type(state).__name__}, not a state_dict"
+    extra, missing = sorted(set(state) - set(want)), sorted(set(want) - set(state))
+    if extra or missing:
+        return f"unexpected {extra[:3]}, missing {missing[:3]}"
+    k = next(k for k in want if tuple(getattr(state[k], "shape", ())) != want[k])
+    return f"{k} has shape {list(getattr(state[k], 'shape', ()))}, the model needs {list(want[k])}"
 
 
 # ----- cache ------------------------------------------------------------------------
@@ -158,23 +204,104 @@ def check_writable(directory: Path) -> None:
                       "set BNCOMPARE_CACHE or transformer.cache_dir to a writable folder") from None
 
 
-def trained_model(graph: Graph, prior, cfg=None, cache_dir=None, progress: bool = True):
-    """A model trained on ``prior``'s tasks for ``graph`` -> (model, history); loads it when cached."""
+def _cached(directory: Path, graph: Graph, key: str):
+    """(model, history) from the cache entry ``directory``, or None when there is none or it is bad (logged)."""
+    if not ((directory / CONFIG).is_file() or (directory / WEIGHTS).is_file()):
+        return None
+    try:
+        model, meta = load_checkpoint(directory, graph)
+        history = meta.get("history", [])
+        if meta.get("cache_key") == key and isinstance(history, list):
+            return model, history
+        log.warning("model cache entry %s belongs to other settings: training again", directory)
+    except BNError as e:  # a damaged or foreign entry: train again and overwrite it
+        log.warning("bad model cache entry (%s): training again", " ".join(str(e).split()))
+    return None
+
+
+def cache_entry(graph: Graph, prior, cfg: TrainConfig, cache_dir=None) -> Path:
+    """The folder of the cache entry for this training (it may not exist yet)."""
+    return Path(cache_dir or default_cache_dir()) / "transformer" / cache_key(graph, prior, cfg)[:24]
+
+
+def _lock_training(directory: Path):
+    """Hold ``directory``'s training lock (an flock the kernel drops if the holder dies), waiting while another
+    process trains the same model; the open file descriptor, or None on a file system without locks."""
+    import fcntl
+
+    fd = os.open(directory / TRAIN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another process is training %s: waiting for it to finish", directory)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:  # no locks here (some network file systems): train without one
+        os.close(fd)
+        return None
+    return fd
+
+
+def _find_or_lock(directory: Path, graph: Graph, key: str):
+    """(cached (model, history) or None, training lock or None). When the model is not cached, waits for any
+    other process training it and looks again, so two jobs needing one model train it once."""
+    found = _cached(directory, graph, key)
+    if found:
+        return found, None
+    check_writable(directory)  # before training, not after
+    lock = _lock_training(directory)
+    found = _cached(directory, graph, key) if lock is not None else None
+    if found:
+        os.close(lock)
+        return found, None
+    return None, lock
+
+
+def trained_model(graph: Graph, prior, cfg=None, cache_dir=None, progress: bool = True, *, run: TrainRun | None = None):
+    """A model trained on ``prior``'s tasks for ``graph`` -> (model, history); loads it when cached.
+
+    While it trains, the entry's folder holds the training log (``train_log.csv``) and resumable
+    snapshots (``train_state.pt``, dropped once ``model.pt`` is written): a killed training
+    continues from its last snapshot the next time. ``run`` sets how often (its ``folder`` is the
+    entry's). A process that needs a model another process is training waits for it and loads it.
+    Inside a ``torchrun`` process group every process calls this: rank 0 looks in the cache and
+    writes the entry, all ranks train (data-parallel) or get rank 0's cached model.
+    """
     cfg = TrainConfig.from_dict(cfg) if isinstance(cfg, dict) else (cfg or TrainConfig())
     key = cache_key(graph, prior, cfg)
-    directory = Path(cache_dir or default_cache_dir()) / "transformer" / key[:24]
-    if (directory / CONFIG).is_file() or (directory / WEIGHTS).is_file():
+    directory = cache_entry(graph, prior, cfg, cache_dir)
+    world = distributed.current()
+    found, lock, error = None, None, None
+    if world.is_main:
         try:
-            model, meta = load_checkpoint(directory, graph)
-            history = meta.get("history", [])
-            if meta.get("cache_key") == key and isinstance(history, list):
-                return model, history
-            log.warning("model cache entry %s belongs to other settings: training again", directory)
-        except BNError as e:  # a damaged or foreign entry: train again and overwrite it
-            log.warning("bad model cache entry (%s): training again", " ".join(str(e).split()))
-    check_writable(directory)  # before training, not after
-    model, history = train(graph, prior, cfg, progress=progress)
-    meta = {"cache_key": key, "graph": graph_signature(graph), "prior": prior_signature(prior),
-            "train": cfg.to_dict(), "history": history}
-    save_checkpoint(directory, model, meta)
+            found, lock = _find_or_lock(directory, graph, key)
+        except BNError as e:
+            if not world.distributed:
+                raise
+            error = str(e)
+    if world.distributed:  # every rank learns what rank 0 found
+        shared = distributed.broadcast_json({"error": error, "history": found[1] if found else None}, world)
+        if shared["error"] is not None:
+            raise BNError(shared["error"])
+        if shared["history"] is not None:
+            model = found[0] if found else build_model(graph, cfg)
+            distributed.broadcast_module(model, world)
+            return model.eval(), shared["history"]
+    elif found:
+        return found
+
+    try:
+        if world.is_main:
+            log.info("training into %s (log: %s, resumable snapshots: %s)", directory, LOG_CSV, snapshot.STATE)
+        run = replace(run or TrainRun(), folder=directory)
+        model, history = train(graph, prior, cfg, progress=progress, run=run)
+        if world.is_main:
+            meta = {"cache_key": key, "graph": graph_signature(graph), "prior": prior_signature(prior),
+                    "train": cfg.to_dict(), "processes": world.size, "history": history}
+            save_checkpoint(directory, model, meta)
+            snapshot.remove(directory)
+    finally:
+        if lock is not None:
+            os.close(lock)  # releases the flock
+    distributed.barrier(world)  # the entry is complete when any rank returns
     return model, history

@@ -30,13 +30,26 @@ losses it is the Bayes-optimal reference line of the training curve.
 Randomness comes from explicit generators seeded from ``TrainConfig.seed``:
 one stream for the training tasks, one for the initial weights and a separate
 one for the held-out evaluation tasks, so the same config gives the same model.
+
+Scale-out (see :mod:`distributed`): started by ``torchrun``, every process runs
+this loop on its share of the global ``batch_size`` with its own task stream,
+inside DistributedDataParallel. With a :class:`TrainRun` folder the loop writes
+resumable snapshots (:mod:`snapshot`) and a CSV / TensorBoard log (:mod:`trainlog`);
+a run that finds a snapshot of the same training continues from it and ends
+with the weights an uninterrupted run would have.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,9 +61,11 @@ from bncompare.estimators.counting import count_tables, mle_rows
 from bncompare.metrics.conditional import tv
 from bncompare.networks.graph import Graph
 from bncompare.networks.sampling import sample
-from bncompare.runtime import DEVICES, flush_denormals, resolve_device
+from bncompare.runtime import DEVICES, flush_denormals
+from bncompare.transformer import distributed, snapshot
 from bncompare.transformer.encoding import Layout, encode
 from bncompare.transformer.model import InContextTransformer, TransformerConfig
+from bncompare.transformer.trainlog import TrainLog
 
 # Bump when a change to this file changes what a given config trains: it is part
 # of the cache key, so stale cached models are not reused.
@@ -61,6 +76,7 @@ SAMPLINGS = ("loguniform", "uniform", "fixed")
 
 # Seed streams derived from TrainConfig.seed.
 STREAM_TASKS, STREAM_INIT, STREAM_EVAL = 0, 1, 2
+log = logging.getLogger(__name__)
 
 
 MODEL_FIELDS = ("d_model", "n_layer", "n_head", "d_ff", "norm", "attention", "context_attention", "attn_scale",
@@ -156,9 +172,24 @@ class TrainConfig:
             raise BNError(f"TrainConfig: {e}") from None
 
 
-def stream_seed(seed: int, stream: int) -> int:
-    """Independent seed for one of the training's random streams (tasks, init, eval)."""
-    return int(np.random.SeedSequence([int(seed), int(stream)]).generate_state(1, np.uint64)[0] >> 1)
+def stream_seed(seed: int, stream: int, rank: int = 0) -> int:
+    """Independent seed for one of the training's random streams (tasks, init, eval). Each process
+    of a distributed run draws its own tasks (``rank``); rank 0 keeps the single-process seed."""
+    entropy = [int(seed), int(stream)] + ([int(rank)] if rank else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
+
+
+@dataclass
+class TrainRun:
+    """How one training run is kept and watched. None of it changes what is trained, so none of it is in
+    the model cache's key."""
+
+    folder: str | Path | None = None  # train_state.pt (snapshots), train_log.csv, tensorboard/; None: neither
+    checkpoint_every: int = 0  # a resumable snapshot every k steps (0: by time only)
+    checkpoint_minutes: float = 5.0  # and one at least this often (0: by steps only)
+    log_every: int = 100  # a plain log line every k steps when stderr is not a terminal
+    tensorboard: bool = True  # TensorBoard events too, when the tensorboard package is importable
+    on_step: Callable[[dict], None] | None = None  # called after each step (and its snapshot) with its record
 
 
 # ----- tasks ----------------------------------------------------------------
@@ -226,7 +257,8 @@ def query_log_probs(model: InContextTransformer, graph: Graph, tasks: Tasks, dev
     """Model log-probabilities for every target of every query, (B, Q, M, d_out) float32."""
     B, N, M = tasks.contexts.shape
     Q = tasks.queries.shape[1]
-    tokens = encode(graph, tasks.contexts.to(device), tasks.queries.to(device), range(M), view=model.cfg.query_view)
+    view = getattr(model, "module", model).cfg.query_view  # a DistributedDataParallel wraps the model
+    tokens = encode(graph, tasks.contexts.to(device), tasks.queries.to(device), range(M), view=view)
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
         out = model(tokens, N)  # (B, Q*M, d_out): the query tokens
     logits = out.float().reshape(B, Q, M, -1)
@@ -279,19 +311,29 @@ def group_sizes(cfg: TrainConfig) -> list[int]:
 
 
 @flush_denormals()  # sharp attention underflows to subnormal floats, which are slow on CPUs
-def train_step(model, graph: Graph, prior, cfg: TrainConfig, gen: torch.Generator, device, autocast: bool) -> dict:
-    """Forward and backward over one batch (one group per context length); returns the batch figures."""
+def train_step(model, graph: Graph, prior, cfg: TrainConfig, gen: torch.Generator, device, autocast: bool, *,
+               groups: list[int] | None = None, world_size: int = 1) -> dict:
+    """Forward and backward over one batch (one group per context length); returns the batch figures.
+
+    ``groups``: this process's group sizes (default: the whole batch, ``group_sizes(cfg)``). In a
+    distributed run ``model`` is the DistributedDataParallel wrapper, whose gradient average over
+    ``world_size`` processes is undone by the loss scale, so the gradient is the global batch mean; the
+    returned figures are this process's share of the global ones (their sum over processes)."""
     rec = {"loss": 0.0, "n_context": 0}
     bayes_loss = []
-    for size in group_sizes(cfg):
+    groups = group_sizes(cfg) if groups is None else groups
+    for i, size in enumerate(groups):
         tasks = make_tasks(graph, prior, size, draw_length(cfg, gen), cfg.n_queries, gen)
         target = target_of(tasks, cfg.loss)
         weight = None
         if cfg.loss_weight_power:
             weight = (tasks.support.to(device, torch.float32) + 1.0) ** cfg.loss_weight_power
-        log_probs = query_log_probs(model, graph, tasks, device, autocast)
-        loss = cross_entropy(target.to(device, torch.float32), log_probs, weight) * (size / cfg.batch_size)
-        loss.backward()
+        # gradients are averaged over the processes once per step: at the last group's backward
+        sync = i == len(groups) - 1 or not hasattr(model, "no_sync")
+        with contextlib.nullcontext() if sync else model.no_sync():
+            log_probs = query_log_probs(model, graph, tasks, device, autocast)
+            loss = cross_entropy(target.to(device, torch.float32), log_probs, weight) * (size / cfg.batch_size)
+            (loss * world_size if world_size > 1 else loss).backward()
         rec["loss"] += loss.item()
         rec["n_context"] = max(rec["n_context"], tasks.contexts.shape[1])
         if tasks.bayes is not None:
@@ -301,7 +343,8 @@ def train_step(model, graph: Graph, prior, cfg: TrainConfig, gen: torch.Generato
     return rec
 
 
-def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = True, on_eval=None):
+def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = True, on_eval=None, *,
+          run: TrainRun | None = None):
     """Train a fresh model on tasks from ``prior`` -> (model on CPU in eval mode, history).
 
     ``history`` has one dict per step: ``step``, ``loss``, ``bayes_loss`` (the
@@ -312,54 +355,149 @@ def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = 
     ``eval_lengths``, ``eval_tv@N``, ``eval_bayes_tv@N``, ``eval_mle_tv@N``
     (total variation to the true CPT rows) and ``eval_ce@N`` / ``eval_bayes_ce@N``
     (cross-entropy against them); ``eval_tv``, ``eval_ce``, ... are their means
-    over the lengths. ``history[-1]["train_seconds"]`` is the wall clock of the whole call.
+    over the lengths. ``history[-1]["train_seconds"]`` is the wall clock of the whole call
+    (of every call, when it resumed a snapshot).
+
+    ``run`` (a :class:`TrainRun`) says where snapshots and the training log go. Inside a
+    ``torchrun`` process group, every process calls this; the held-out evaluation, ``on_eval``,
+    the log and the snapshots happen on rank 0 only, and the other ranks' histories have no
+    held-out figures.
     """
     cfg = cfg or TrainConfig()
+    run = run or TrainRun()
     if not isinstance(graph, Graph):
         raise BNError(f"train needs a Graph, got {type(graph).__name__}")
     if not hasattr(prior, "sample"):
         raise BNError(f"train needs a CPT prior (e.g. DirichletPrior), got {type(prior).__name__}")
     t0 = time.perf_counter()
-    device = resolve_device(cfg.device)
+    world = distributed.current()
+    groups = distributed.rank_groups(cfg.batch_size, cfg.length_groups, world.rank, world.size)
+    device = distributed.device_of(cfg.device, world)
     autocast = device.type == "cuda"
     model = build_model(graph, cfg).to(device)
     opt = make_optimizer(model, cfg)
-    gen = torch.Generator().manual_seed(stream_seed(cfg.seed, STREAM_TASKS))
-    evaluator = HeldOut(graph, prior, cfg) if cfg.eval_every > 0 else None
-    eval_seconds = 0.0
+    gen = torch.Generator().manual_seed(stream_seed(cfg.seed, STREAM_TASKS, world.rank))
+    fingerprint = run_fingerprint(graph, prior, cfg)
+    history, start, seconds_before = [], 0, 0.0
+    snap = snapshot.load(run.folder, fingerprint, world.size) if run.folder is not None else None
+    if snap is not None and _restore(snap, model, opt, gen, world, cfg):
+        history, start, seconds_before = snap.history, snap.step, snap.seconds
+    elif snap is not None:  # it did not fit: start over from fresh weights and optimizer
+        model = build_model(graph, cfg).to(device)
+        opt = make_optimizer(model, cfg)
+    evaluator = HeldOut(graph, prior, cfg) if cfg.eval_every > 0 and world.is_main else None
+    net = model
+    if world.distributed:
+        from torch.nn.parallel import DistributedDataParallel
 
-    history = []
-    show = progress and sys.stderr.isatty()
-    bar = tqdm(range(cfg.steps), desc="train", unit="step", disable=not show, dynamic_ncols=True)
-    for step in bar:
-        model.train()
-        lr = lr_at(step, cfg)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        rec = {"step": step, "lr": lr, **train_step(model, graph, prior, cfg, gen, device, autocast)}
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        # no collective in the forward pass (the model has no buffers to sync): ranks may make different
+        # numbers of forward passes in a step; gradients are averaged once, at the last backward
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if world.is_main:
+        log.info(describe_run(graph, cfg, world, groups, device, start))
 
-        last = step == cfg.steps - 1
-        if evaluator is not None and (step % cfg.eval_every == 0 or last):
-            t_eval = time.perf_counter()
-            rec["seconds"] = t_eval - t0 - eval_seconds
-            rec.update(evaluator(model, device, autocast))
-            eval_seconds += time.perf_counter() - t_eval
-            if on_eval is not None:
-                on_eval(rec)
-        history.append(rec)
-        if show and (step % 10 == 0 or last):
-            post = {"loss": f"{_recent(history, 'loss'):.4f}"}
-            if "bayes_loss" in rec:
-                post["bayes"] = f"{_recent(history, 'bayes_loss'):.4f}"
-            bar.set_postfix(post)
-    bar.close()
+    tty = sys.stderr.isatty()
+    show = progress and tty and world.is_main
+    watch = TrainLog(run.folder if world.is_main else None, cfg.eval_lengths, start, lines=progress and not tty
+                     and world.is_main, log_every=run.log_every, tensorboard=run.tensorboard, total_steps=cfg.steps)
+    paused = 0.0  # seconds spent evaluating and writing snapshots: not training time
+    elapsed = lambda: seconds_before + time.perf_counter() - t0 - paused  # noqa: E731
+    last_snapshot = time.perf_counter()
+    bar = tqdm(range(start, cfg.steps), desc="train", unit="step", disable=not show, dynamic_ncols=True,
+               initial=start, total=cfg.steps)
+    try:
+        for step in bar:
+            net.train()
+            lr = lr_at(step, cfg)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            opt.zero_grad(set_to_none=True)
+            rec = {"step": step, "lr": lr, **train_step(net, graph, prior, cfg, gen, device, autocast,
+                                                        groups=groups, world_size=world.size)}
+            last = step == cfg.steps - 1
+            due = run.folder is not None and not last and (
+                (run.checkpoint_every > 0 and (step + 1) % run.checkpoint_every == 0)
+                or (run.checkpoint_minutes > 0 and time.perf_counter() - last_snapshot >= 60 * run.checkpoint_minutes))
+            if world.distributed:  # the step's figures over the global batch; rank 0's clock decides snapshots
+                rec["loss"], bayes = distributed.all_reduce([rec["loss"], rec.get("bayes_loss", 0.0)], world)
+                if "bayes_loss" in rec:
+                    rec["bayes_loss"] = bayes
+                n_context, due_main = distributed.all_reduce([rec["n_context"], due and world.is_main], world, "max")
+                rec["n_context"], due = int(n_context), bool(due_main)
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+
+            if evaluator is not None and (step % cfg.eval_every == 0 or last):
+                t_eval = time.perf_counter()
+                rec["seconds"] = elapsed()
+                rec.update(evaluator(model, device, autocast))
+                paused += time.perf_counter() - t_eval
+                watch.pause(time.perf_counter() - t_eval)
+                if on_eval is not None:
+                    on_eval(rec)
+            history.append(rec)
+            watch.step({"seconds": elapsed(), **rec})  # the log has the training clock on every row
+            if due:
+                t_snap = time.perf_counter()
+                gens = distributed.gather_states(gen.get_state(), world)
+                if world.is_main:
+                    snapshot.save(run.folder, snapshot.Snapshot(step + 1, model.state_dict(), opt.state_dict(), gens,
+                                                                history, elapsed()), fingerprint)
+                last_snapshot = time.perf_counter()
+                paused += last_snapshot - t_snap
+                watch.pause(last_snapshot - t_snap)
+            if show and (step % 10 == 0 or last):
+                post = {"loss": f"{_recent(history, 'loss'):.4f}"}
+                if "bayes_loss" in rec:
+                    post["bayes"] = f"{_recent(history, 'bayes_loss'):.4f}"
+                bar.set_postfix(post)
+            if run.on_step is not None:
+                run.on_step(rec)
+    finally:
+        bar.close()
+        watch.close()
     model = model.cpu().eval()
-    history[-1]["train_seconds"] = time.perf_counter() - t0
+    history[-1]["train_seconds"] = seconds_before + time.perf_counter() - t0
     return model, history
+
+
+def run_fingerprint(graph: Graph, prior, cfg: TrainConfig) -> str:
+    """Names one training (graph, prior, config, code) apart from the device: a snapshot resumes only its own."""
+    train_cfg = cfg.to_dict()
+    train_cfg.pop("device", None)
+    prior_desc = asdict(prior) if hasattr(prior, "__dataclass_fields__") else repr(prior)
+    blob = {"graph": [list(graph.names), list(graph.cards), [list(p) for p in graph.parents]],
+            "prior": [type(prior).__name__, prior_desc], "train": train_cfg, "code": TRAIN_CODE_VERSION}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _restore(snap, model, opt, gen, world, cfg: TrainConfig) -> bool:
+    """Load a snapshot into the fresh model, optimizer and task generator; False (logged) when it does not fit."""
+    try:
+        if not 0 < snap.step < cfg.steps:
+            raise ValueError(f"step {snap.step} is outside this training's 1..{cfg.steps - 1}")
+        model.load_state_dict(snap.model)
+        opt.load_state_dict(snap.optimizer)
+        gen.set_state(snap.generators[world.rank].clone())
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+        log.warning("the training snapshot does not fit this model (%s): training from step 0",
+                    " ".join(str(e).split())[:200])
+        return False
+    return True
+
+
+def describe_run(graph: Graph, cfg: TrainConfig, world, groups: list[int], device, start: int) -> str:
+    """One line: what trains, the global batch and how it is split, the learning rate."""
+    per = sum(groups)
+    split = (f"global batch {cfg.batch_size} over {world.size} processes ({world.backend}, {per} on rank 0)"
+             if world.distributed else f"batch {cfg.batch_size}")
+    cosine = f"cosine to {cfg.lr * cfg.min_lr_ratio:.3g}"
+    precision = "bf16 autocast" if device.type == "cuda" else "fp32"
+    return (f"training on {graph.n_nodes} nodes: {cfg.steps} steps{f' (resuming at step {start})' if start else ''}, "
+            f"{split}, {cfg.length_groups} context lengths per step, lr {cfg.lr:.3g} "
+            f"(warmup {cfg.warmup} steps, {cosine}), d_model {cfg.d_model} x {cfg.n_layer} layers, "
+            f"{device} {precision}")
 
 
 def _recent(history: list[dict], key: str, k: int = 50) -> float:
