@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import bncompare
@@ -58,7 +58,7 @@ def source_files(parts, root: Path | None = None) -> list[Path]:
     return sorted(set(files))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _source_hash(parts: tuple[str, ...], root: str) -> str:
     h = hashlib.sha256()
     for f in source_files(parts, Path(root)):

@@ -17,7 +17,8 @@ from bncompare.estimators.pgmpy_baselines import PgmpyBayes, PgmpyMLE
 from bncompare.estimators.pyro_baselines import PyroConjugate, PyroNUTS, PyroSVI
 
 __all__ = [
-    "BDeu", "CountingEstimator", "DirichletMedian", "DirichletPosterior", "Estimator", "K2", "MLE", "NaiveMLE", "PgmpyBayes", "PgmpyMLE",
+    "BDeu", "CountingEstimator", "DirichletMedian", "DirichletPosterior", "Estimator", "K2", "MLE", "NaiveMLE",
+    "PgmpyBayes", "PgmpyMLE",
     "PyroConjugate", "PyroNUTS", "PyroSVI", "TableEstimator", "UniformPosteriorMean", "UniformPosteriorMedian",
     "count_tables", "mle_rows",
 ]

@@ -152,8 +152,9 @@ class PyroNUTS(_PyroInference):
         from pyro.infer import MCMC, NUTS
         from pyro.ops.stats import effective_sample_size
 
-        mcmc = MCMC(NUTS(contexts_model, jit_compile=True, ignore_jit_warnings=True), num_samples=self.num_samples, warmup_steps=self.warmup_steps,
-                    disable_progbar=True)
+        # jit: the model is traced once per run, which pays off from a few contexts per plate on
+        kernel = NUTS(contexts_model, jit_compile=True, ignore_jit_warnings=True)
+        mcmc = MCMC(kernel, num_samples=self.num_samples, warmup_steps=self.warmup_steps, disable_progbar=True)
         mcmc.run(graph, self.alpha, counts)
         draws = mcmc.get_samples()
         tables = [draws[cpt_site(name)] for name in graph.names]  # each (num_samples, B, n_configs, card)

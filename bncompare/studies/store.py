@@ -32,13 +32,14 @@ everything that determines the cell's numbers (:func:`cell_inputs`): the data
 settings, the built estimator's effective parameters and its mirror's, and the
 code version (package version + a hash of the source that computes the numbers).
 ``meta.json`` keeps these inputs per estimator, so a rerun that finds them changed
-(an upgrade, a new default) logs what changed before computing the cells again. A cell is written to a temporary file and renamed, so a
-killed run leaves either a whole cell or none; a rerun with the same settings
-skips the cells it finds, and a rerun with changed settings recomputes only the
-cells whose key changed (stale files are ignored, never mixed in). A cell file
-that cannot be read back whole (empty, truncated, garbage) is named in the log,
-removed and computed again; a damaged ``meta.json`` or training history is
-rewritten. Only one run works in a folder at a time (:func:`bncompare.files.lock_dir`).
+(an upgrade, a new default) logs what changed before computing the cells again.
+A cell is written to a temporary file and renamed, so a killed run leaves either
+a whole cell or none; a rerun with the same settings skips the cells it finds, and
+a rerun with changed settings recomputes only the cells whose key changed (stale
+files are ignored, never mixed in). A cell file that cannot be read back whole
+(empty, truncated, garbage) is named in the log, removed and computed again; a
+damaged ``meta.json`` or training history is rewritten. Only one run works in a
+folder at a time (:func:`bncompare.files.lock_dir`).
 """
 from __future__ import annotations
 
