@@ -191,14 +191,23 @@ def run_study(config: dict, out_dir) -> Path:
 
 
 def _log_changes(before, now: dict, pending: list) -> None:
-    """Say why cells of an estimator are computed again: what changed in its inputs since the last run."""
+    """Say why cells are computed again: what changed in their inputs since the last run (the code once)."""
     if not isinstance(before, dict):
         return
     redo = {name for _, name in pending}
+    said = set()
     for name, x in now.items():
         old = before.get(name)
-        if name in redo and isinstance(old, dict) and old != x:
-            diff = changes(old, x)
+        if name not in redo or not isinstance(old, dict) or old == x:
+            continue
+        diff = changes(old, x)
+        code = [d for d in diff if d.startswith("code.")]
+        if code and "code" not in said:
+            said.add("code")
+            log.info("the code that computes the numbers changed since the last run (%s): its cells are computed "
+                     "again", "; ".join(code))
+        diff = [d for d in diff if not d.startswith("code.")]
+        if diff:
             log.info("estimator %s: computing its cells again, since the last run changed %s%s", name,
                      "; ".join(diff[:4]), f" (and {len(diff) - 4} more)" if len(diff) > 4 else "")
 

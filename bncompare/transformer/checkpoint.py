@@ -20,7 +20,8 @@ built on the ``meta`` device first, so a forged config never allocates memory.
 
 The cache (:func:`trained_model`) keeps one checkpoint per sha256 of everything
 that determines a trained model: graph signature, prior, TrainConfig and the
-training code's version. It lives in ``$BNCOMPARE_CACHE`` or ``~/.cache/bncompare``.
+training code's version (:func:`bncompare.codeversion.code_version`). It lives in
+``$BNCOMPARE_CACHE`` or ``~/.cache/bncompare``.
 A bad entry is reported in one log line and trained again; an unwritable cache is
 reported before training, not after.
 """
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from bncompare.codeversion import TRAIN_PARTS, code_version
 from bncompare.errors import BNError
 from bncompare.files import atomic_write, probe_writable
 from bncompare.networks.graph import Graph
@@ -140,12 +142,13 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(graph: Graph, prior, cfg) -> str:
-    """sha256 of everything that determines the trained model (the device is left out:
-    a model trained on a GPU serves CPU runs too)."""
+    """sha256 of everything that determines the trained model: graph, prior, the full TrainConfig (defaults
+    included) and the training code's version (package version + a hash of the code it runs, so an upgrade or a
+    fix retrains). The device is left out: a model trained on a GPU serves CPU runs too."""
     train_cfg = cfg.to_dict()
     train_cfg.pop("device", None)
     blob = {"graph": graph_signature(graph), "prior": prior_signature(prior), "train": train_cfg,
-            "code": TRAIN_CODE_VERSION}
+            "code": [TRAIN_CODE_VERSION, code_version(TRAIN_PARTS)]}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
@@ -175,6 +178,6 @@ def trained_model(graph: Graph, prior, cfg=None, cache_dir=None, progress: bool 
     check_writable(directory)  # before training, not after
     model, history = train(graph, prior, cfg, progress=progress)
     meta = {"cache_key": key, "graph": graph_signature(graph), "prior": prior_signature(prior),
-            "train": cfg.to_dict(), "history": history}
+            "train": cfg.to_dict(), "code_version": code_version(TRAIN_PARTS), "history": history}
     save_checkpoint(directory, model, meta)
     return model, history
