@@ -30,6 +30,7 @@ parameter store per run.
 from __future__ import annotations
 
 import hashlib
+import warnings
 
 import numpy as np
 import pyro
@@ -155,7 +156,9 @@ class PyroNUTS(_PyroInference):
         # jit: the model is traced once per run, which pays off from a few contexts per plate on
         kernel = NUTS(contexts_model, jit_compile=True, ignore_jit_warnings=True)
         mcmc = MCMC(kernel, num_samples=self.num_samples, warmup_steps=self.warmup_steps, disable_progbar=True)
-        mcmc.run(graph, self.alpha, counts)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "`torch.jit.trace` is deprecated", DeprecationWarning)
+            mcmc.run(graph, self.alpha, counts)
         draws = mcmc.get_samples()
         tables = [draws[cpt_site(name)] for name in graph.names]  # each (num_samples, B, n_configs, card)
         for m, t in enumerate(tables):
