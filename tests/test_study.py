@@ -204,7 +204,7 @@ def test_random_dag_and_real_network_run(tmp_path, graph):
     ran = {(e, n) for e, n in zip(results["estimator"], results["context_len"])}
     assert ran == {(e, n) for e, v in cfg["estimators"].items() if v for n in (0, 20)}  # all, at both lengths
     # the run used the graph the name stands for
-    want = get_graph("random-7") if graph == "random" else load_network("sachs").graph
+    want = get_graph("random-7", **cfg["graph"]["options"]) if graph == "random" else load_network("sachs").graph
     dag = json.loads((out / "graph.json").read_text())
     assert dag["names"] == list(want.names) and dag["cards"] == list(want.cards)
     assert dag["parents"] == [[want.names[p] for p in ps] for ps in want.parents]
