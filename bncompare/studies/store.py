@@ -21,7 +21,10 @@ Metrics (``node`` is a node name or ``all``, the mean over nodes):
     joint_tv, joint_kl          exact distance of the implied joint (networks up to fidelity.max_exact_states)
     mc_pair_tv, mc_loglik_gap,  Monte Carlo fidelity of generated samples (larger networks)
       mc_impossible_frac
-    <metric>_excess             paired difference to the reference estimator, same episodes
+    <metric>_excess             paired difference to the reference estimator, same episodes (cond_tv: the
+                                tv_reference, the TV optimum; the rest: the reference, the KL optimum)
+    <metric>_vs_mirror          paired difference to the estimator it ``mirrors``, same episodes (how an
+                                estimator run on a subset of episodes compares)
     agree_tv, agree_max_abs     agreement with the estimator it ``mirrors`` (same episodes)
     fit_/predict_/seconds_per_context   wall-clock cost
     attn_match, attn_other, attn_sink, attn_self, attn_null, attn_chance
