@@ -59,8 +59,8 @@ def check_out_dir(out_dir) -> Path:
 
 
 def plan_cells(spec: StudySpec) -> list[tuple[int, str]]:
-    """(context_len, estimator) in run order: by context length; the references first, then the estimators
-    others mirror, so the frames a cell is compared with (paired) are at hand when it is summarized."""
+    """(context_len, estimator) in run order: by context length (the cells of one length are summarized
+    together, in pairs); the references first, then the estimators others mirror."""
     refs = {spec.reference, spec.tv_reference} - {None}
     order = sorted(spec.estimators, key=lambda e: (e.name not in refs, e.mirrors is not None))
     return [(n, e.name) for n in spec.context_lens for e in order if e.context_lens is None or n in e.context_lens]
@@ -157,36 +157,43 @@ def run_study(config: dict, out_dir) -> Path:
             if estimators[e.name].tags.has_history and estimators[e.name].history_:
                 write_history(out, e.name, estimators[e.name].history_)
 
-    # Walk the plan in order: finished cells are read back, missing ones computed. The references and the
-    # mirrored estimators come first at each N, so their per-episode rows are at hand for the paired differences.
+    # Walk the plan in order: finished cells are read back, missing ones computed; once every cell of a
+    # context length is at hand, they are summarized with their paired differences (references, mirrors).
     episodes = Episodes(graph, truth, spec)
     todo = set(pending)
-    references = spec.references()
     summaries, frames = {}, {}
     bar = tqdm(total=len(pending), desc="cells", unit="cell", disable=not spec.progress, dynamic_ncols=True)
-    for n, name in plan:
+    for i, (n, name) in enumerate(plan):
         if (n, name) in todo:
             bar.set_postfix_str(f"{name} N={n}")
             mirror = estimators[mirror_of[name].name] if mirror_of[name] is not None else None
             frame = evaluate_cell(episodes, estimators[name], spec.estimator(name), n, mirror)
             store.write(name, n, keys[name], frame)
+            bar.update(1)
         else:
             frame = store.read(name, n, keys[name])
-        if n not in {k[0] for k in frames}:
-            frames.clear()  # one context length at a time
-        frames[(n, name)] = frame
-        refs = {m: frames.get((n, r)) for m, r in references.items() if r != name}
-        mirror_frame = frames.get((n, mirror_of[name].name)) if mirror_of[name] is not None else None
-        summaries[(n, name)] = cell_summary(frame, refs, graph_name, seed, name, n, mirror_frame)
-        if (n, name) in todo:
+        frames[name] = frame
+        if i + 1 == len(plan) or plan[i + 1][0] != n:  # every cell of this N is at hand: summarize them in pairs
+            summaries.update(summarize_length(spec, graph_name, n, frames, mirror_of))
+            frames = {}
             write_results(out, [summaries[c] for c in plan if c in summaries])
-            bar.update(1)
     bar.close()
 
     write_results(out, [summaries[c] for c in plan])
     write_episodes(out, [(name, n, store.read(name, n, keys[name])) for n, name in plan], graph_name, seed)
     _write_meta(out, spec, started, time.perf_counter() - t_start, len(pending), len(plan) - len(pending),
                 prepare_seconds, code, inputs)
+    return out
+
+
+def summarize_length(spec: StudySpec, graph_name: str, n: int, frames: dict, mirror_of: dict) -> dict:
+    """results.csv rows of every cell at context length ``n``, with the paired differences to the references
+    and to the mirrored estimator, on the same episodes."""
+    out = {}
+    for name, frame in frames.items():
+        refs = {m: frames.get(r) for m, r in spec.references().items() if r != name}
+        mirror = frames.get(mirror_of[name].name) if mirror_of[name] is not None else None
+        out[(n, name)] = cell_summary(frame, refs, graph_name, spec.seed, name, n, mirror)
     return out
 
 
