@@ -41,6 +41,10 @@ def title_page(pdf, data: ReportData) -> None:
             f"started {last.get('started')}",
             "versions: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()),
         ]
+        code = meta.get("code_version") or {}
+        if code:  # part of every cell's key: results of other code are never mixed in
+            lines.append(f"code that computed the cells: bncompare {code.get('package')}, "
+                         f"source hash {code.get('source')}")
     truths = {f"{r.graph}: {r.truth.get('truth', r.truth.get('kind', '?'))}" for r in data.runs if r.truth}
     if truths:  # which truth each graph's episodes used: bundled CPTs, prior draws, held-out rows
         lines.append("truth of the episodes: " + ", ".join(sorted(truths)))
