@@ -137,7 +137,7 @@ def run_study(config: dict, out_dir) -> Path:
     stale = store.stale({store.path(name, n, keys[name]) for n, name in plan})
     log.info("%s: %d cells, %d already done%s", out, len(plan), len(plan) - len(pending),
              f", {len(stale)} stale cell files ignored" if stale else "")
-    _log_changes(read_json(out, "meta.json").get("cell_inputs"), inputs, pending)
+    _log_changes(read_json(out, "meta.json").get("cell_inputs"), inputs, pending, stale)
 
     write_json(out, "graph.json", graph_record(graph))
     write_json(out, "truth.json", {"kind": truth.kind, "truth": truth.truth, "prior": prior.describe(),
@@ -197,9 +197,12 @@ def summarize_length(spec: StudySpec, graph_name: str, n: int, frames: dict, mir
     return out
 
 
-def _log_changes(before, now: dict, pending: list) -> None:
+def _log_changes(before, now: dict, pending: list, stale: list) -> None:
     """Say why cells are computed again: what changed in their inputs since the last run (the code once)."""
     if not isinstance(before, dict):
+        if before is None and stale:
+            log.info("the cells found here were computed by a bncompare that did not record its code version "
+                     "or settings in meta.json: they are computed again")
         return
     redo = {name for _, name in pending}
     said = set()
