@@ -308,7 +308,7 @@ def overview_page(pdf, data: ReportData) -> None:
             f"one panel per graph; bands ±{Z} SE (across seeds when there are several)")
     for ax, g in zip(axes.flat, graphs):
         ctx = make_ctx(data, g)
-        line_panel(ax, ctx.comb, "cond_tv", ctx.estimators, ctx.styles, ylog=True)
+        line_panel(ax, ctx.comb, "cond_tv", ctx.full(ctx.estimators), ctx.styles, ylog=True)  # raw means: all episodes
         set_xscale(ax, ctx.lens)
         ax.set_title(f"{g} ({len(ctx.seeds)} seed{'s' if len(ctx.seeds) > 1 else ''})", fontsize=10)
         ax.set_ylabel("conditional TV")

@@ -182,10 +182,10 @@ def agnostic_page(pdf, ctx: Ctx) -> None:
             "Baselines: naive = prefix MLE (no graph); MLE and Bayes posterior mean use the true graph; the structure-"
             "aware trained TF is trained on this graph only.".format(p.get("p_low"), p.get("p_high"),
                                                                     p.get("max_parents"), "the same number of"))
-    rows = [[fmt(ctx.value(e, n, "cond_tv"), ctx.value(e, n, "cond_tv", what="sem")) for n in ctx.lens]
-            for e in ctx.estimators]
+    full = ctx.full(ctx.estimators)  # raw means side by side: estimators run on every episode only
+    rows = [[fmt(ctx.value(e, n, "cond_tv"), ctx.value(e, n, "cond_tv", what="sem")) for n in ctx.lens] for e in full]
     ax = fig.add_axes([0.3, 0.46, 0.68, 0.3])
-    table(ax, rows, [f"N = {n}" for n in ctx.lens], rows=[ctx.styles.label(e) for e in ctx.estimators], fontsize=8,
+    table(ax, rows, [f"N = {n}" for n in ctx.lens], rows=[ctx.styles.label(e) for e in full], fontsize=8,
           title="conditional TV at the query's true parent values (mean ± SE)")
     # Does it find the parents? The head with most attention on true-parent-matching rows, vs uniform attention.
     att = ctx.comb[ctx.comb["metric"] == "attn_match"]
