@@ -96,6 +96,8 @@ def test_uniform_references_refuse_non_binary_nodes():
     g = get_graph("chain-3", card=3)
     with pytest.raises(BNError, match="binary"):
         UniformPosteriorMean().fit(g, torch.zeros(1, 4, 3, dtype=torch.long))
+    with pytest.raises(BNError, match="tv_reference=null"):  # in a study: before any training starts
+        UniformPosteriorMedian().prepare(g, UniformRangePrior(0.1, 0.9))
     with pytest.raises(BNError, match="low < high"):
         UniformPosteriorMedian(0.9, 0.1)
     # the Dirichlet median answers the posterior mean on rows with more states (no closed-form TV optimum)

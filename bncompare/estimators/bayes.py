@@ -35,8 +35,9 @@ from bncompare.estimators.counting import count_tables
 def _binary(graph, what: str) -> None:
     wide = [graph.names[m] for m, d in enumerate(graph.cards) if d != 2]
     if wide:
-        raise BNError(f"{what} is exact for binary nodes only; {wide[:5]} have more states "
-                      "(use the Dirichlet posterior mean as the reference there, and say it is not optimal)")
+        raise BNError(f"{what} is exact for binary nodes only; {wide[:5]} have more states. In a study, use the "
+                      "Dirichlet mean as a (non-optimal) reference: reference=bayes tv_reference=null "
+                      "~estimators.bayes_exact ~estimators.bayes_exact_median")
 
 
 def interval_mass(a, b, lo: float, hi: float) -> np.ndarray:
@@ -109,6 +110,11 @@ class _UniformRowPosterior(TableEstimator):
 
     def statistic(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def prepare(self, graph, prior, seed: int = 0):
+        """Refuse a graph with non-binary nodes before a study spends time on anything else."""
+        _binary(graph, f"{self.name} (posterior under U[{self.low:g}, {self.high:g}] rows)")
+        return self
 
     def fit(self, graph, contexts):
         contexts = self._start_fit(graph, contexts)
