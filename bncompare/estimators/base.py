@@ -40,6 +40,7 @@ class Tags:
     has_attention: bool = False  # after fit, ``model_`` is an InContextTransformer (attention diagnostics)
     has_history: bool = False  # after prepare, ``history_`` is its training curve (a list of per-step dicts)
     reference_for: str | None = None  # the loss it minimizes in expectation when its prior is the truth's
+    optimal_under: str | None = None  # the kind of CPT prior (as in prior.kind) under which it does so
     floors_are_zeros: bool = False  # computes a rule with exact zeros up to a tiny floor: after fit, predicted
     # probabilities below ``zero_below_`` are that rule's zeros, and the metrics count them as 0 (KL convention)
 

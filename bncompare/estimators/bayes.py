@@ -81,7 +81,7 @@ class DirichletMedian(TableEstimator):
     """
 
     name = "dirichlet_median"
-    tags = Tags(reference_for="TV (binary rows) under Dirichlet(alpha) rows")
+    tags = Tags(reference_for="TV (binary rows) under Dirichlet(alpha) rows", optimal_under="dirichlet")
 
     def __init__(self, alpha: float = 1.0):
         if not alpha > 0:
@@ -128,7 +128,7 @@ class UniformPosteriorMean(_UniformRowPosterior):
     """Exact posterior mean under U[low, high] binary rows: the estimator that minimizes expected KL (log loss)."""
 
     name = "uniform_mean"
-    tags = Tags(reference_for="KL (log loss) under U[low, high] binary rows")
+    tags = Tags(reference_for="KL (log loss) under U[low, high] binary rows", optimal_under="uniform")
 
     def statistic(self, a, b):
         return truncated_beta_mean(a, b, self.low, self.high)
@@ -138,7 +138,7 @@ class UniformPosteriorMedian(_UniformRowPosterior):
     """Exact posterior median under U[low, high] binary rows: the estimator that minimizes expected TV."""
 
     name = "uniform_median"
-    tags = Tags(reference_for="TV under U[low, high] binary rows")
+    tags = Tags(reference_for="TV under U[low, high] binary rows", optimal_under="uniform")
 
     def statistic(self, a, b):
         return truncated_beta_median(a, b, self.low, self.high)

@@ -41,8 +41,12 @@ class Ctx:
         return self.tv_reference if metric == "cond_tv" and self.tv_reference else self.reference
 
     def optimal_for(self, e: str | None) -> str:
-        """What the estimator declares it minimizes (its ``reference_for`` tag), or an empty string."""
-        return (self.data.tag(self.graph, e, "reference_for") or "") if e else ""
+        """What the estimator declares it minimizes (``reference_for``) under THIS study's prior, or ''."""
+        if not e:
+            return ""
+        under = self.data.tag(self.graph, e, "optimal_under")
+        prior = (self.data.config_of(self.graph).get("prior") or {}).get("kind", "dirichlet")
+        return (self.data.tag(self.graph, e, "reference_for") or "") if under == prior else ""
 
     @property
     def truth_from_prior(self) -> bool:

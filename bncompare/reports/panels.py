@@ -219,7 +219,8 @@ def excess_subtitle(ctx: Ctx) -> str:
     """Which reference each excess is measured against, and what (if anything) it is optimal for."""
     def says(e):
         what = ctx.optimal_for(e)
-        return f"'{ctx.styles.label(e)}'" + (f" (minimizes expected {what})" if what else " (optimal for nothing)")
+        return f"'{ctx.styles.label(e)}'" + (f" (minimizes expected {what})" if what
+                                             else " (not optimal under this study's prior)")
 
     tv_ref, kl_ref = ctx.reference_of("cond_tv"), ctx.reference
     text = (f"estimator error minus the reference's error on the same episodes (paired); below 0 = better than the "

@@ -78,9 +78,11 @@ def _references_line(data: ReportData) -> str:
         if not name:
             continue
         entry = run.estimators.get(name, {}) or {}
-        optimal = (entry.get("tags") or {}).get("reference_for")
+        tags = entry.get("tags") or {}
+        prior_kind = (cfg.get("prior") or {}).get("kind", "dirichlet")
+        optimal = tags.get("reference_for") if tags.get("optimal_under") == prior_kind else None
         parts.append(f"{what}: {entry.get('label') or name}" + (f" (minimizes expected {optimal})" if optimal
-                                                                 else " (not optimal for this loss)"))
+                                                                 else " (not optimal under this prior)"))
     if not parts:
         return "references: none (no excess errors)"
     truth = run.truth.get("truth", "prior") if run.truth else "prior"
