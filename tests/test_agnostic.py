@@ -25,15 +25,25 @@ def test_training_graph_is_complete_with_the_same_cardinalities():
     assert c.cards == g.cards and all(c.parents[m] == tuple(range(m)) for m in range(g.n_nodes))
 
 
-def test_trains_fits_any_graph_of_the_layout_and_rejects_others(tmp_path):
+def test_trains_fits_any_graph_of_the_layout_and_rejects_others(tmp_path, monkeypatch):
+    import bncompare.transformer.checkpoint as ckpt
+
     est = StructureAgnosticTransformer(TINY, cache_dir=tmp_path, progress=False)
     est.prepare(get_graph("chain-5"), DirichletPrior(1.0), seed=0)
+    entries = list((tmp_path / "transformer").iterdir())
+    assert len(entries) == 1  # one trained model in the cache
     g = get_graph("tree-5")
     cpts = DirichletPrior(1.0).sample(g, 3, torch.Generator().manual_seed(0))
     x = sample(g, cpts, 10, torch.Generator().manual_seed(1))
     probs = est.fit(g, x).predict_proba(x[:, :4])
     assert all(torch.allclose(p.sum(-1), torch.ones_like(p[..., 0])) for p in probs)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again instead of loading the cached model")
+
+    monkeypatch.setattr(ckpt, "train", no_training)
     again = StructureAgnosticTransformer(TINY, cache_dir=tmp_path, progress=False).prepare(g, DirichletPrior(1.0))
-    assert again.history_ == est.history_  # loaded from the cache, not retrained
+    assert list((tmp_path / "transformer").iterdir()) == entries
+    assert all(torch.equal(a, b) for a, b in zip(again.model_.state_dict().values(), est.model_.state_dict().values()))
     with pytest.raises(BNError, match="cardinalities"):
         est.fit(get_graph("chain-5", card=3), torch.zeros(1, 2, 5, dtype=torch.long))

@@ -82,6 +82,9 @@ def test_naive_mle_resamples_context_rows():
 
 
 def test_trained_style_model_generates_valid_deterministic_samples():
+    # A model with random weights (no counting rule to fall back on): every generated value must be the
+    # inverse-CDF draw of the model's OWN predictive distribution given the values drawn before it,
+    # recomputed here node by node with plain Python, and the same uniforms must give the same rows.
     graph = MIXED
     lay = Layout(graph.cards)
     model = init_weights(InContextTransformer(TransformerConfig(d_in=lay.d_in, d_out=lay.d_out, d_model=16, n_head=2,
@@ -91,8 +94,19 @@ def test_trained_style_model_generates_valid_deterministic_samples():
     u = torch.rand(2, 40, graph.n_nodes, generator=gen, dtype=torch.float64)
     x = generate(est, 40, u=u)
     assert x.shape == (2, 40, graph.n_nodes) and x.dtype == torch.long
-    assert ((x >= 0) & (x < torch.tensor(graph.cards))).all()
-    assert torch.equal(x, generate(est, 40, u=u))
+    for m in range(graph.n_nodes):
+        probs = est.predict_proba(x, [m])[0]  # values at m and later are ignored: the prefix is x[..., :m]
+        for b, i in itertools.product(range(2), range(40)):
+            cum, want = 0.0, graph.cards[m] - 1
+            for v, p in enumerate(probs[b, i].tolist()):
+                cum += p
+                if u[b, i, m].item() < cum:
+                    want = v
+                    break
+            assert x[b, i, m].item() == want, (m, b, i)
+    assert len({tuple(r) for r in x.reshape(-1, graph.n_nodes).tolist()}) > 5  # not a constant sample
+    again = TransformerEstimator(model).fit(graph, contexts)
+    assert torch.equal(x, generate(again, 40, u=u))
 
 
 def test_generated_joint_matches_estimated_network():

@@ -54,3 +54,35 @@ def test_damaged_results_csv_is_one_line(run_dir, tmp_path, capsys, text, expect
     shutil.copytree(run_dir, work)
     (work / "results.csv").write_text(text)
     assert expect in merge_in_process(capsys, work, "--out", tmp_path / "merged")
+
+
+def test_two_seeds_merge_into_mean_of_means_with_se_across_seeds(tmp_path):
+    # Two seeds of one graph: the merged results.csv keeps both, and the report's combined numbers are
+    # the mean of the per-seed means, the SE across seeds and the total n, recomputed here with numpy.
+    import numpy as np
+    import pandas as pd
+
+    from bncompare.reports.data import load
+    from bncompare.reports.merge import merge
+
+    runs = [run_study(compose(SMALL + [f"seed={s}", "context_lens=[2,10]"]), tmp_path / f"seed{s}") for s in (0, 1)]
+    pdf = merge(runs, tmp_path / "merged")
+    assert pdf.is_file() and pdf.stat().st_size > 10_000
+    per_seed = [pd.read_csv(r / "results.csv", keep_default_na=False, na_values=[""]) for r in runs]
+    merged = pd.read_csv(tmp_path / "merged" / "results.csv", keep_default_na=False, na_values=[""])
+    assert len(merged) == sum(len(p) for p in per_seed) and set(merged["seed"]) == {0, 1}
+
+    comb = load(runs).combined("chain-5")
+    keys = ["estimator", "context_len", "node", "metric"]
+    a, b = (p.set_index(keys) for p in per_seed)
+    checked = 0
+    for key, row in comb.set_index(keys).iterrows():
+        m0, m1 = a.loc[key, "mean"], b.loc[key, "mean"]
+        if not (np.isfinite(m0) and np.isfinite(m1)):
+            continue
+        assert row["mean"] == pytest.approx((m0 + m1) / 2, rel=1e-12, abs=1e-15)
+        assert row["sem"] == pytest.approx(abs(m0 - m1) / 2, rel=1e-9, abs=1e-15)  # std of two / sqrt(2)
+        assert row["n"] == a.loc[key, "n"] + b.loc[key, "n"] and row["seeds"] == 2
+        checked += 1
+    assert checked > 100
+    assert a.loc[("bayes", 2, "all", "cond_tv"), "mean"] != b.loc[("bayes", 2, "all", "cond_tv"), "mean"]  # other draws

@@ -73,6 +73,7 @@ def test_damaged_meta_is_rewritten(finished, tmp_path, text):
 def test_damaged_training_history_is_rewritten(tmp_path, caplog):
     cfg = compose(["study=smoke", "graph=chain-5", "context_lens=[2]", "progress=false", "report=false"])
     cfg["estimators"] = {k: cfg["estimators"][k] for k in ("bayes", "trained")}
+    cfg["tv_reference"] = None
     out = run_study(cfg, tmp_path / "run")
     history = out / "extras" / "history_trained.csv"
     good = pd.read_csv(history)

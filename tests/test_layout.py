@@ -17,8 +17,8 @@ from bncompare.transformer.train import TrainConfig
 
 PACKAGE = Path(bncompare.__file__).parent
 # Lower layers never import higher ones; packages on one layer never import each other.
-LAYERS = {"errors": 0, "files": 1, "runtime": 1, "data": 1, "networks": 2, "estimators": 3, "metrics": 4,
-          "transformer": 5, "realdata": 5, "studies": 6, "reports": 6}  # transformer may use metrics.tv
+LAYERS = {"errors": 0, "files": 1, "runtime": 1, "data": 1, "codeversion": 1, "networks": 2, "estimators": 3,
+          "metrics": 4, "transformer": 5, "realdata": 5, "studies": 6, "reports": 6}  # transformer may use metrics.tv
 
 
 def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
@@ -84,13 +84,66 @@ def test_imports_flow_down_the_layers():
     assert not wrong, wrong
 
 
-@pytest.mark.parametrize("group", ["graph", "prior", "transformer", "estimators", "study"])
-def test_every_config_option_composes(group):
-    options = sorted(p.stem for p in (PACKAGE / "studies" / "conf" / group).glob("*.yaml"))
-    assert options
-    for option in options:
-        cfg = compose([f"{group}={option}"])
-        assert cfg["estimators"] and cfg["graph"]["name"]
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (PACKAGE / "studies" / "conf" / group).glob("*.yaml"))
+
+
+def check_study(cfg: dict) -> None:
+    """A composed config is a valid study: its settings validate, its graph and truth build, every
+    estimator builds from its parameters, and the references are among them and run everywhere."""
+    from bncompare.studies.spec import study_spec
+    from bncompare.studies.truth import build_problem
+
+    spec = study_spec(cfg)
+    graph, truth, prior = build_problem(spec)
+    assert graph.n_nodes >= 1 and prior.describe()
+    for e in spec.estimators:
+        assert registry.build(e.kind, e.params).get_params() is not None
+    names = {e.name for e in spec.estimators}
+    assert set(spec.references().values()) <= names
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g in ("graph", "prior", "transformer", "estimators", "study")
+                                           for o in options(g)])
+def test_every_config_option_composes(group, option, tmp_path):
+    overrides = [f"{group}={option}"]
+    if (group, option) == ("graph", "file"):  # needs the user's network file
+        net = tmp_path / "net.yaml"
+        net.write_text("nodes:\n  Rain: {states: [no, yes], cpt: [[0.3, 0.7]]}\n"
+                       "  Wet: {parents: [Rain], cpt: [[0.9, 0.1], [0.2, 0.8]]}\n")
+        overrides.append(f"graph.options.path={net}")
+    check_study(compose(overrides))
+
+
+def test_prior_option_brings_its_references():
+    # each prior names the estimators optimal under it as the KL and TV references
+    for prior, ref, tv_ref in (("dirichlet", "bayes", "bayes_median"),
+                               ("uniform", "bayes_exact", "bayes_exact_median")):
+        cfg = compose([f"prior={prior}"])
+        assert (cfg["reference"], cfg["tv_reference"]) == (ref, tv_ref)
+        kinds = {cfg["estimators"][ref]["kind"], cfg["estimators"][tv_ref]["kind"]}
+        assert kinds == {"dirichlet": {"dirichlet", "dirichlet_median"},
+                         "uniform": {"uniform_mean", "uniform_median"}}[prior]
+    cfg = compose(["prior=uniform", "prior.params.low=0.2"])
+    assert cfg["estimators"]["bayes_exact"]["params"] == {"low": 0.2, "high": 0.9}
+
+
+def test_user_preset_example_composes():
+    # studies/study/example.yaml, through --config-dir as the README says, with every estimator set
+    from omegaconf import OmegaConf
+
+    from bncompare.studies.guard import _plain, job_configs
+
+    presets = PACKAGE.parent / "studies"
+    for estimators in [None] + options("estimators"):
+        overrides = ["study=example"] + ([f"estimators={estimators}"] if estimators else [])
+        cfg = _plain(job_configs(overrides, str(presets), multirun=False)[0])
+        resolved = OmegaConf.to_container(OmegaConf.create({k: v for k, v in cfg.items() if k != "hydra"}),
+                                          resolve=True)
+        assert resolved["study_name"] == "example"
+        if estimators is None:
+            assert resolved["context_lens"] == [1, 5, 25, 125]
+        check_study(resolved)
 
 
 def test_train_defaults_come_from_the_dataclass():

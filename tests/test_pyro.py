@@ -91,13 +91,41 @@ def test_sample_pyro_is_seeded_and_leaves_global_rng_alone():
 
 
 def test_conjugate_equals_dirichlet_posterior():
+    # The expected posterior mean is counted row by row in plain Python, independently of count_tables.
     net = load_network("sachs")
     g = net.graph
     for n in (0, 30):
         x = sample(g, [c.expand(3, -1, -1) for c in net.cpt_batch()], n, torch.Generator().manual_seed(n))
-        ours, pyro_ = DirichletPosterior(0.4).fit(g, x), PyroConjugate(0.4).fit(g, x)
-        for a, b in zip(ours.cpts_, pyro_.cpts_):
-            assert torch.allclose(a, b, rtol=0, atol=1e-12)
+        got = PyroConjugate(0.4).fit(g, x).cpts_
+        for b in range(3):
+            for m in range(g.n_nodes):
+                want = np.full((g.n_configs[m], g.cards[m]), 0.4)
+                for row in x[b].tolist():
+                    config = 0
+                    for p in g.parents[m]:  # mixed radix, last parent fastest
+                        config = config * g.cards[p] + row[p]
+                    want[config, row[m]] += 1
+                want /= want.sum(1, keepdims=True)
+                assert np.allclose(got[m][b].numpy(), want, rtol=0, atol=1e-12), (n, b, m)
+
+
+def test_contexts_model_likelihood_is_the_bn_models():
+    # The batched model sees counts; its log-likelihood factor must equal the row-level Pyro model's.
+    from pyro import poutine
+
+    from bncompare.estimators.counting import count_tables
+    from bncompare.estimators.pyro_baselines import contexts_model
+
+    net = small_net(seed=4)
+    x = net.sample(40, seed=5)[None].repeat(2, 1, 1)
+    x[1] = x[1].flip(0)[:, :]  # same rows, other order
+    tables = [torch.as_tensor(c, dtype=torch.float64)[None].expand(2, -1, -1) for c in net.cpts]
+    cond = poutine.condition(contexts_model, {f"cpt_{n}": t for n, t in zip(net.graph.names, tables)})
+    trace = poutine.trace(cond).get_trace(net.graph, 1.0, count_tables(net.graph, x))
+    trace.compute_log_prob()
+    factors = sum(site["log_prob"] for name, site in trace.nodes.items() if name.startswith("rows_"))
+    want = float(log_likelihood(net.graph, [torch.as_tensor(c) for c in net.cpts], x[0]))
+    assert factors.shape == (2,) and torch.allclose(factors, torch.full((2,), want, dtype=torch.float64), rtol=1e-12)
 
 
 def chain_contexts(n_nodes, B, N, seed):
@@ -151,14 +179,26 @@ def test_svi_delta_finds_the_map():
         assert (est.cpts_[m] - (n + 1) / (n.sum(-1, keepdim=True) + 2)).abs().max().item() < 1e-3
 
 
-def test_svi_is_reproducible_per_context():
-    g, x = chain_contexts(3, B=2, N=20, seed=0)
-    fit = lambda xs, seed: PyroSVI(1.0, steps=15, num_draws=20, seed=seed).fit(g, xs).cpts_
-    both, again, first, other = fit(x, 0), fit(x, 0), fit(x[:1], 0), fit(x, 1)
-    assert all(torch.equal(a, b) for a, b in zip(both, again))
-    assert all(torch.equal(a[:1], b) for a, b in zip(both, first))  # a context's result ignores its batch
-    assert not all(torch.equal(a, b) for a, b in zip(both, other))
-    assert both[2].shape == (2, 2, 2)
+def test_inference_is_reproducible_per_plate_and_ignores_row_order():
+    g, x = chain_contexts(3, B=4, N=20, seed=0)
+    for make in (lambda seed: PyroSVI(1.0, steps=15, num_draws=20, seed=seed, plate_size=2),
+                 lambda seed: PyroNUTS(1.0, num_samples=5, warmup_steps=5, seed=seed, plate_size=2)):
+        fit = lambda xs, seed=0: make(seed).fit(g, xs).cpts_  # noqa: B023, E731
+        whole = fit(x)
+        # a plate of contexts gets the same result whatever other plates share the batch, and wherever it sits
+        assert all(torch.equal(a[:2], b[2:]) for a, b in zip(whole, fit(torch.cat([x[2:], x[:2]]))))
+        shuffled = x[:, torch.randperm(20, generator=torch.Generator().manual_seed(3))]
+        assert all(torch.equal(a, b) for a, b in zip(whole, fit(shuffled)))  # the model sees counts only
+        assert not all(torch.equal(a, b) for a, b in zip(whole, fit(x, seed=1)))
+        assert whole[2].shape == (4, 2, 2)
+
+
+def test_one_nuts_run_serves_a_plate_of_contexts():
+    # 6 contexts in one chain: each context's posterior mean within Monte Carlo error of the closed form
+    g, x = chain_contexts(3, B=6, N=60, seed=2)
+    est = PyroNUTS(alpha=1.0, num_samples=100, warmup_steps=100, seed=0).fit(g, x)
+    assert [tuple(t.shape) for t in est.cpts_] == [(6, 1, 2), (6, 2, 2), (6, 2, 2)]
+    check_nuts(g, x, 1.0, est)
 
 
 def test_inference_with_no_rows_samples_the_prior():
@@ -179,4 +219,6 @@ def test_pyro_settings_are_checked():
         PyroNUTS(alpha=0)
     with pytest.raises(BNError, match="alpha"):
         PyroConjugate(alpha=-1)
+    with pytest.raises(BNError, match="plate_size"):
+        PyroNUTS(plate_size=0)
     assert (PyroConjugate().name, PyroNUTS().name, PyroSVI().name) == ("pyro_conjugate", "pyro_nuts", "pyro_svi")

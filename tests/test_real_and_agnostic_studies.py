@@ -24,7 +24,8 @@ def test_agnostic_preset_compares_the_right_estimators():
         "bayes": "dirichlet", "mle": "mle", "naive": "naive", "agnostic": "transformer_agnostic"}
     cfg = compose(["study=agnostic", "graph=tree-7", "estimators=agnostic_trained"])
     assert {e: v["kind"] for e, v in cfg["estimators"].items()} == {
-        "bayes": "dirichlet", "mle": "mle", "naive": "naive", "trained": "trained", "agnostic": "transformer_agnostic"}
+        "bayes": "dirichlet", "mle": "mle", "naive": "naive", "trained": "trained", "agnostic": "transformer_agnostic",
+        "bayes_median": "dirichlet_median"}  # the TV reference comes with the prior
 
 
 def test_tiny_agnostic_study_rows_and_attention_page(tmp_path):
@@ -78,12 +79,43 @@ def test_sachs_data_context_longer_than_pool_is_a_user_error():
 
 
 def test_real_network_report_states_prior_distance(tmp_path):
+    # The figures of the note are recomputed here from asia's bundled CPTs, in plain Python, and the
+    # report's title page must show them (read from the rendered page, not from the run directory).
+    import re
+
+    from scipy.special import gammaln
+
+    from bncompare.networks import load_network
+    from bncompare.reports import study_pages
+    from bncompare.reports.data import load
+
     cfg = compose(["graph=asia", "estimators=counting", "episodes=4", "context_lens=[5]", "queries=2",
                    "progress=false", "report=false"])
     out = run_study(cfg, tmp_path / "asia")
     note = json.loads((out / "truth.json").read_text())["prior_distance"]
-    assert note.startswith("real CPTs vs Dirichlet(1) rows") and "best-fit symmetric alpha" in note
-    # and the report's title page carries it
-    from bncompare.reports.data import load
+    rows = [list(r) for c in load_network("asia").cpts for r in np.asarray(c)]
+    assert all(len(r) == 2 for r in rows)  # asia is binary: Dirichlet(1) rows are Beta(1, 1)
+    min_entry = min(min(r) for r in rows)
+    entropy = sum(-sum(p * np.log(p) for p in r if p > 0) for r in rows) / len(rows)
+    below = sum(p < 1e-3 for r in rows for p in r) / (2 * len(rows))
+    positive = [r for r in rows if min(r) > 0]  # best alpha: Beta(a, a) likelihood on a fine grid
+    grid = np.exp(np.linspace(np.log(1e-3), np.log(1e3), 200_001))
+    log_sum = sum(np.log(r).sum() for r in positive)
+    loglik = len(positive) * (gammaln(2 * grid) - 2 * gammaln(grid)) + (grid - 1) * log_sum
+    alpha = grid[np.argmax(loglik)]
+    numbers = dict(re.findall(r"(min entry|mean row entropy|best-fit symmetric alpha) ([0-9.e+-]+)", note))
+    assert float(numbers["min entry"]) == pytest.approx(min_entry, abs=1e-12)
+    assert float(numbers["mean row entropy"]) == pytest.approx(entropy, abs=5e-4)
+    assert float(numbers["best-fit symmetric alpha"]) == pytest.approx(alpha, rel=2e-3)
+    assert f"{100 * below:.1f}% of entries < 0.001" in note
+    assert "prior: 0.500)" in note  # E[row entropy] of Beta(1, 1) rows is exactly 1/2 nat
 
-    assert load(out).runs[0].truth["prior_distance"] == note
+    class Pages:  # collects the title page's figure instead of writing a PDF
+        figs = []
+
+        def savefig(self, fig):
+            self.figs.append(fig)
+
+    study_pages.title_page(Pages(), load(out))
+    shown = " ".join(t.get_text() for t in Pages.figs[0].texts)
+    assert note[:100] in shown.replace("\n", " ")

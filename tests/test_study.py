@@ -21,7 +21,7 @@ from bncompare.studies.protocol import BLOCK, Episodes
 from bncompare.studies.run import compose
 from bncompare.studies.runner import run_study
 from bncompare.studies.spec import study_spec
-from bncompare.studies.truth import PriorTruth, build_problem
+from bncompare.studies.truth import build_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = ("fit_seconds_per_context", "predict_seconds_per_context", "seconds_per_context")
@@ -74,7 +74,7 @@ def test_smoke_writes_every_output(smoke):
         assert metric in set(results["metric"]), metric
     assert set(results["node"]) >= {"A", "G", "all"}
     slow = results[(results["estimator"] == "pyro_nuts") & (results["metric"] == "cond_tv")]
-    assert set(slow["context_len"]) == {20} and (slow["n"] == 1).all()  # subset and context_lens honoured
+    assert set(slow["context_len"]) == {20} and (slow["n"] == 8).all()  # subset and context_lens honoured
     assert (out / "extras" / "history_trained.csv").is_file()
     assert n_pages(out / "report.pdf") >= 13
     with gzip.open(out / "episodes.csv.gz", "rt") as f:
@@ -133,15 +133,15 @@ def test_killed_run_resumes_and_merges(smoke, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = len(list((out / "cells").glob("*.csv.gz")))
-    assert 1 <= done < 12  # killed mid-study
+    assert 1 <= done < 15  # killed mid-study (5 estimators x 3 lengths)
     run = cli(tmp_path, *args)
     print(f"resume after kill: {time.perf_counter() - t_kill:.1f} s")
     assert run.returncode == 0, run.stderr[-3000:]
     last = json.loads((out / "meta.json").read_text())["runs"][-1]
-    assert last["cells_reused"] == done and last["cells_computed"] == 12 - done
+    assert last["cells_reused"] == done and last["cells_computed"] == 15 - done
     results = read_results(out / "results.csv")
     assert not results.duplicated(["estimator", "context_len", "node", "metric"]).any()
-    assert len(results.groupby(["estimator", "context_len"])) == 12
+    assert len(results.groupby(["estimator", "context_len"])) == 15
 
     # one report for both studies (tree from the smoke run, chain from this one)
     merged = tmp_path / "merged"
@@ -195,15 +195,35 @@ def test_draws_do_not_depend_on_batch_size_and_subsets_share_episodes():
 
 @pytest.mark.parametrize("graph", ["random", "sachs"])
 def test_random_dag_and_real_network_run(tmp_path, graph):
+    from bncompare.networks import get_graph, load_network
+
     cfg = compose([f"graph={graph}", "estimators=counting", "episodes=8", "context_lens=[0,20]", "queries=2",
                    "fidelity.mc_samples=50", "progress=false", "report=false"])
     out = run_study(cfg, tmp_path / graph)
     results = read_results(out / "results.csv")
-    assert len(results.groupby(["estimator", "context_len"])) == 8
+    ran = {(e, n) for e, n in zip(results["estimator"], results["context_len"])}
+    assert ran == {(e, n) for e, v in cfg["estimators"].items() if v for n in (0, 20)}  # all, at both lengths
+    # the run used the graph the name stands for
+    want = get_graph("random-7", **cfg["graph"]["options"]) if graph == "random" else load_network("sachs").graph
+    dag = json.loads((out / "graph.json").read_text())
+    assert dag["names"] == list(want.names) and dag["cards"] == list(want.cards)
+    assert dag["parents"] == [[want.names[p] for p in ps] for ps in want.parents]
     fidelity = {"sachs": "mc_pair_tv", "random": "joint_tv"}[graph]  # sachs: 3^11 states -> Monte Carlo
     assert fidelity in set(results["metric"])
+    # the truth of every episode: fresh prior draws (random) or sachs's own bundled CPTs
+    spec = study_spec(cfg)
+    g, truth, _ = build_problem(spec)
+    batch = next(Episodes(g, truth, spec).batches(20, 8, 32))
     if graph == "sachs":
-        assert isinstance(build_problem(study_spec(cfg))[1], PriorTruth) is False  # bundled CPTs are the truth
+        assert json.loads((out / "truth.json").read_text())["truth"] == "bundled"
+        for m, c in enumerate(load_network("sachs").cpts):
+            assert np.allclose(batch.cpts[m].numpy(), np.asarray(c)[None], atol=0)
+    else:
+        assert json.loads((out / "truth.json").read_text())["truth"] == "prior"
+        assert not torch.equal(batch.cpts[3][0], batch.cpts[3][1])  # a fresh CPT set per episode
+    # and learning happened: at N = 20 the queries are better predicted than with no context at all
+    tv = results[(results["metric"] == "cond_tv") & (results["node"] == "all")].set_index(["estimator", "context_len"])
+    assert tv.loc[("bayes", 20), "mean"] < tv.loc[("bayes", 0), "mean"]
 
 
 def test_numbers_do_not_depend_on_batch_size(tmp_path):

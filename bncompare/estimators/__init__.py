@@ -1,5 +1,6 @@
 """Estimators of a network's conditionals from in-context samples, all behind one interface."""
 from bncompare.estimators.base import Estimator, TableEstimator
+from bncompare.estimators.bayes import DirichletMedian, UniformPosteriorMean, UniformPosteriorMedian
 from bncompare.estimators.counting import (
     K2,
     MLE,
@@ -16,6 +17,8 @@ from bncompare.estimators.pgmpy_baselines import PgmpyBayes, PgmpyMLE
 from bncompare.estimators.pyro_baselines import PyroConjugate, PyroNUTS, PyroSVI
 
 __all__ = [
-    "BDeu", "CountingEstimator", "DirichletPosterior", "Estimator", "K2", "MLE", "NaiveMLE", "PgmpyBayes", "PgmpyMLE",
-    "PyroConjugate", "PyroNUTS", "PyroSVI", "TableEstimator", "count_tables", "mle_rows",
+    "BDeu", "CountingEstimator", "DirichletMedian", "DirichletPosterior", "Estimator", "K2", "MLE", "NaiveMLE",
+    "PgmpyBayes", "PgmpyMLE",
+    "PyroConjugate", "PyroNUTS", "PyroSVI", "TableEstimator", "UniformPosteriorMean", "UniformPosteriorMedian",
+    "count_tables", "mle_rows",
 ]

@@ -41,12 +41,16 @@ class Tags:
     has_history: bool = False  # after prepare, ``history_`` is its training curve (a list of per-step dicts)
     reference_for: str | None = None  # the loss it minimizes in expectation when its prior is the truth's
     one_structure: bool = False  # prepared (trained) for the study graph's structure: fits no other DAG
+    optimal_under: str | None = None  # the kind of CPT prior (as in prior.kind) under which it does so
+    floors_are_zeros: bool = False  # computes a rule with exact zeros up to a tiny floor: after fit, predicted
+    # probabilities below ``zero_below_`` are that rule's zeros, and the metrics count them as 0 (KL convention)
 
 
 class Estimator:
     name: str = "estimator"
     tags: Tags = Tags()
     cpts_: CPTBatch | None = None
+    zero_below_: float = 0.0  # see Tags.floors_are_zeros; 0 for every estimator that gives exact zeros itself
 
     @classmethod
     def param_names(cls) -> list[str]:

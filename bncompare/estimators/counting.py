@@ -87,7 +87,7 @@ class DirichletPosterior(CountingEstimator):
     """Posterior mean under symmetric Dirichlet(alpha) rows ("bayes" when alpha matches the prior)."""
 
     name = "dirichlet"
-    tags = Tags(reference_for="log loss under Dirichlet(alpha) rows")
+    tags = Tags(reference_for="KL (log loss) under Dirichlet(alpha) rows", optimal_under="dirichlet")
 
     def __init__(self, alpha: float = 1.0):
         if not alpha > 0:

@@ -58,8 +58,9 @@ def true_log_joint(graph: Graph, cpts: CPTBatch, x: torch.Tensor) -> torch.Tenso
     return out
 
 
-def estimator_log_joint(estimator, graph: Graph, states: torch.Tensor, B: int, query_tokens: int = 512) -> torch.Tensor:
-    """log q(x) of a FITTED estimator (B contexts) for every state: (B, S).
+def estimator_log_joint(estimator, graph: Graph, states: torch.Tensor, B: int, query_tokens: int = 512,
+                        zero_below: float = 0.0) -> torch.Tensor:
+    """log q(x) of a FITTED estimator (B contexts) for every state: (B, S); probabilities below ``zero_below`` count 0.
 
     States are asked in chunks of about ``query_tokens / M`` so a transformer's
     sequence (context + chunk * M query tokens) stays short.
@@ -73,6 +74,7 @@ def estimator_log_joint(estimator, graph: Graph, states: torch.Tensor, B: int, q
         lq = torch.zeros(x.shape[:2], dtype=torch.float64)
         for m in range(M):
             p = probs[m].to("cpu", torch.float64).gather(-1, x[..., m : m + 1]).squeeze(-1)
+            p = torch.where(p < zero_below, 0.0, p)
             lq = lq + torch.log(p)
         parts.append(lq)
     return torch.cat(parts, 1)
@@ -80,10 +82,13 @@ def estimator_log_joint(estimator, graph: Graph, states: torch.Tensor, B: int, q
 
 def exact_joint(estimator, graph: Graph, cpts: CPTBatch, max_states: int = MAX_EXACT_STATES,
                 query_tokens: int = 512) -> dict[str, torch.Tensor]:
-    """``joint_tv`` and ``joint_kl`` (each (B,)) of a fitted estimator against the B true CPT sets."""
+    """``joint_tv`` and ``joint_kl`` (each (B,)) of a fitted estimator against the B true CPT sets.
+
+    Probabilities below the estimator's ``zero_below_`` (its declared numerical floor) count as 0.
+    """
     B = cpts[0].shape[0]
     states = all_states(graph, max_states)
-    log_q = estimator_log_joint(estimator, graph, states, B, query_tokens)
+    log_q = estimator_log_joint(estimator, graph, states, B, query_tokens, estimator.zero_below_)
     log_p = true_log_joint(graph, [c.cpu() for c in cpts], states.expand(B, -1, -1))
     return joint_distances(log_p, log_q)
 

@@ -28,6 +28,8 @@ def mean_sem(values) -> tuple[float, float, int]:
 
 # Metrics whose paired difference to the reference estimator is reported as <metric>_excess.
 EXCESS_OF = ("cond_tv", "cond_kl", "joint_tv", "joint_kl", "mc_loglik_gap", "mc_pair_tv")
+# Metrics whose paired difference to the mirrored estimator is reported as <metric>_vs_mirror.
+VS_MIRROR_OF = EXCESS_OF
 RESULT_COLUMNS = ["graph", "seed", "estimator", "context_len", "node", "metric", "mean", "sem", "n"]
 
 
@@ -41,24 +43,43 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns="std")
 
 
-def excess(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """Paired per-episode differences to the reference on the same episodes, as ``<metric>_excess`` rows."""
+def paired(frame: pd.DataFrame, other: pd.DataFrame, metrics, suffix: str) -> pd.DataFrame:
+    """Per-episode differences ``frame - other`` of ``metrics`` on the episodes both have, as ``<metric><suffix>``."""
     keys = ["episode", "node", "metric"]
-    a = frame[frame["metric"].isin(EXCESS_OF)]
-    b = reference[reference["metric"].isin(EXCESS_OF)][keys + ["value"]]
-    both = a.merge(b, on=keys, suffixes=("", "_ref"))
+    a = frame[frame["metric"].isin(metrics)]
+    b = other[other["metric"].isin(metrics)][keys + ["value"]]
+    both = a.merge(b, on=keys, suffixes=("", "_other"))
     with np.errstate(invalid="ignore"):
-        diff = both["value"].to_numpy() - both["value_ref"].to_numpy()  # inf - inf = NaN: left out
+        diff = both["value"].to_numpy() - both["value_other"].to_numpy()  # inf - inf = NaN: left out
     return pd.DataFrame({"episode": both["episode"], "node": both["node"],
-                         "metric": both["metric"] + "_excess", "value": diff})
+                         "metric": both["metric"] + suffix, "value": diff})
 
 
-def cell_summary(frame: pd.DataFrame, reference: pd.DataFrame | None, graph: str, seed: int,
-                 estimator: str, context_len: int) -> pd.DataFrame:
-    """The results.csv rows of one cell: its summary, plus the paired excess over ``reference`` when given."""
+def excess(frame: pd.DataFrame, reference: pd.DataFrame, metrics=EXCESS_OF) -> pd.DataFrame:
+    """Paired per-episode differences to the reference on the same episodes, as ``<metric>_excess`` rows."""
+    return paired(frame, reference, metrics, "_excess")
+
+
+def cell_summary(frame: pd.DataFrame, reference: pd.DataFrame | dict | None, graph: str, seed: int,
+                 estimator: str, context_len: int, mirror: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The results.csv rows of one cell: its summary, plus paired differences on the same episodes.
+
+    ``reference``: one frame (the reference of every metric) or ``{metric: frame}`` (e.g. the posterior
+    median for ``cond_tv``, the posterior mean for the rest) -> ``<metric>_excess`` rows.
+    ``mirror``: the frame of the estimator this one mirrors -> ``<metric>_vs_mirror`` rows, the honest
+    way to compare an estimator run on a subset of episodes with one run on all of them.
+    """
     parts = [summarize(frame)]
-    if reference is not None:
-        parts.append(summarize(excess(frame, reference)))
+    if isinstance(reference, pd.DataFrame):
+        reference = {m: reference for m in EXCESS_OF}
+    groups: dict[int, tuple[pd.DataFrame, list[str]]] = {}
+    for metric, ref in (reference or {}).items():
+        if ref is not None:
+            groups.setdefault(id(ref), (ref, []))[1].append(metric)
+    diffs = [excess(frame, ref, metrics) for ref, metrics in groups.values()]
+    if mirror is not None:
+        diffs.append(paired(frame, mirror, VS_MIRROR_OF, "_vs_mirror"))
+    parts += [summarize(d) for d in diffs if len(d)]
     out = pd.concat(parts, ignore_index=True)
     out.insert(0, "context_len", context_len)
     out.insert(0, "estimator", estimator)

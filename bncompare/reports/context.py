@@ -21,6 +21,8 @@ class Ctx:
     lens: list[int]
     reference: str | None
     seeds: list[int]
+    partial: set[str]  # run on a subset of the episodes: compared only in pairs (with their mirror, the reference)
+    tv_reference: str | None = None
 
     @property
     def n_episodes(self) -> int:
@@ -33,6 +35,28 @@ class Ctx:
 
     def has(self, metric: str) -> bool:
         return bool((self.comb["metric"] == metric).any())
+
+    def reference_of(self, metric: str) -> str | None:
+        """The estimator ``<metric>_excess`` is measured against (the TV reference for conditional TV)."""
+        return self.tv_reference if metric == "cond_tv" and self.tv_reference else self.reference
+
+    def optimal_for(self, e: str | None) -> str:
+        """What the estimator declares it minimizes (``reference_for``) under THIS study's prior, or ''."""
+        if not e:
+            return ""
+        under = self.data.tag(self.graph, e, "optimal_under")
+        prior = (self.data.config_of(self.graph).get("prior") or {}).get("kind", "dirichlet")
+        return (self.data.tag(self.graph, e, "reference_for") or "") if under == prior else ""
+
+    @property
+    def truth_from_prior(self) -> bool:
+        """Whether the episodes' truth is drawn from the study prior (only then are the references optimal)."""
+        truth = self.data.runs_of(self.graph)[0].truth
+        return not truth or truth.get("truth", "prior") == "prior"
+
+    def full(self, estimators: list[str]) -> list[str]:
+        """Those run on every episode: raw means that can stand side by side."""
+        return [e for e in estimators if e not in self.partial]
 
     def tagged(self, tag: str) -> list[str]:
         """Estimators of this graph whose declaration has ``tag`` set."""
@@ -52,7 +76,10 @@ def make_ctx(data: ReportData, graph: str) -> Ctx:
     styles = Styles(ests, data.reference(graph), subset, {e: data.label(graph, e) for e in ests}, dotted)
     lens = sorted(comb["context_len"].unique().tolist())
     seeds = sorted({r.seed for r in data.runs_of(graph)})
-    return Ctx(data, graph, comb, ests, styles, lens, data.reference(graph), seeds)
+    partial = {e for e in ests if data.entry(graph, e).get("subset")}
+    tv_ref = data.config_of(graph).get("tv_reference")
+    return Ctx(data, graph, comb, ests, styles, lens, data.reference(graph), seeds, partial,
+               tv_ref if tv_ref in ests else None)
 
 
 def save(pdf, fig) -> None:

@@ -37,9 +37,9 @@ class PanelPage:
     panels: tuple[Panel, ...] | Callable[[Ctx], list[Panel]]
     requires: str | None = None  # a metric the page needs; without it the page is ``missing``
     missing: str = ""
-    note: str | None = None  # text in the last cell of the grid
+    note: str | Callable[[Ctx], str] | None = None  # text in the last cell of the grid
     grid: tuple[int, int] | None = None  # rows, cols; default one row
-    without_reference: bool = False  # excess pages: the reference is 0 by definition
+    full_only: bool = False  # raw means: leave out estimators run on a subset of episodes (shown in pairs elsewhere)
     per_page: int | None = None  # split long panel lists over several pages
     max_panels: int | None = None
     rect: tuple[float, float, float, float] = (0, 0.07, 1, 0.92)
@@ -78,7 +78,7 @@ def _draw(pdf, ctx: Ctx, page: PanelPage, panels: list[Panel], title: str, subti
     tables = all(p.kind == "table" for p in panels)
     fig, axes = plt.subplots(rows, cols, figsize=PAGE, squeeze=False, sharex=bool(page.per_page))
     header(fig, title, subtitle)
-    ests = [e for e in ctx.estimators if not (page.without_reference and e == ctx.reference)]
+    ests = ctx.full(ctx.estimators) if page.full_only else list(ctx.estimators)
     flat = list(axes.flat)
     for ax, panel in zip(flat, panels):
         DRAW[panel.kind](ax, ctx, panel, ests)
@@ -88,11 +88,12 @@ def _draw(pdf, ctx: Ctx, page: PanelPage, panels: list[Panel], title: str, subti
     if page.note is not None:
         ax = flat[len(panels)]
         ax.axis("off")
-        ax.text(0.0, 0.95, textwrap.fill(page.note, 70), va="top", fontsize=9, transform=ax.transAxes)
+        note = page.note(ctx) if callable(page.note) else page.note
+        ax.text(0.0, 0.95, textwrap.fill(note, 70), va="top", fontsize=9, transform=ax.transAxes)
     for ax in flat[cells:]:
         ax.axis("off")
     if tables:
-        fig.subplots_adjust(left=0.2, right=0.98, top=0.86, bottom=0.04, hspace=0.25)
+        fig.subplots_adjust(left=0.24, right=0.98, top=0.86, bottom=0.04, hspace=0.25)
     else:
         fig.tight_layout(rect=page.rect)
         fig_legend(fig, axes, ncol=5)
@@ -137,18 +138,35 @@ def summary_lens(lens: list[int], k: int = 5) -> list[int]:
 
 
 def _table(ax, ctx: Ctx, panel: Panel, ests: list[str]) -> None:
-    """mean ± SE per estimator at a few context lengths; bold: the lowest among estimators run on every episode."""
+    """mean ± SE per estimator at a few context lengths; bold: the lowest among estimators run on every episode.
+
+    An estimator run on a subset of episodes shows its paired difference to the estimator it mirrors on the
+    same episodes ("Δ"), never a raw mean next to full-episode means.
+    """
     lens = summary_lens(ctx.lens)
-    rows = [[fmt(ctx.value(e, n, panel.metric), ctx.value(e, n, panel.metric, what="sem")) for n in lens] for e in ests]
-    labels = [ctx.styles.label(e) + (" †" if e in ctx.styles.subset else "") for e in ests]
+    rows, labels = [], []
+    for e in ests:
+        mirror = ctx.data.entry(ctx.graph, e).get("mirrors")
+        if e in ctx.partial and mirror:
+            metric = f"{panel.metric}_vs_mirror"
+            rows.append(["Δ " + fmt(ctx.value(e, n, metric), ctx.value(e, n, metric, what="sem"))
+                         if np.isfinite(ctx.value(e, n, metric)) else "–" for n in lens])
+            labels.append(f"{ctx.styles.label(e)} − its mirror †")
+        elif e in ctx.partial:
+            continue  # nothing to pair it with here: its excess over the reference is on the excess page
+        else:
+            rows.append([fmt(ctx.value(e, n, panel.metric), ctx.value(e, n, panel.metric, what="sem"))
+                         for n in lens])
+            labels.append(ctx.styles.label(e) + (" ‡" if e in ctx.styles.subset else ""))
     table(ax, rows, [f"N = {n}" for n in lens], rows=labels, fontsize=8, title=panel.ylabel)
     if not ax.tables:
         return
+    shown = [e for e in ests if e not in ctx.partial or ctx.data.entry(ctx.graph, e).get("mirrors")]
     for j, n in enumerate(lens):
-        vals = [(ctx.value(e, n, panel.metric), e) for e in ests if e not in ctx.styles.subset]
+        vals = [(ctx.value(e, n, panel.metric), e) for e in shown if e not in ctx.partial]
         vals = [v for v in vals if np.isfinite(v[0])]
         if vals:
-            ax.tables[0][(ests.index(min(vals)[1]) + 1, j)].set_text_props(fontweight="bold")
+            ax.tables[0][(shown.index(min(vals)[1]) + 1, j)].set_text_props(fontweight="bold")
 
 
 DRAW = {"line": _line, "excess": _excess, "table": _table}
@@ -156,18 +174,33 @@ DRAW = {"line": _line, "excess": _excess, "table": _table}
 
 # ----- the pages ---------------------------------------------------------------------------
 
+def _error_note(ctx: Ctx) -> str:
+    text = ("KL is infinite when an estimator gives probability 0 to a value the true CPT allows (MLE and the naive "
+            "prefix MLE do at small N); such means are shown as triangles and the fraction of queries with infinite "
+            "KL is plotted separately instead of clipping.")
+    floored = [ctx.styles.label(e) for e in ctx.tagged("floors_are_zeros")]
+    if floored:
+        text += (f" {', '.join(floored)}: computed in floating point, they answer ~1e-12 where the rule they compute "
+                 "has an exact 0 (MLE has such zeros, the Dirichlet mean none); probabilities below the error bound "
+                 "count as 0 here (MLE's convention), so the KL is the rule's, not a finite value set by the floor.")
+    partial = ctx.partial & set(ctx.estimators)
+    if partial:
+        text += (f" Not drawn here: {', '.join(ctx.styles.label(e) for e in sorted(partial))} (run on a subset of "
+                 "the episodes); see their paired differences on the excess and agreement pages.")
+    return text
+
+
 ERROR = PanelPage(
     title="{graph}: estimation error against context length",
     subtitle=lambda ctx: "error of each node's predicted conditional at the query's parent values, averaged over nodes "
-    "and queries (queries drawn from the true network); " + ctx.band_note(),
+    "and queries (queries drawn from the true network); " + ctx.band_note() + ". Estimators run on a subset of "
+    "episodes are left out (their means are over other episodes).",
     panels=(Panel("cond_tv", "conditional TV (0 to 1)", ylog=True),
             Panel("cond_kl", "conditional KL(true ‖ est.) (nats)", ylog=True),
             Panel("cond_kl_inf_frac", "fraction of queries with infinite KL")),
-    note="KL is infinite when an estimator gives probability 0 to a value the true CPT allows (MLE and the naive "
-    "prefix MLE do at small N); such means are shown as triangles and the fraction of queries with infinite KL "
-    "is plotted separately instead of clipping. Markers with error bars: estimators run on a subset of episodes "
-    "or context lengths.",
+    note=_error_note,
     grid=(2, 2),
+    full_only=True,
 )
 
 
@@ -179,24 +212,46 @@ def _node_panels(ctx: Ctx) -> list[Panel]:
 PER_NODE = PanelPage(
     title="{graph}: conditional TV per node",
     subtitle=lambda ctx: "each panel: one node's conditional TV (0 to 1) against N, log-log; " + ctx.band_note(),
-    panels=_node_panels, missing="no per-node results", per_page=16, max_panels=48,
+    panels=_node_panels, missing="no per-node results", per_page=16, max_panels=48, full_only=True,
 )
+
+def excess_subtitle(ctx: Ctx) -> str:
+    """Which reference each excess is measured against, and what (if anything) it is optimal for."""
+    def says(e):
+        what = ctx.optimal_for(e)
+        return f"'{ctx.styles.label(e)}'" + (f" (minimizes expected {what})" if what
+                                             else " (not optimal under this study's prior)")
+
+    tv_ref, kl_ref = ctx.reference_of("cond_tv"), ctx.reference
+    text = (f"estimator error minus the reference's error on the same episodes (paired); below 0 = better than the "
+            f"reference. Conditional TV against {says(tv_ref)}; KL and the joint measures against {says(kl_ref)}. ")
+    if not ctx.truth_from_prior:
+        text += ("Here the truth is not drawn from the study prior, so neither reference is optimal: they are "
+                 "baselines, and any estimator may beat them. ")
+    else:
+        text += ("Each reference is optimal in expectation only for its own loss when the truth is drawn from its "
+                 "prior; an excess of any other measure can be negative")
+        if tv_ref == kl_ref:
+            text += " (conditional TV included: its reference is the KL-optimal estimator)"
+        elif "binary" in ctx.optimal_for(tv_ref):
+            text += " (conditional TV too on nodes with more than 2 states, where the TV reference answers the mean)"
+        text += ". "
+    return text + (f"Bands: ±{Z} SE of the paired difference; markers with error bars: estimators run on a subset "
+                   "of episodes. y axis: linear inside the grey band (typical noise level), logarithmic outside.")
+
 
 EXCESS = PanelPage(
     title="{graph}: excess error over the reference",
-    subtitle=lambda ctx: f"estimator error minus the error of '{ctx.styles.label(ctx.reference)}' on the same episodes "
-    f"(paired); below 0 = better than the reference. Bands: ±{Z} SE of the paired difference. On synthetic graphs "
-    "with a Dirichlet prior the reference is the Bayes-optimal predictor for log loss (KL), so every estimator is "
-    ">= 0 there in expectation; for TV it can dip below. y axis: linear inside the grey band (typical noise level), "
-    "logarithmic outside.",
+    subtitle=excess_subtitle,
     panels=lambda ctx: [
         Panel("cond_tv_excess", "excess conditional TV", kind="excess"),
         Panel("cond_kl_excess", "excess conditional KL (nats)", kind="excess"),
         Panel("joint_tv_excess", "excess joint TV", kind="excess") if ctx.has("joint_tv_excess")
         else Panel("mc_pair_tv_excess", "excess pairwise-marginal TV", kind="excess")],
     requires="cond_tv_excess", missing="No reference estimator in this study (set reference=<estimator name>).",
-    without_reference=True, rect=(0, 0.08, 1, 0.88),
+    rect=(0, 0.08, 1, 0.88),
 )
+
 
 FIDELITY_EXACT = PanelPage(
     title="{graph}: sample fidelity against context length",
@@ -205,7 +260,7 @@ FIDELITY_EXACT = PanelPage(
     + ctx.band_note(),
     panels=(Panel("joint_tv", "joint TV (0 to 1)", ylog=True),
             Panel("joint_kl", "joint KL(true ‖ implied) (nats)", ylog=True)),
-    requires="joint_tv", rect=(0, 0.08, 1, 0.88),
+    requires="joint_tv", rect=(0, 0.08, 1, 0.88), full_only=True,
 )
 
 FIDELITY_MC = PanelPage(
@@ -219,13 +274,15 @@ FIDELITY_MC = PanelPage(
             Panel("mc_loglik_gap", "true log-lik gap (nats per sample)"),
             Panel("mc_impossible_frac", "share of impossible generated samples")),
     requires="mc_pair_tv", missing="No sample-fidelity metrics (fidelity.episodes=0?).", rect=(0, 0.08, 1, 0.88),
+    full_only=True,
 )
 
 SUMMARY = PanelPage(
     title="{graph}: summary",
     subtitle=lambda ctx: f"mean ± SE ({'across seeds' if len(ctx.seeds) > 1 else 'over episodes'}) at selected "
     "context lengths; '–': not run there; bold: lowest mean in the column among estimators run on every episode; "
-    "†: run on a subset of episodes or context lengths (not comparable to the bold value)",
+    "†: run on a subset of episodes, shown as its paired difference Δ to the estimator it mirrors (agreement page) "
+    "on the same episodes; ‡: run at some context lengths only",
     panels=lambda ctx: [Panel("cond_tv", "conditional TV", kind="table"),
                         Panel("joint_tv", "joint TV", kind="table") if ctx.has("joint_tv")
                         else Panel("mc_pair_tv", "pairwise-marginal TV", kind="table")],

@@ -25,7 +25,7 @@ def title_page(pdf, data: ReportData) -> None:
         f"context lengths N: {cfg.get('context_lens')}",
         f"episodes per (estimator, N): {cfg.get('episodes')}   query samples per episode: {cfg.get('queries')} "
         f"(each scores every node)",
-        f"reference (Bayes-optimal under the prior on synthetic graphs): {cfg.get('reference')}",
+        _references_line(data),
         f"seeds: {sorted({r.seed for r in data.runs})}",
     ]
     meta = data.runs[0].meta
@@ -41,6 +41,10 @@ def title_page(pdf, data: ReportData) -> None:
             f"started {last.get('started')}",
             "versions: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()),
         ]
+        code = meta.get("code_version") or {}
+        if code:  # part of every cell's key: results of other code are never mixed in
+            lines.append(f"code that computed the cells: bncompare {code.get('package')}, "
+                         f"source hash {code.get('source')}")
     truths = {f"{r.graph}: {r.truth.get('truth', r.truth.get('kind', '?'))}" for r in data.runs if r.truth}
     if truths:  # which truth each graph's episodes used: bundled CPTs, prior draws, held-out rows
         lines.append("truth of the episodes: " + ", ".join(sorted(truths)))
@@ -62,6 +66,29 @@ def title_page(pdf, data: ReportData) -> None:
     table(ax, rows, ["name", "label", "kind", "parameters", "episodes", "context lengths", "mirrors"], fontsize=8,
           title="Estimators", col_widths=[0.12, 0.16, 0.1, 0.34, 0.07, 0.11, 0.1])
     save(pdf, fig)
+
+
+def _references_line(data: ReportData) -> str:
+    """Which estimators the excess errors are measured against, each with what it declares it minimizes."""
+    run, cfg = data.runs[0], data.runs[0].config
+    refs = [("KL and joint measures", cfg.get("reference")), ("conditional TV", cfg.get("tv_reference")
+                                                              or cfg.get("reference"))]
+    parts = []
+    for what, name in refs:
+        if not name:
+            continue
+        entry = run.estimators.get(name, {}) or {}
+        tags = entry.get("tags") or {}
+        prior_kind = (cfg.get("prior") or {}).get("kind", "dirichlet")
+        optimal = tags.get("reference_for") if tags.get("optimal_under") == prior_kind else None
+        parts.append(f"{what}: {entry.get('label') or name}" + (f" (minimizes expected {optimal})" if optimal
+                                                                 else " (not optimal under this prior)"))
+    if not parts:
+        return "references: none (no excess errors)"
+    truth = run.truth.get("truth", "prior") if run.truth else "prior"
+    caveat = "" if truth == "prior" else f"; the truth here ({truth}) is not drawn from the prior, so no reference " \
+                                         "is optimal"
+    return "references of the excess errors: " + "; ".join(parts) + caveat
 
 
 def _short(v) -> str:
@@ -196,10 +223,11 @@ def agreement_page(pdf, ctx: Ctx) -> None:
         message_page(pdf, title, "No estimator in this study declares a 'mirrors' estimator.")
         return
     fig = plt.figure(figsize=PAGE)
-    header(fig, title, "each is run on the same episodes as the fast estimator it mirrors (slow ones on a subset); "
-            "agreement = TV between the two predicted conditionals, per query, and the largest absolute difference of "
-           "any predicted probability. Exact mirrors agree to rounding; MCMC/VI to their Monte Carlo/optimization "
-           "error.")
+    header(fig, title, "each is run on the same episodes as the fast estimator it mirrors (slow ones on a subset, "
+           "so they are compared in pairs: the middle panel is their conditional TV minus the mirror's on the same "
+           "episodes, which is what results.csv holds as cond_tv_vs_mirror); agreement = TV between the two "
+           "predicted conditionals, per query, and the largest absolute difference of any predicted probability. "
+           "Exact mirrors agree to rounding; MCMC/VI to their Monte Carlo/optimization error.")
     rows = []
     for e, m in pairs:
         d = ctx.comb[(ctx.comb["estimator"] == e) & (ctx.comb["node"] == "all")]
@@ -215,7 +243,7 @@ def agreement_page(pdf, ctx: Ctx) -> None:
     table(ax, rows, ["estimator", "mirrors", "episodes per N", "context lengths N", "mean agreement TV",
                      "max |Δp| (worst N)"], fontsize=8,
           col_widths=[0.17, 0.17, 0.11, 0.2, 0.13, 0.22])
-    ax = fig.add_axes([0.08, 0.07, 0.4, 0.42])
+    ax = fig.add_axes([0.05, 0.07, 0.27, 0.4])
     eps = ctx.data.episodes(ctx.graph, ["cond_tv"])
     if eps is None or eps.empty:
         no_data(ax, "episodes.csv.gz not found: no per-episode scatter")
@@ -231,10 +259,12 @@ def agreement_page(pdf, ctx: Ctx) -> None:
                            label=f"{ctx.styles.label(e)} vs {ctx.styles.label(m)}")
                 hi = max(hi, float(j[["value", "value_mirror"]].max().max()))
         ax.plot([0, hi], [0, hi], color="black", lw=0.8)
-        ax.set_xlabel("conditional TV of the mirrored estimator (per episode)")
-        ax.set_ylabel("conditional TV of the baseline (same episode)")
-        ax.legend(fontsize=7)
-    ax = fig.add_axes([0.57, 0.07, 0.4, 0.42])
+        ax.set_xlabel("conditional TV of the mirrored estimator (per episode)", fontsize=8)
+        ax.set_ylabel("conditional TV of the baseline (same episode)", fontsize=8)
+        ax.legend(fontsize=6)
+    ax = fig.add_axes([0.39, 0.07, 0.27, 0.4])
+    _paired_panel(ax, ctx, pairs)
+    ax = fig.add_axes([0.72, 0.07, 0.26, 0.4])
     for e, _ in pairs:
         d = ctx.comb[(ctx.comb["estimator"] == e) & (ctx.comb["metric"] == "agree_tv") & (ctx.comb["node"] == "all")]
         d = d.sort_values("context_len")
@@ -242,9 +272,32 @@ def agreement_page(pdf, ctx: Ctx) -> None:
                 label=ctx.styles.label(e))
     ax.set_yscale("log")
     set_xscale(ax, ctx.lens)
-    ax.set_ylabel("mean agreement TV (log; 1e-17 = identical)")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("mean agreement TV (log; 1e-17 = identical)", fontsize=8)
+    ax.legend(fontsize=6)
     save(pdf, fig)
+
+
+def _paired_panel(ax, ctx: Ctx, pairs) -> None:
+    """Conditional TV minus the mirror's on the same episodes, ± 1.96 SE: how a subset baseline compares."""
+    d = ctx.comb[(ctx.comb["metric"] == "cond_tv_vs_mirror") & (ctx.comb["node"] == "all")]
+    drawn = False
+    for i, (e, _) in enumerate(pairs):
+        x = d[d["estimator"] == e].sort_values("context_len")
+        if x.empty:
+            continue
+        shift = 1 + 0.04 * (i - len(pairs) / 2)  # side by side, so the error bars do not hide each other
+        ax.errorbar(x["context_len"] * shift, x["mean"], yerr=Z * x["sem"].fillna(0), fmt="o-", ms=3, lw=1,
+                    capsize=2, color=ctx.styles.style[e]["color"], label=ctx.styles.label(e))
+        drawn = True
+    if not drawn:
+        no_data(ax, "no paired differences recorded")
+        return
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_yscale("symlog", linthresh=1e-4)
+    set_xscale(ax, ctx.lens)
+    ax.set_ylabel(f"cond. TV minus the mirror's, same episodes (±{Z} SE; symlog)", fontsize=8)
+    ax.set_title("paired difference to the mirrored estimator", fontsize=9)
+    ax.legend(fontsize=6)
 
 
 def overview_page(pdf, data: ReportData) -> None:
@@ -257,7 +310,7 @@ def overview_page(pdf, data: ReportData) -> None:
             f"one panel per graph; bands ±{Z} SE (across seeds when there are several)")
     for ax, g in zip(axes.flat, graphs):
         ctx = make_ctx(data, g)
-        line_panel(ax, ctx.comb, "cond_tv", ctx.estimators, ctx.styles, ylog=True)
+        line_panel(ax, ctx.comb, "cond_tv", ctx.full(ctx.estimators), ctx.styles, ylog=True)  # raw means: all episodes
         set_xscale(ax, ctx.lens)
         ax.set_title(f"{g} ({len(ctx.seeds)} seed{'s' if len(ctx.seeds) > 1 else ''})", fontsize=10)
         ax.set_ylabel("conditional TV")

@@ -47,9 +47,16 @@ def timing_rows(episodes: np.ndarray, t0: float, t1: float, t2: float) -> list[p
             scalar("seconds_per_context", episodes, np.full(B, (t2 - t0) / B))]
 
 
-def conditional_rows(graph: Graph, batch: Batch, probs: list[torch.Tensor]) -> list[pd.DataFrame]:
-    """Conditional TV and KL at the query's parent values, the share of infinite KL and of unseen configurations."""
+def conditional_rows(graph: Graph, batch: Batch, probs: list[torch.Tensor],
+                     zero_below: float = 0.0) -> list[pd.DataFrame]:
+    """Conditional TV and KL at the query's parent values, the share of infinite KL and of unseen configurations.
+
+    Probabilities below ``zero_below`` (an estimator's declared floor) count as 0: its KL follows the zero
+    convention of the rule it computes instead of being finite only because of the floor.
+    """
     ids, names = batch.episodes, graph.names
+    if zero_below > 0:
+        probs = [torch.where(p < zero_below, 0.0, p) for p in probs]
     err = conditional_errors(graph, batch.cpts, batch.queries, probs)  # (B, Q, M) each
     inf = torch.isinf(err["cond_kl"]).to(torch.float64)
     if batch.graphs is None:
@@ -156,7 +163,7 @@ def evaluate_cell(episodes: Episodes, est, espec: EstimatorSpec, context_len: in
                 k = min(attention_left, part.size)
                 attention_left -= k
                 parts += attention_rows(est.model_, graph, part.head(k))
-        parts += conditional_rows(graph, batch, probs)
+        parts += conditional_rows(graph, batch, probs, est.zero_below_)
         if mirror is not None:
             parts += agreement_rows(graph, batch, probs, other)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from bncompare.codeversion import code_version
 from bncompare.errors import BNError
 from bncompare.files import atomic_write_text, lock_dir, probe_writable
 from bncompare.metrics.summary import cell_summary
@@ -29,7 +30,9 @@ from bncompare.studies.protocol import Episodes
 from bncompare.studies.spec import StudySpec, study_spec
 from bncompare.studies.store import (
     CellStore,
+    cell_inputs,
     cell_key,
+    changes,
     history_damaged,
     read_json,
     write_episodes,
@@ -56,8 +59,10 @@ def check_out_dir(out_dir) -> Path:
 
 
 def plan_cells(spec: StudySpec) -> list[tuple[int, str]]:
-    """(context_len, estimator) in run order: by context length, the reference first."""
-    order = sorted(spec.estimators, key=lambda e: e.name != spec.reference)
+    """(context_len, estimator) in run order: by context length (the cells of one length are summarized
+    together, in pairs); the references first, then the estimators others mirror."""
+    refs = {spec.reference, spec.tv_reference} - {None}
+    order = sorted(spec.estimators, key=lambda e: (e.name not in refs, e.mirrors is not None))
     return [(n, e.name) for n in spec.context_lens for e in order if e.context_lens is None or n in e.context_lens]
 
 
@@ -96,7 +101,8 @@ def estimator_records(spec: StudySpec, estimators: dict) -> dict:
     return {e.name: {"kind": e.kind, "class": type(estimators[e.name]).__name__, "label": e.label or e.name,
                      "tags": asdict(estimators[e.name].tags), "params": estimators[e.name].get_params(),
                      "subset": e.subset, "context_lens": list(e.context_lens) if e.context_lens else None,
-                     "mirrors": e.mirrors, "reference": e.name == spec.reference}
+                     "mirrors": e.mirrors, "reference": e.name == spec.reference,
+                     "tv_reference": e.name == spec.tv_reference}
             for e in spec.estimators}
 
 
@@ -115,7 +121,13 @@ def run_study(config: dict, out_dir) -> Path:
     graph_name, seed = graph_label(spec), spec.seed
     store = CellStore(out)
     mirror_of = {e.name: (spec.estimator(e.mirrors) if e.mirrors else None) for e in spec.estimators}
-    keys = {e.name: cell_key(spec, e, mirror_of[e.name], truth.fingerprint) for e in spec.estimators}
+    # Build every estimator (settings only): its effective parameters, defaults included, key its cells.
+    estimators = {e.name: registry.build(e.kind, e.params) for e in spec.estimators}
+    code = code_version()
+    inputs = {e.name: cell_inputs(spec, e, estimators[e.name].get_params(), mirror_of[e.name],
+                                  estimators[mirror_of[e.name].name].get_params() if mirror_of[e.name] else None,
+                                  truth.fingerprint, code) for e in spec.estimators}
+    keys = {name: cell_key(x) for name, x in inputs.items()}
     plan = plan_cells(spec)
     for e in spec.estimators:
         if not any(name == e.name for _, name in plan):
@@ -125,9 +137,8 @@ def run_study(config: dict, out_dir) -> Path:
     stale = store.stale({store.path(name, n, keys[name]) for n, name in plan})
     log.info("%s: %d cells, %d already done%s", out, len(plan), len(plan) - len(pending),
              f", {len(stale)} stale cell files ignored" if stale else "")
+    _log_changes(read_json(out, "meta.json").get("cell_inputs"), inputs, pending, stale)
 
-    # Build every estimator (settings only); prepare the ones a pending cell needs, once.
-    estimators = {e.name: registry.build(e.kind, e.params) for e in spec.estimators}
     if truth.per_episode_graphs:
         fixed = [name for name, est in estimators.items() if est.tags.one_structure]
         if fixed:
@@ -151,43 +162,78 @@ def run_study(config: dict, out_dir) -> Path:
             if estimators[e.name].tags.has_history and estimators[e.name].history_:
                 write_history(out, e.name, estimators[e.name].history_)
 
-    # Walk the plan in order: finished cells are read back, missing ones computed. The reference
-    # comes first at each N, so its per-episode rows are at hand for the paired excess errors.
+    # Walk the plan in order: finished cells are read back, missing ones computed; once every cell of a
+    # context length is at hand, they are summarized with their paired differences (references, mirrors).
     episodes = Episodes(graph, truth, spec)
     todo = set(pending)
-    summaries, ref_frame = {}, None
+    summaries, frames = {}, {}
     bar = tqdm(total=len(pending), desc="cells", unit="cell", disable=not spec.progress, dynamic_ncols=True)
-    for n, name in plan:
+    for i, (n, name) in enumerate(plan):
         if (n, name) in todo:
             bar.set_postfix_str(f"{name} N={n}")
             mirror = estimators[mirror_of[name].name] if mirror_of[name] is not None else None
             frame = evaluate_cell(episodes, estimators[name], spec.estimator(name), n, mirror)
             store.write(name, n, keys[name], frame)
+            bar.update(1)
         else:
             frame = store.read(name, n, keys[name])
-        if name == spec.reference:
-            ref_frame = frame
-        ref = ref_frame if spec.reference is not None and name != spec.reference else None
-        summaries[(n, name)] = cell_summary(frame, ref, graph_name, seed, name, n)
-        if (n, name) in todo:
+        frames[name] = frame
+        if i + 1 == len(plan) or plan[i + 1][0] != n:  # every cell of this N is at hand: summarize them in pairs
+            summaries.update(summarize_length(spec, graph_name, n, frames, mirror_of))
+            frames = {}
             write_results(out, [summaries[c] for c in plan if c in summaries])
-            bar.update(1)
     bar.close()
 
     write_results(out, [summaries[c] for c in plan])
     write_episodes(out, [(name, n, store.read(name, n, keys[name])) for n, name in plan], graph_name, seed)
     _write_meta(out, spec, started, time.perf_counter() - t_start, len(pending), len(plan) - len(pending),
-                prepare_seconds)
+                prepare_seconds, code, inputs)
     return out
 
 
+def summarize_length(spec: StudySpec, graph_name: str, n: int, frames: dict, mirror_of: dict) -> dict:
+    """results.csv rows of every cell at context length ``n``, with the paired differences to the references
+    and to the mirrored estimator, on the same episodes."""
+    out = {}
+    for name, frame in frames.items():
+        refs = {m: frames.get(r) for m, r in spec.references().items() if r != name}
+        mirror = frames.get(mirror_of[name].name) if mirror_of[name] is not None else None
+        out[(n, name)] = cell_summary(frame, refs, graph_name, spec.seed, name, n, mirror)
+    return out
+
+
+def _log_changes(before, now: dict, pending: list, stale: list) -> None:
+    """Say why cells are computed again: what changed in their inputs since the last run (the code once)."""
+    if not isinstance(before, dict):
+        if before is None and stale:
+            log.info("the cells found here were computed by a bncompare that did not record its code version "
+                     "or settings in meta.json: they are computed again")
+        return
+    redo = {name for _, name in pending}
+    said = set()
+    for name, x in now.items():
+        old = before.get(name)
+        if name not in redo or not isinstance(old, dict) or old == x:
+            continue
+        diff = changes(old, x)
+        code = [d for d in diff if d.startswith("code.")]
+        if code and "code" not in said:
+            said.add("code")
+            log.info("the code that computes the numbers changed since the last run (%s): its cells are computed "
+                     "again", "; ".join(code))
+        diff = [d for d in diff if not d.startswith("code.")]
+        if diff:
+            log.info("estimator %s: computing its cells again, since the last run changed %s%s", name,
+                     "; ".join(diff[:4]), f" (and {len(diff) - 4} more)" if len(diff) > 4 else "")
+
+
 def _write_meta(out: Path, spec: StudySpec, started, seconds: float, computed: int, reused: int,
-                prepare_seconds: dict) -> None:
+                prepare_seconds: dict, code: dict, inputs: dict) -> None:
     meta = read_json(out, "meta.json")
     runs = meta.get("runs") if isinstance(meta.get("runs"), list) else []
     runs.append({"started": started.isoformat(timespec="seconds"), "wall_seconds": round(seconds, 2),
                  "cells_computed": computed, "cells_reused": reused,
                  "prepare_seconds": {k: round(v, 2) for k, v in prepare_seconds.items()}})
     meta.update({"graph": graph_label(spec), "seed": spec.seed, "device": describe_device(spec),
-                 "versions": package_versions(), "runs": runs})
+                 "versions": package_versions(), "code_version": code, "cell_inputs": inputs, "runs": runs})
     write_json(out, "meta.json", meta)

@@ -15,7 +15,7 @@ NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # estimator names become file names
 # Every top-level key a study config may have: anything else (a typo, +nosuchkey=5) is refused, not ignored.
 TOP_LEVEL = {"seed", "device", "context_lens", "episodes", "queries", "batch_size", "reference", "fidelity",
              "diagnostics", "study_name", "out_dir", "report", "progress", "graph", "prior", "transformer",
-             "estimators"}
+             "estimators", "tv_reference"}
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ class StudySpec:
     queries: int
     batch_size: int
     estimators: tuple[EstimatorSpec, ...]
-    reference: str | None = None
+    reference: str | None = None  # the KL (log-loss) reference: excess of every metric but cond_tv
+    tv_reference: str | None = None  # the conditional-TV reference (None: the KL reference, not TV-optimal)
     max_exact_states: int = 2**16
     mc_samples: int = 1000
     fidelity_episodes: int | None = None
@@ -57,6 +58,14 @@ class StudySpec:
             if e.name == name:
                 return e
         raise BNError(f"no estimator named {name!r}; estimators are {[e.name for e in self.estimators]}")
+
+    def references(self) -> dict[str, str]:
+        """{metric: the estimator its ``<metric>_excess`` is measured against}."""
+        from bncompare.metrics.summary import EXCESS_OF
+
+        if self.reference is None:
+            return {}
+        return {m: (self.tv_reference if m == "cond_tv" and self.tv_reference else self.reference) for m in EXCESS_OF}
 
     def data_dict(self) -> dict:
         """Everything that fixes the draws and the metrics of a cell (part of every cell's key)."""
@@ -186,13 +195,19 @@ def study_spec(cfg: dict) -> StudySpec:
     if device not in ("auto", "cpu", "cuda"):
         raise BNError(f"device must be auto, cpu or cuda, got {device!r}")
     estimators = estimator_specs(cfg.get("estimators"), lens)
-    reference = cfg.get("reference")
-    if reference is not None and reference not in {e.name for e in estimators}:
-        raise BNError(f"reference {reference!r} is not one of the estimators {[e.name for e in estimators]}")
-    if reference is not None:
-        ref = next(e for e in estimators if e.name == reference)
-        if ref.subset is not None or ref.context_lens is not None:
-            raise BNError(f"reference {reference!r} must run on every episode and context length (no subset)")
+    names = {e.name for e in estimators}
+    reference, tv_reference = cfg.get("reference"), cfg.get("tv_reference")
+    if reference is None:
+        tv_reference = None  # no reference, no excess errors at all
+    for key, ref in (("reference", reference), ("tv_reference", tv_reference)):
+        if ref is None:
+            continue
+        if ref not in names:
+            raise BNError(f"{key} {ref!r} is not one of the estimators {sorted(names)} "
+                          f"(add it, or set {key}=null)")
+        e = next(e for e in estimators if e.name == ref)
+        if e.subset is not None or e.context_lens is not None:
+            raise BNError(f"{key} {ref!r} must run on every episode and context length (no subset)")
     return StudySpec(
         graph=graph,
         prior={"kind": prior.get("kind", "dirichlet"), "params": _dict(prior.get("params"), "prior.params")},
@@ -203,6 +218,7 @@ def study_spec(cfg: dict) -> StudySpec:
         batch_size=_int(cfg.get("batch_size"), "batch_size", 1),
         estimators=estimators,
         reference=reference,
+        tv_reference=tv_reference,
         max_exact_states=_int(fid.get("max_exact_states", 2**16), "fidelity.max_exact_states", 1),
         mc_samples=_int(fid.get("mc_samples", 1000), "fidelity.mc_samples", 1),
         fidelity_episodes=_opt_int(fid.get("episodes"), "fidelity.episodes", 0),

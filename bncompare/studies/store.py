@@ -10,7 +10,7 @@ A run directory describes itself: a report renders from it alone, on any machine
     results.csv          tidy summary: graph, seed, estimator, context_len, node, metric, mean, sem, n
     episodes.csv.gz      every per-episode row of the study (written at the end)
     extras/              history_<estimator>.csv: training curves of estimators tagged has_history
-    meta.json            package versions, device, wall times of each invocation
+    meta.json            package versions, code version, each estimator's cell inputs, device, wall times
     report.pdf           written by the report command (python -m bncompare.reports.report <dir>)
 
 Metrics (``node`` is a node name or ``all``, the mean over nodes):
@@ -21,21 +21,28 @@ Metrics (``node`` is a node name or ``all``, the mean over nodes):
     joint_tv, joint_kl          exact distance of the implied joint (networks up to fidelity.max_exact_states)
     mc_pair_tv, mc_loglik_gap,  Monte Carlo fidelity of generated samples (larger networks)
       mc_impossible_frac
-    <metric>_excess             paired difference to the reference estimator, same episodes
+    <metric>_excess             paired difference to the reference estimator, same episodes (cond_tv: the
+                                tv_reference, the TV optimum; the rest: the reference, the KL optimum)
+    <metric>_vs_mirror          paired difference to the estimator it ``mirrors``, same episodes (how an
+                                estimator run on a subset of episodes compares)
     agree_tv, agree_max_abs     agreement with the estimator it ``mirrors`` (same episodes)
     fit_/predict_/seconds_per_context   wall-clock cost
     attn_match, attn_other, attn_sink, attn_self, attn_null, attn_chance
                                 attention shares of transformer estimators; node = "L<layer>.H<head>"
 
 A cell file is named ``<estimator>__N<len>__<key>.csv.gz``; ``key`` hashes
-everything that determines the cell's numbers (data settings, the estimator's
-config, its mirror's). A cell is written to a temporary file and renamed, so a
-killed run leaves either a whole cell or none; a rerun with the same settings
-skips the cells it finds, and a rerun with changed settings recomputes only the
-cells whose key changed (stale files are ignored, never mixed in). A cell file
-that cannot be read back whole (empty, truncated, garbage) is named in the log,
-removed and computed again; a damaged ``meta.json`` or training history is
-rewritten. Only one run works in a folder at a time (:func:`bncompare.files.lock_dir`).
+everything that determines the cell's numbers (:func:`cell_inputs`): the data
+settings, the built estimator's effective parameters and its mirror's, and the
+code version (package version + a hash of the source that computes the numbers).
+``meta.json`` keeps these inputs per estimator, so a rerun that finds them changed
+(an upgrade, a new default) logs what changed before computing the cells again.
+A cell is written to a temporary file and renamed, so a killed run leaves either
+a whole cell or none; a rerun with the same settings skips the cells it finds, and
+a rerun with changed settings recomputes only the cells whose key changed (stale
+files are ignored, never mixed in). A cell file that cannot be read back whole
+(empty, truncated, garbage) is named in the log, removed and computed again; a
+damaged ``meta.json`` or training history is rewritten. Only one run works in a
+folder at a time (:func:`bncompare.files.lock_dir`).
 """
 from __future__ import annotations
 
@@ -50,20 +57,42 @@ from bncompare.files import atomic_write, atomic_write_text
 from bncompare.metrics.summary import RESULT_COLUMNS
 from bncompare.studies.spec import EstimatorSpec, StudySpec
 
-CELL_FORMAT = 3  # bump when the metrics of a cell change meaning
+CELL_FORMAT = 4  # the layout of a cell file and the meaning of its metrics
 CELL_COLUMNS = ["episode", "node", "metric", "value"]
 EPISODE_COLUMNS = ["graph", "seed", "estimator", "context_len", "episode", "node", "metric", "value"]
 
 
-def cell_key(spec: StudySpec, espec: EstimatorSpec, mirror: EstimatorSpec | None = None,
-             source: str | None = None) -> str:
-    """``source``: a hash of the network file the truth comes from (``graph=file``), so an edited file is new."""
-    payload = {"format": CELL_FORMAT, "data": spec.data_dict(), "estimator": espec.to_dict(),
-               "mirror": mirror.to_dict() if mirror else None}
+def cell_inputs(spec: StudySpec, espec: EstimatorSpec, params: dict, mirror: EstimatorSpec | None = None,
+                mirror_params: dict | None = None, source: str | None = None, code: dict | None = None) -> dict:
+    """Everything that determines a cell's numbers, as plain data (what its key hashes, and what meta.json keeps).
+
+    ``params``: the BUILT estimator's effective settings (``get_params()``, defaults included), so a changed
+    default changes the key; ``code``: :func:`bncompare.codeversion.code_version`; ``source``: a hash of the
+    network file the truth comes from (``graph=file``), so an edited file is new.
+    """
+    entry = {k: v for k, v in espec.to_dict().items() if k != "params"}
+    payload = {"format": CELL_FORMAT, "data": spec.data_dict(), "estimator": dict(entry, params=params),
+               "mirror": dict(mirror.to_dict(), params=mirror_params) if mirror else None, "code": code}
     if source is not None:
         payload["source"] = source
-    text = json.dumps(payload, sort_keys=True, default=str)
+    return json.loads(json.dumps(payload, sort_keys=True, default=str))
+
+
+def cell_key(inputs: dict) -> str:
+    text = json.dumps(inputs, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """The leaves that differ between two nested dicts, as 'path: old -> new' (what the log says about a rerun)."""
+    out = []
+    for k in sorted(set(old) | set(new), key=str):
+        a, b, path = old.get(k), new.get(k), f"{prefix}{k}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += changes(a, b, path + ".")
+        elif a != b:
+            out.append(f"{path}: {a!r} -> {b!r}")
+    return out
 
 
 log = logging.getLogger(__name__)

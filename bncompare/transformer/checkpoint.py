@@ -27,7 +27,8 @@ built on the ``meta`` device first, so a forged config never allocates memory.
 
 The cache (:func:`trained_model`) keeps one checkpoint per sha256 of everything
 that determines a trained model: graph signature, prior, TrainConfig and the
-training code's version. It lives in ``$BNCOMPARE_CACHE`` or ``~/.cache/bncompare``.
+training code's version (:func:`bncompare.codeversion.code_version`). It lives in
+``$BNCOMPARE_CACHE`` or ``~/.cache/bncompare``.
 A bad entry is reported in one log line and trained again; an unwritable cache is
 reported before training, not after. A process training an entry holds its lock
 (``.training.lock``, an flock the kernel drops when the process dies): another
@@ -45,6 +46,7 @@ from pathlib import Path
 import torch
 
 import bncompare
+from bncompare.codeversion import TRAIN_PARTS, code_version
 from bncompare.errors import BNError
 from bncompare.files import atomic_write, probe_writable
 from bncompare.networks.graph import Graph
@@ -186,12 +188,13 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(graph: Graph, prior, cfg) -> str:
-    """sha256 of everything that determines the trained model (the device is left out:
-    a model trained on a GPU serves CPU runs too)."""
+    """sha256 of everything that determines the trained model: graph, prior, the full TrainConfig (defaults
+    included) and the training code's version (package version + a hash of the code it runs, so an upgrade or a
+    fix retrains). The device is left out: a model trained on a GPU serves CPU runs too."""
     train_cfg = cfg.to_dict()
     train_cfg.pop("device", None)
     blob = {"graph": graph_signature(graph), "prior": prior_signature(prior), "train": train_cfg,
-            "code": TRAIN_CODE_VERSION}
+            "code": [TRAIN_CODE_VERSION, code_version(TRAIN_PARTS)]}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
@@ -297,7 +300,8 @@ def trained_model(graph: Graph, prior, cfg=None, cache_dir=None, progress: bool 
         model, history = train(graph, prior, cfg, progress=progress, run=run)
         if world.is_main:
             meta = {"cache_key": key, "graph": graph_signature(graph), "prior": prior_signature(prior),
-                    "train": cfg.to_dict(), "processes": world.size, "history": history}
+                    "train": cfg.to_dict(), "processes": world.size,
+                    "code_version": code_version(TRAIN_PARTS), "history": history}
             save_checkpoint(directory, model, meta)
             snapshot.remove(directory)
     finally:

@@ -166,7 +166,7 @@ class ConstructedTransformer(Estimator):
     :class:`TransformerEstimator`, the same path the trained model takes.
     """
 
-    tags = Tags(family="constructed", has_attention=True)
+    tags = Tags(family="constructed", has_attention=True, floors_are_zeros=True)
 
     def __init__(self, mode: str = "mle", alpha: float = 1.0, beta: float = DEFAULT_BETA,
                  dtype: torch.dtype = torch.float64, batch_size: int = 256):
@@ -181,6 +181,11 @@ class ConstructedTransformer(Estimator):
     def fit(self, graph, contexts):
         contexts = self._start_fit(graph, contexts)
         self.model_ = construct_model(graph, self.mode, self.alpha, self.beta, self.dtype)
+        # Mode "mle" answers ~1e-12 where MLE answers exactly 0. Below the error bound a probability is one of
+        # those zeros, as long as the bound stays under half the smallest nonzero MLE probability 1/N.
+        n = contexts.shape[1]
+        bound = error_bound(self.mode, self.beta, n, self.alpha)
+        self.zero_below_ = bound if self.mode == "mle" and bound < 0.5 / max(n, 1) else 0.0
         self.wrapper_ = TransformerEstimator(self.model_, self.batch_size, name=self.name).fit(graph, contexts)
         return self
 

@@ -42,6 +42,12 @@ class TrainedTransformer(Estimator):
             raise BNError(f"{self.name}: train_cfg must be a TrainConfig, a dict or None, got {type(cfg).__name__}")
         return replace(cfg, seed=int(seed))
 
+    def get_params(self) -> dict:
+        """The settings, with ``train_cfg`` as the full TrainConfig it trains with (defaults included, seed aside)."""
+        params = super().get_params()
+        params["train_cfg"] = {k: v for k, v in self.config(0).to_dict().items() if k != "seed"}
+        return params
+
     def training_task(self, graph: Graph, prior):
         """The (graph, prior) the model trains on: the study's own, for this estimator."""
         return graph, prior
