@@ -21,7 +21,8 @@ def test_agnostic_preset_compares_the_right_estimators():
     cfg = compose(["study=agnostic"])
     assert cfg["graph"]["name"] == "random_dags"
     assert {e: v["kind"] for e, v in cfg["estimators"].items()} == {
-        "bayes": "dirichlet", "mle": "mle", "naive": "naive", "agnostic": "transformer_agnostic"}
+        "bayes": "dirichlet", "bayes_median": "dirichlet_median", "mle": "mle", "naive": "naive",
+        "agnostic": "transformer_agnostic"}
     cfg = compose(["study=agnostic", "graph=tree-7", "estimators=agnostic_trained"])
     assert {e: v["kind"] for e, v in cfg["estimators"].items()} == {
         "bayes": "dirichlet", "mle": "mle", "naive": "naive", "trained": "trained", "agnostic": "transformer_agnostic",
