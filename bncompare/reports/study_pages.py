@@ -124,8 +124,12 @@ def dag_page(pdf, ctx: Ctx) -> None:
         return
     fig = plt.figure(figsize=PAGE)
     edges = sum(len(p) for p in graph.parents)
-    header(fig, f"{ctx.graph}: the DAG", f"{graph.n_nodes} nodes, {edges} edges; layers by topological depth, "
-           f"arrows from parent to child")
+    if run.truth.get("per_episode_dags"):  # the drawn graph is the layout, not any episode's DAG
+        header(fig, f"{ctx.graph}: the layout", f"every episode draws its own DAG; drawn: the complete graph on "
+               f"{graph.n_nodes} nodes that holds every DAG's CPTs (each node's possible parents)")
+    else:
+        header(fig, f"{ctx.graph}: the DAG", f"{graph.n_nodes} nodes, {edges} edges; layers by topological depth, "
+               f"arrows from parent to child")
     small = graph.n_nodes <= 24
     ax = fig.add_axes([0.02, 0.04, 0.62, 0.86] if small else [0.01, 0.02, 0.76, 0.88])
     draw_dag(ax, graph)

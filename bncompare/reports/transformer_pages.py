@@ -177,11 +177,12 @@ def agnostic_page(pdf, ctx: Ctx) -> None:
             "never told the parents: trained on a fresh Erdos-Renyi DAG (edge probability ~ U[{}, {}], at most {} "
             "parents) and fresh Dirichlet CPTs per task, on {} nodes with this graph's cardinalities; one cached model "
             "serves every graph of that layout. It must find the parents in context: the attention page shows the "
-            "share of attention on rows matching the query on the TRUE parents (layer 0 is where a trained model "
-            "selects them). "
-            "Baselines: naive = prefix MLE (no graph); MLE and Bayes posterior mean use the true graph; the structure-"
-            "aware trained TF is trained on this graph only.".format(p.get("p_low"), p.get("p_high"),
-                                                                    p.get("max_parents"), "the same number of"))
+            "share of attention on rows matching the query on the TRUE parents. "
+            "Baselines: naive = prefix MLE (no graph); MLE and Bayes posterior mean use the true graph ({}); a "
+            "structure-aware trained TF, when present, is trained on this graph only.".format(
+                p.get("p_low"), p.get("p_high"), p.get("max_parents"), "the same number of",
+                "each episode's own DAG" if ctx.data.runs_of(ctx.graph)[0].truth.get("per_episode_dags")
+                else "the study's graph"))
     full = ctx.full(ctx.estimators)  # raw means side by side: estimators run on every episode only
     rows = [[fmt(ctx.value(e, n, "cond_tv"), ctx.value(e, n, "cond_tv", what="sem")) for n in ctx.lens] for e in full]
     ax = fig.add_axes([0.3, 0.46, 0.68, 0.3])

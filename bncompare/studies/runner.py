@@ -146,6 +146,7 @@ def run_study(config: dict, out_dir) -> Path:
                           f"a fresh DAG per episode; drop them (" + " ".join(f"~estimators.{n}" for n in fixed) + ")")
     write_json(out, "graph.json", graph_record(graph))
     write_json(out, "truth.json", {"kind": truth.kind, "truth": truth.truth, "prior": prior.describe(),
+                                   "per_episode_dags": truth.per_episode_graphs,
                                    "description": truth.describe(graph, prior),
                                    "prior_distance": prior_distance(truth, prior)})
     write_json(out, "estimators.json", estimator_records(spec, estimators))
