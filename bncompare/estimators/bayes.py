@@ -29,7 +29,7 @@ from scipy import special
 
 from bncompare.errors import BNError
 from bncompare.estimators.base import TableEstimator, Tags
-from bncompare.estimators.counting import count_tables
+from bncompare.estimators.counting import count_tables, positive_alpha
 
 
 def _binary(graph, what: str) -> None:
@@ -84,9 +84,7 @@ class DirichletMedian(TableEstimator):
     tags = Tags(reference_for="TV (binary rows) under Dirichlet(alpha) rows", optimal_under="dirichlet")
 
     def __init__(self, alpha: float = 1.0):
-        if not alpha > 0:
-            raise BNError(f"Dirichlet pseudo-count alpha must be > 0, got {alpha}")
-        self.alpha = float(alpha)
+        self.alpha = positive_alpha(alpha)
 
     def fit(self, graph, contexts):
         contexts = self._start_fit(graph, contexts)

@@ -83,6 +83,13 @@ class MLE(CountingEstimator):
         return 0.0
 
 
+def positive_alpha(alpha) -> float:
+    """A Dirichlet pseudo-count, checked: > 0."""
+    if not alpha > 0:
+        raise BNError(f"Dirichlet pseudo-count alpha must be > 0, got {alpha}")
+    return float(alpha)
+
+
 class DirichletPosterior(CountingEstimator):
     """Posterior mean under symmetric Dirichlet(alpha) rows ("bayes" when alpha matches the prior)."""
 
@@ -90,9 +97,7 @@ class DirichletPosterior(CountingEstimator):
     tags = Tags(reference_for="KL (log loss) under Dirichlet(alpha) rows", optimal_under="dirichlet")
 
     def __init__(self, alpha: float = 1.0):
-        if not alpha > 0:
-            raise BNError(f"Dirichlet pseudo-count alpha must be > 0, got {alpha}")
-        self.alpha = float(alpha)
+        self.alpha = positive_alpha(alpha)
 
     def pseudo_count(self, graph, m):
         return self.alpha
