@@ -27,8 +27,8 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 @contextlib.contextmanager
 def single_thread():
-    """Run with one torch thread: Pyro's tensors are tiny, and on a busy machine
-    intra-op threads cost more in synchronization than they save (10x measured)."""
+    """Run with one torch thread: Pyro's tensors and the transformer's matrices are small, and
+    intra-op threads cost more in synchronization than they save (Pyro: 10x; training: 2-3x measured)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
