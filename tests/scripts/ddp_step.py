@@ -27,4 +27,8 @@ rec = train_step(net, graph, prior, cfg, gen, torch.device("cpu"), False, groups
 if world.is_main:
     grads = {name: p.grad for name, p in model.named_parameters()}
     torch.save({"grads": grads, "loss": torch.tensor(loss), "world": torch.tensor(world.size)}, out)
+# Both ranks leave together: a rank destroying the gloo group while the other still works can abort
+# ("terminate called without an active exception", seen once in CI).
+distributed.barrier(world)
+del net
 distributed.shutdown()
