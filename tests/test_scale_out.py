@@ -117,18 +117,24 @@ def test_joblib_sweep(tmp_path):
     assert [set(f["seed"]) for f in frames] == [{0}, {1}]
 
 
-@pytest.mark.slow  # .ci/run runs it
-def test_killed_training_command_resumes_to_the_same_weights(tmp_path):
-    """A real kill -9 of the training command mid-run; the same command again finishes with the weights of
-    an uninterrupted run."""
-    overrides = ["graph=chain-5", "study=smoke", "transformer.train.steps=200", "transformer.train.eval_every=0"]
-    cmd = [sys.executable, "-m", "bncompare.studies.train", *overrides, "--checkpoint-every", "10"]
+def start_until_snapshot(cmd, tmp_path) -> subprocess.Popen:
+    """Start a training command on the cache ``tmp_path/a``; return once it has written a snapshot."""
     env = dict(os.environ, BNCOMPARE_CACHE=str(tmp_path / "a"), OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not list((tmp_path / "a").glob(f"transformer/*/{snapshot.STATE}")) and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(1.0)
+    return proc
+
+
+@pytest.mark.slow  # .ci/run runs it
+def test_killed_training_command_resumes_to_the_same_weights(tmp_path):
+    """A real kill -9 of the training command mid-run; the same command again finishes with the weights of
+    an uninterrupted run."""
+    overrides = ["graph=chain-5", "study=smoke", "transformer.train.steps=200", "transformer.train.eval_every=0"]
+    cmd = [sys.executable, "-m", "bncompare.studies.train", *overrides, "--checkpoint-every", "10"]
+    proc = start_until_snapshot(cmd, tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     (entry,) = (tmp_path / "a" / "transformer").iterdir()
@@ -172,12 +178,7 @@ def test_killed_torchrun_training_resumes_to_the_same_weights(tmp_path):
     ends with the weights of an uninterrupted 2-process run."""
     overrides = ["graph=chain-5", "study=smoke", "transformer.train.steps=200", "transformer.train.eval_every=0"]
     cmd = [*TORCHRUN, "-m", "bncompare.studies.train", *overrides, "--checkpoint-every", "10"]
-    env = dict(os.environ, BNCOMPARE_CACHE=str(tmp_path / "a"), OMP_NUM_THREADS="1")
-    agent = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not list((tmp_path / "a").glob(f"transformer/*/{snapshot.STATE}")) and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)
+    agent = start_until_snapshot(cmd, tmp_path)
     workers = subprocess.run(["pgrep", "-P", str(agent.pid)], capture_output=True, text=True).stdout.split()
     assert len(workers) == 2
     for pid in [*map(int, workers), agent.pid]:  # the whole job dies at once, as when a node is lost
