@@ -65,6 +65,11 @@ class Estimator:
         """The settings this estimator was built with, each stored under its ``__init__`` name."""
         return {name: getattr(self, name) for name in self.param_names()}
 
+    def optimal_prior(self) -> dict | None:
+        """The CPT prior, as a study's ``prior`` gives it (``{"kind", "params"}``), under which this estimator
+        minimizes ``tags.reference_for``; None when it is no reference. Only under that exact prior is it optimal."""
+        return None
+
     def prepare(self, graph: Graph, prior, seed: int = 0) -> Estimator:
         """Learn whatever depends only on the task distribution, once per study.
 

@@ -86,6 +86,9 @@ class DirichletMedian(TableEstimator):
     def __init__(self, alpha: float = 1.0):
         self.alpha = positive_alpha(alpha)
 
+    def optimal_prior(self):
+        return {"kind": "dirichlet", "params": {"alpha": self.alpha}}
+
     def fit(self, graph, contexts):
         contexts = self._start_fit(graph, contexts)
         self.cpts_ = []
@@ -108,6 +111,9 @@ class _UniformRowPosterior(TableEstimator):
 
     def statistic(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def optimal_prior(self):
+        return {"kind": "uniform", "params": {"low": self.low, "high": self.high}}
 
     def prepare(self, graph, prior, seed: int = 0):
         """Refuse a graph with non-binary nodes before a study spends time on anything else."""

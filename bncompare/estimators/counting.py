@@ -102,6 +102,9 @@ class DirichletPosterior(CountingEstimator):
     def pseudo_count(self, graph, m):
         return self.alpha
 
+    def optimal_prior(self):
+        return {"kind": "dirichlet", "params": {"alpha": self.alpha}}
+
 
 class K2(DirichletPosterior):
     name = "k2"
@@ -109,6 +112,9 @@ class K2(DirichletPosterior):
 
     def __init__(self):
         super().__init__(1.0)
+
+    def optimal_prior(self):
+        return None
 
 
 class BDeu(CountingEstimator):

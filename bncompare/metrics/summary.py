@@ -27,20 +27,38 @@ def mean_sem(values) -> tuple[float, float, int]:
 # ----- per-episode frames (columns episode, node, metric, value) -> summaries ------------
 
 # Metrics whose paired difference to the reference estimator is reported as <metric>_excess.
-EXCESS_OF = ("cond_tv", "cond_kl", "joint_tv", "joint_kl", "mc_loglik_gap", "mc_pair_tv")
+EXCESS_OF = ("cond_tv", "cond_kl", "query_nll", "brier", "joint_tv", "joint_kl", "mc_loglik_gap", "mc_pair_tv")
 # Metrics whose paired difference to the mirrored estimator is reported as <metric>_vs_mirror.
 VS_MIRROR_OF = EXCESS_OF
 RESULT_COLUMNS = ["graph", "seed", "estimator", "context_len", "node", "metric", "mean", "sem", "n"]
+# Episode id of rows that describe a whole cell, not one episode: statistics of the pooled episodes (ECE and
+# the reliability diagram). Such a row's value is the cell's figure; a row ``<metric>_sem`` may carry its
+# standard error (e.g. a bootstrap over episodes). They never enter paired differences.
+CELL = -1
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per (node, metric): mean, standard error and n over episodes (the conventions of :func:`mean_sem`)."""
+    """Per (node, metric): mean, standard error and n over episodes (the conventions of :func:`mean_sem`);
+    cell rows (``episode == CELL``) keep their value, with n the cell's episode count."""
     frame = frame.dropna(subset=["value"])
+    is_cell = frame["episode"] == CELL
+    cell, frame = frame[is_cell], frame[~is_cell]
     g = frame.groupby(["node", "metric"], sort=False)["value"]
     out = g.agg(mean="mean", std="std", n="count").reset_index()
     finite = g.apply(lambda v: bool(np.isfinite(v).all())).reset_index(drop=True)
     out["sem"] = np.where(finite & (out["n"] > 1), out["std"] / np.sqrt(out["n"].clip(lower=1)), np.nan)
-    return out.drop(columns="std")
+    out = out.drop(columns="std")
+    return pd.concat([out, cell_statistics(cell, frame["episode"].nunique())], ignore_index=True) if len(cell) else out
+
+
+def cell_statistics(cell: pd.DataFrame, n_episodes: int) -> pd.DataFrame:
+    """Cell rows as summary rows: value as mean, ``<metric>_sem`` rows as their standard error."""
+    sem = {(n, m[: -len("_sem")]): v for n, m, v in zip(cell["node"], cell["metric"], cell["value"])
+           if m.endswith("_sem")}
+    cell = cell[~cell["metric"].str.endswith("_sem")]
+    return pd.DataFrame({"node": cell["node"].to_numpy(), "metric": cell["metric"].to_numpy(),
+                         "mean": cell["value"].to_numpy(), "n": n_episodes,
+                         "sem": [sem.get(k, np.nan) for k in zip(cell["node"], cell["metric"])]})
 
 
 def paired(frame: pd.DataFrame, other: pd.DataFrame, metrics, suffix: str) -> pd.DataFrame:

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from bncompare.reports.data import ReportData
+from bncompare.reports.data import ReportData, optimal_here
 from bncompare.reports.plots import Styles, Z
 
 
@@ -23,6 +23,7 @@ class Ctx:
     seeds: list[int]
     partial: set[str]  # run on a subset of the episodes: compared only in pairs (with their mirror, the reference)
     tv_reference: str | None = None
+    budgets: list[str] = field(default_factory=list)  # other budgets of an estimator (budget_of): cost page only
 
     @property
     def n_episodes(self) -> int:
@@ -41,12 +42,16 @@ class Ctx:
         return self.tv_reference if metric == "cond_tv" and self.tv_reference else self.reference
 
     def optimal_for(self, e: str | None) -> str:
-        """What the estimator declares it minimizes (``reference_for``) under THIS study's prior, or ''."""
+        """What the estimator declares it minimizes (``reference_for``) under the prior of THIS study's truth, or ''."""
         if not e:
             return ""
-        under = self.data.tag(self.graph, e, "optimal_under")
-        prior = (self.data.config_of(self.graph).get("prior") or {}).get("kind", "dirichlet")
-        return (self.data.tag(self.graph, e, "reference_for") or "") if under == prior else ""
+        return optimal_here(self.data.entry(self.graph, e), self.data.config_of(self.graph))
+
+    @property
+    def headline(self) -> str:
+        """The metric the pages lead with, as the truth declares it (held-out log-loss on real data)."""
+        truth = self.data.runs_of(self.graph)[0].truth
+        return (truth or {}).get("headline") or "cond_tv"
 
     @property
     def truth_from_prior(self) -> bool:
@@ -71,6 +76,7 @@ class Ctx:
 def make_ctx(data: ReportData, graph: str) -> Ctx:
     comb = data.combined(graph)
     ests = data.estimators_of(graph)
+    budgets = [e for e in ests if data.entry(graph, e).get("budget_of")]
     subset = {e for e in ests if data.entry(graph, e).get("subset") or data.entry(graph, e).get("context_lens")}
     dotted = {e for e in ests if data.tag(graph, e, "family") == "constructed"}  # exact mirrors of a counting line
     styles = Styles(ests, data.reference(graph), subset, {e: data.label(graph, e) for e in ests}, dotted)
@@ -78,8 +84,8 @@ def make_ctx(data: ReportData, graph: str) -> Ctx:
     seeds = sorted({r.seed for r in data.runs_of(graph)})
     partial = {e for e in ests if data.entry(graph, e).get("subset")}
     tv_ref = data.config_of(graph).get("tv_reference")
-    return Ctx(data, graph, comb, ests, styles, lens, data.reference(graph), seeds, partial,
-               tv_ref if tv_ref in ests else None)
+    return Ctx(data, graph, comb, [e for e in ests if e not in budgets], styles, lens, data.reference(graph), seeds,
+               partial, tv_ref if tv_ref in ests else None, budgets)
 
 
 def save(pdf, fig) -> None:

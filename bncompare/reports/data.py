@@ -11,6 +11,7 @@ mean of the per-seed means, with the standard error across seeds.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,27 @@ class ReportData:
     def combined(self, graph: str) -> pd.DataFrame:
         """Results of ``graph`` with seeds combined: one row per (estimator, context_len, node, metric)."""
         return combine_seeds(self.results[self.results["graph"] == graph])
+
+
+def truth_prior(config: dict) -> dict:
+    """The CPT prior the episodes' truth was drawn from: ``eval_prior`` when set, else the training ``prior``."""
+    return config.get("eval_prior") or config.get("prior") or {"kind": "dirichlet", "params": {"alpha": 1.0}}
+
+
+def optimal_here(entry: dict, config: dict) -> str:
+    """The loss an estimator minimizes (its ``reference_for``) when the study's truth prior is exactly the prior
+    it declares (``optimal_prior``); '' otherwise. Run folders older than that declaration compare the kind only."""
+    tags = entry.get("tags") or {}
+    want = truth_prior(config)
+    if "optimal_prior" in entry:
+        have = entry["optimal_prior"] or {}
+        params = want.get("params") or {}
+        ok = bool(have) and have.get("kind") == want.get("kind") and all(
+            k in params and math.isclose(float(v), float(params[k]), rel_tol=1e-9)
+            for k, v in (have.get("params") or {}).items())
+    else:
+        ok = tags.get("optimal_under") == want.get("kind")
+    return (tags.get("reference_for") or "") if ok else ""
 
 
 def read_results(path) -> pd.DataFrame:

@@ -70,6 +70,7 @@ def _draw(pdf, ctx: Ctx, page: PanelPage, panels: list[Panel], title: str, subti
     cells = len(panels) + (page.note is not None)
     if page.grid:
         rows, cols = page.grid
+        rows = max(rows, -(-cells // cols))  # more panels than the grid holds: more rows
     elif page.per_page:
         cols = 4 if cells > 9 else 3 if cells > 4 else 2
         rows = -(-cells // cols)
@@ -190,14 +191,30 @@ def _error_note(ctx: Ctx) -> str:
     return text
 
 
+def _error_panels(ctx: Ctx) -> list[Panel]:
+    """Distances to the true conditionals; led by the held-out log-loss where the truth declares it the headline
+    (real data: the 'true' CPTs are only a refit on held-out rows)."""
+    panels = [Panel("cond_tv", "conditional TV (0 to 1)", ylog=True),
+              Panel("cond_kl", "conditional KL(true ‖ est.) (nats)", ylog=True),
+              Panel("cond_kl_inf_frac", "fraction of queries with infinite KL")]
+    if ctx.headline == "query_nll":
+        panels = [Panel("query_nll", "held-out log-loss (nats per query value)")] + panels[:2]
+    return panels
+
+
+def _error_subtitle(ctx: Ctx) -> str:
+    lead = ("HEADLINE: held-out log-loss, −log q(x) of each query row's own value (real held-out rows; the proper "
+            "score, needing no true CPT). Then the distance to CPTs refitted on the held-out rows (they carry the "
+            "refit's own error). " if ctx.headline == "query_nll" else "")
+    return (lead + "error of each node's predicted conditional at the query's parent values, averaged over nodes "
+            "and queries; " + ctx.band_note() + ". Estimators run on a subset of episodes are left out (their means "
+            "are over other episodes).")
+
+
 ERROR = PanelPage(
     title="{graph}: estimation error against context length",
-    subtitle=lambda ctx: "error of each node's predicted conditional at the query's parent values, averaged over nodes "
-    "and queries (queries drawn from the true network); " + ctx.band_note() + ". Estimators run on a subset of "
-    "episodes are left out (their means are over other episodes).",
-    panels=(Panel("cond_tv", "conditional TV (0 to 1)", ylog=True),
-            Panel("cond_kl", "conditional KL(true ‖ est.) (nats)", ylog=True),
-            Panel("cond_kl_inf_frac", "fraction of queries with infinite KL")),
+    subtitle=_error_subtitle,
+    panels=_error_panels,
     note=_error_note,
     grid=(2, 2),
     full_only=True,
@@ -283,7 +300,8 @@ SUMMARY = PanelPage(
     "context lengths; '–': not run there; bold: lowest mean in the column among estimators run on every episode; "
     "†: run on a subset of episodes, shown as its paired difference Δ to the estimator it mirrors (agreement page) "
     "on the same episodes; ‡: run at some context lengths only",
-    panels=lambda ctx: [Panel("cond_tv", "conditional TV", kind="table"),
+    panels=lambda ctx: [Panel("query_nll", "held-out log-loss (nats per query value)", kind="table")]
+    * (ctx.headline == "query_nll") + [Panel("cond_tv", "conditional TV", kind="table"),
                         Panel("joint_tv", "joint TV", kind="table") if ctx.has("joint_tv")
                         else Panel("mc_pair_tv", "pairwise-marginal TV", kind="table")],
     grid=(2, 1),

@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 
 from bncompare.errors import BNError, exit_with
-from bncompare.reports import panels, study_pages, transformer_pages
+from bncompare.reports import evaluation_pages, panels, study_pages, transformer_pages
 from bncompare.reports.context import make_ctx
 from bncompare.reports.data import ReportData, load
 from bncompare.reports.plots import setup_style
@@ -26,12 +26,15 @@ GRAPH_PAGES = (
     panels.panel_page(panels.ERROR),
     panels.panel_page(panels.PER_NODE),
     panels.panel_page(panels.EXCESS),
+    evaluation_pages.prior_shift_page,
+    evaluation_pages.calibration_page,
     panels.first_of(panels.FIDELITY_EXACT, panels.FIDELITY_MC),
     study_pages.unseen_page,
     transformer_pages.training_page,
     transformer_pages.learning_page,
     transformer_pages.attention_page,
     study_pages.cost_page,
+    evaluation_pages.cost_accuracy_page,
     panels.panel_page(panels.SUMMARY),
     transformer_pages.agnostic_page,
     study_pages.agreement_page,

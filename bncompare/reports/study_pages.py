@@ -9,7 +9,7 @@ import yaml
 
 from bncompare.reports.context import Ctx, header, make_ctx, save
 from bncompare.reports.dag import draw_dag
-from bncompare.reports.data import ReportData
+from bncompare.reports.data import ReportData, optimal_here
 from bncompare.reports.plots import PAGE, Z, fig_legend, line_panel, message_page, no_data, set_xscale, table
 
 
@@ -20,6 +20,9 @@ def title_page(pdf, data: ReportData) -> None:
     header(fig, "bncompare study report", f"graph{'s' if len(graphs) > 1 else ''}: {', '.join(graphs)}")
     prior = cfg.get("prior", {})
     prior_text = f"{prior.get('kind')} {prior.get('params')}"
+    if cfg.get("eval_prior"):
+        prior_text = (f"training {prior_text}; the truth's (eval_prior) {cfg['eval_prior'].get('kind')} "
+                      f"{cfg['eval_prior'].get('params')}")
     lines = [
         f"prior of the CPTs: {prior_text}",
         f"context lengths N: {cfg.get('context_lens')}",
@@ -78,9 +81,7 @@ def _references_line(data: ReportData) -> str:
         if not name:
             continue
         entry = run.estimators.get(name, {}) or {}
-        tags = entry.get("tags") or {}
-        prior_kind = (cfg.get("prior") or {}).get("kind", "dirichlet")
-        optimal = tags.get("reference_for") if tags.get("optimal_under") == prior_kind else None
+        optimal = optimal_here(entry, cfg)
         parts.append(f"{what}: {entry.get('label') or name}" + (f" (minimizes expected {optimal})" if optimal
                                                                  else " (not optimal under this prior)"))
     if not parts:

@@ -5,6 +5,8 @@ and times the estimator, then asks pure functions for their rows:
 :func:`conditional_rows` (errors at the query's parents), :func:`agreement_rows`
 (against the estimator it mirrors), :func:`fidelity_rows` (joint or Monte Carlo
 distances) and :func:`attention_rows` (estimators tagged ``has_attention``).
+Calibration pools the whole cell: :func:`calibration_rows` turns the bin sums of
+every episode into cell rows (``episode = CELL``): the reliability diagram and ECE.
 The numbers come from :mod:`bncompare.metrics`; their statistics are made later,
 by :func:`bncompare.metrics.summary.cell_summary`.
 """
@@ -18,6 +20,8 @@ import torch
 
 from bncompare.metrics.conditional import conditional_errors, tv, unseen_mask
 from bncompare.metrics.joint import exact_joint, monte_carlo, n_joint_states
+from bncompare.metrics.scores import brier, calibration_sums, ece_with_se, log_loss
+from bncompare.metrics.summary import CELL
 from bncompare.networks.graph import Graph
 from bncompare.runtime import resolve_device
 from bncompare.studies.protocol import SUB_GENERATED, SUB_TRUE_MC, Batch, Episodes, fit_groups
@@ -47,16 +51,15 @@ def timing_rows(episodes: np.ndarray, t0: float, t1: float, t2: float) -> list[p
             scalar("seconds_per_context", episodes, np.full(B, (t2 - t0) / B))]
 
 
-def conditional_rows(graph: Graph, batch: Batch, probs: list[torch.Tensor],
-                     zero_below: float = 0.0) -> list[pd.DataFrame]:
-    """Conditional TV and KL at the query's parent values, the share of infinite KL and of unseen configurations.
+def floored(probs: list[torch.Tensor], zero_below: float) -> list[torch.Tensor]:
+    """Probabilities below ``zero_below`` (an estimator's declared floor) as 0: its KL and log-loss follow the
+    zero convention of the rule it computes instead of being finite only because of the floor."""
+    return [torch.where(p < zero_below, 0.0, p) for p in probs] if zero_below > 0 else probs
 
-    Probabilities below ``zero_below`` (an estimator's declared floor) count as 0: its KL follows the zero
-    convention of the rule it computes instead of being finite only because of the floor.
-    """
+
+def conditional_rows(graph: Graph, batch: Batch, probs: list[torch.Tensor]) -> list[pd.DataFrame]:
+    """Conditional TV and KL at the query's parent values, the share of infinite KL and of unseen configurations."""
     ids, names = batch.episodes, graph.names
-    if zero_below > 0:
-        probs = [torch.where(p < zero_below, 0.0, p) for p in probs]
     err = conditional_errors(graph, batch.cpts, batch.queries, probs)  # (B, Q, M) each
     inf = torch.isinf(err["cond_kl"]).to(torch.float64)
     if batch.graphs is None:
@@ -69,6 +72,39 @@ def conditional_rows(graph: Graph, batch: Batch, probs: list[torch.Tensor],
             per_node(names, "cond_kl", ids, err["cond_kl"].mean(1), err["cond_kl"].mean((1, 2))),
             per_node(names, "cond_kl_inf_frac", ids, inf.mean(1), inf.mean((1, 2))),
             per_node(names, "unseen_frac", ids, unseen.mean(1), unseen.mean((1, 2)))]
+
+
+def score_rows(graph: Graph, batch: Batch, probs: list[torch.Tensor]) -> list[pd.DataFrame]:
+    """Proper scores of each node's prediction against the value the query row has: the held-out log-loss
+    (``query_nll``, nats per query target; infinite where the value was ruled out, with its share) and the
+    Brier score. Needs no truth, only the observed rows: the headline score on real data."""
+    x = batch.queries
+    nll = torch.stack([log_loss(p, x[..., m]) for m, p in enumerate(probs)], -1)  # (B, Q, M)
+    bs = torch.stack([brier(p, x[..., m]) for m, p in enumerate(probs)], -1)
+    inf = torch.isinf(nll).to(torch.float64)
+    ids, names = batch.episodes, graph.names
+    return [per_node(names, "query_nll", ids, nll.mean(1), nll.mean((1, 2))),
+            per_node(names, "query_nll_inf_frac", ids, inf.mean(1), inf.mean((1, 2))),
+            per_node(names, "brier", ids, bs.mean(1), bs.mean((1, 2)))]
+
+
+def calibration_rows(names, sums: np.ndarray) -> list[pd.DataFrame]:
+    """Cell rows from per-episode bin sums ``(B, M, 3, bins)``: ECE per node and overall with its bootstrap
+    SE (``ece``, ``ece_sem``), and the overall reliability diagram (``calib_count@b``, ``calib_pred@b`` = mean
+    forecast, ``calib_freq@b`` = observed frequency of bin b; bins of width 1/BINS)."""
+    rows = []
+    for j, node in enumerate(list(names) + ["all"]):
+        part = sums.sum(1) if node == "all" else sums[:, j]
+        value, se = ece_with_se(part)
+        rows += [(node, "ece", value), (node, "ece_sem", se)]
+    pooled = sums.sum((0, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for b in range(pooled.shape[-1]):
+            n = pooled[0, b]
+            rows += [("all", f"calib_count@{b}", n), ("all", f"calib_pred@{b}", pooled[1, b] / n if n else np.nan),
+                     ("all", f"calib_freq@{b}", pooled[2, b] / n if n else np.nan)]
+    node, metric, value = zip(*rows)
+    return [pd.DataFrame({"episode": CELL, "node": node, "metric": metric, "value": np.asarray(value, np.float64)})]
 
 
 def agreement_rows(graph: Graph, batch: Batch, probs: list[torch.Tensor],
@@ -130,6 +166,7 @@ def evaluate_cell(episodes: Episodes, est, espec: EstimatorSpec, context_len: in
     exact = n_joint_states(graph) <= spec.max_exact_states
     parts: list[pd.DataFrame] = []
     attention_left = spec.attention_episodes if est.tags.has_attention else 0
+    calibration: list[np.ndarray] = []  # per-episode bin sums (B, M, 3, bins): ECE pools the whole cell
     # Rows are made per batch; fits per fit group (the batch itself unless episodes have their own DAGs).
     for batch in episodes.batches(context_len, n_eps, spec.batch_size):
         probs, other = _empty(graph, batch), _empty(graph, batch)
@@ -163,9 +200,14 @@ def evaluate_cell(episodes: Episodes, est, espec: EstimatorSpec, context_len: in
                 k = min(attention_left, part.size)
                 attention_left -= k
                 parts += attention_rows(est.model_, graph, part.head(k))
-        parts += conditional_rows(graph, batch, probs, est.zero_below_)
+        scored = floored(probs, est.zero_below_)
+        parts += conditional_rows(graph, batch, scored) + score_rows(graph, batch, scored)
+        calibration.append(torch.stack([calibration_sums(p, batch.queries[..., m]) for m, p in enumerate(scored)],
+                                       1).numpy())
         if mirror is not None:
             parts += agreement_rows(graph, batch, probs, other)
+    if calibration:
+        parts += calibration_rows(graph.names, np.concatenate(calibration))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
 
 

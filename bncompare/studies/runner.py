@@ -22,6 +22,7 @@ from bncompare.codeversion import code_version
 from bncompare.errors import BNError
 from bncompare.files import atomic_write_text, lock_dir, probe_writable
 from bncompare.metrics.summary import cell_summary
+from bncompare.networks.priors import make_prior
 from bncompare.runtime import resolve_device
 from bncompare.studies import registry
 from bncompare.studies.budget import check_budget
@@ -100,8 +101,9 @@ def estimator_records(spec: StudySpec, estimators: dict) -> dict:
 
     return {e.name: {"kind": e.kind, "class": type(estimators[e.name]).__name__, "label": e.label or e.name,
                      "tags": asdict(estimators[e.name].tags), "params": estimators[e.name].get_params(),
+                     "optimal_prior": estimators[e.name].optimal_prior(),
                      "subset": e.subset, "context_lens": list(e.context_lens) if e.context_lens else None,
-                     "mirrors": e.mirrors, "reference": e.name == spec.reference,
+                     "mirrors": e.mirrors, "budget_of": e.budget_of, "reference": e.name == spec.reference,
                      "tv_reference": e.name == spec.tv_reference}
             for e in spec.estimators}
 
@@ -145,9 +147,12 @@ def run_study(config: dict, out_dir) -> Path:
             raise BNError(f"estimators {fixed} are trained for one structure, but graph={spec.graph['name']} draws "
                           f"a fresh DAG per episode; drop them (" + " ".join(f"~estimators.{n}" for n in fixed) + ")")
     write_json(out, "graph.json", graph_record(graph))
+    truth_prior = make_prior(spec.truth_prior["kind"], **spec.truth_prior["params"])
     write_json(out, "truth.json", {"kind": truth.kind, "truth": truth.truth, "prior": prior.describe(),
+                                   "eval_prior": truth_prior.describe() if spec.eval_prior else None,
+                                   "headline": truth.headline,
                                    "per_episode_dags": truth.per_episode_graphs,
-                                   "description": truth.describe(graph, prior),
+                                   "description": truth.describe(graph, truth_prior),
                                    "prior_distance": prior_distance(truth, prior)})
     write_json(out, "estimators.json", estimator_records(spec, estimators))
     needed = {name for _, name in pending}

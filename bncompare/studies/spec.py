@@ -15,7 +15,7 @@ NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # estimator names become file names
 # Every top-level key a study config may have: anything else (a typo, +nosuchkey=5) is refused, not ignored.
 TOP_LEVEL = {"seed", "device", "context_lens", "episodes", "queries", "batch_size", "reference", "fidelity",
              "diagnostics", "study_name", "out_dir", "report", "progress", "graph", "prior", "transformer",
-             "estimators", "tv_reference"}
+             "estimators", "tv_reference", "eval_prior"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class EstimatorSpec:
     context_lens: tuple[int, ...] | None = None  # run only at these of the study's lengths (None = all)
     mirrors: str | None = None  # the fast estimator this one should agree with
     label: str | None = None  # legend text (defaults to the name)
+    budget_of: str | None = None  # this is that estimator at another compute budget (joined on the cost page)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "params": self.params, "subset": self.subset,
@@ -37,7 +38,7 @@ class EstimatorSpec:
 @dataclass(frozen=True)
 class StudySpec:
     graph: dict  # {"name": ..., "options": {...}}
-    prior: dict  # {"kind": ..., "params": {...}}
+    prior: dict  # {"kind": ..., "params": {...}}: the training prior (what the trained transformer learns from)
     seed: int
     context_lens: tuple[int, ...]
     episodes: int
@@ -52,6 +53,12 @@ class StudySpec:
     attention_episodes: int = 10
     device: str = "auto"
     progress: bool = True
+    eval_prior: dict | None = None  # the truth's CPT prior when it is not the training prior (None: the same)
+
+    @property
+    def truth_prior(self) -> dict:
+        """The prior the episodes' CPTs are drawn from (when the truth is drawn from a prior at all)."""
+        return self.eval_prior or self.prior
 
     def estimator(self, name: str) -> EstimatorSpec:
         for e in self.estimators:
@@ -71,7 +78,8 @@ class StudySpec:
         """Everything that fixes the draws and the metrics of a cell (part of every cell's key)."""
         graph = dict(self.graph, options={k: v for k, v in self.graph["options"].items()
                                           if (k, v) != ("truth", "bundled")})  # the default: same keys as before
-        return {"graph": graph, "prior": self.prior, "seed": self.seed, "episodes": self.episodes,
+        extra = {"eval_prior": self.eval_prior} if self.eval_prior else {}  # unset: the same keys as before
+        return {**extra, "graph": graph, "prior": self.prior, "seed": self.seed, "episodes": self.episodes,
                 "queries": self.queries, "max_exact_states": self.max_exact_states, "mc_samples": self.mc_samples,
                 "fidelity_episodes": self.fidelity_episodes, "attention_episodes": self.attention_episodes}
 
@@ -145,7 +153,8 @@ def estimator_specs(entries, lens: tuple[int, ...]) -> tuple[EstimatorSpec, ...]
         if not NAME.match(name):
             raise BNError(f"estimator name {name!r} may only use letters, digits, '_', '.', '-'")
         e = _dict(e, f"estimators.{name}")
-        _check_keys(e, {"kind", "params", "subset", "context_lens", "mirrors", "label"}, f"estimators.{name}")
+        _check_keys(e, {"kind", "params", "subset", "context_lens", "mirrors", "label", "budget_of"},
+                    f"estimators.{name}")
         kind = e.get("kind")
         if kind not in KINDS:
             raise BNError(f"estimators.{name}: unknown kind {kind!r}; choose one of {', '.join(sorted(KINDS))}")
@@ -155,12 +164,14 @@ def estimator_specs(entries, lens: tuple[int, ...]) -> tuple[EstimatorSpec, ...]
         specs.append(EstimatorSpec(
             name=name, kind=kind, params=_dict(e.get("params"), f"estimators.{name}.params"),
             subset=_opt_int(e.get("subset"), f"estimators.{name}.subset", 1), context_lens=own,
-            mirrors=e.get("mirrors"), label=e.get("label"),
+            mirrors=e.get("mirrors"), label=e.get("label"), budget_of=e.get("budget_of"),
         ))
     if not specs:
         raise BNError("no estimators to compare: the estimators config is empty")
     names = {s.name for s in specs}
     for s in specs:
+        if s.budget_of == s.name:  # naming one that was dropped is fine: its other budgets still form a series
+            raise BNError(f"estimators.{s.name}.budget_of cannot name itself")
         if s.mirrors is not None:
             if s.mirrors not in names:
                 raise BNError(f"estimators.{s.name}.mirrors names {s.mirrors!r}, "
@@ -185,6 +196,7 @@ def study_spec(cfg: dict) -> StudySpec:
     prior = _dict(cfg.get("prior"), "prior")
     _check_keys(prior, {"kind", "params", "bayes_alpha"}, "prior")
     make_prior(prior.get("kind", "dirichlet"), **_dict(prior.get("params"), "prior.params"))  # valid values only
+    eval_prior = _eval_prior(cfg.get("eval_prior"))
     _check_transformer(_dict(cfg.get("transformer"), "transformer"))
     lens = _lens(cfg.get("context_lens"), "context_lens")
     fid = _dict(cfg.get("fidelity"), "fidelity")
@@ -225,4 +237,20 @@ def study_spec(cfg: dict) -> StudySpec:
         attention_episodes=_int(diag.get("attention_episodes", 10), "diagnostics.attention_episodes", 0),
         device=device,
         progress=bool(cfg.get("progress", True)),
+        eval_prior=eval_prior,
     )
+
+
+def _eval_prior(value) -> dict | None:
+    """``eval_prior`` ({kind, params}) validated, or None (the truth's prior is the training prior)."""
+    from bncompare.networks.priors import make_prior
+
+    if value is None:
+        return None
+    value = _dict(value, "eval_prior")
+    _check_keys(value, {"kind", "params"}, "eval_prior")
+    if not value.get("kind"):
+        raise BNError("eval_prior.kind is missing; choose eval_prior=dirichlet or eval_prior=uniform (or same)")
+    params = _dict(value.get("params"), "eval_prior.params")
+    make_prior(value["kind"], **params)
+    return {"kind": str(value["kind"]), "params": params}

@@ -54,7 +54,7 @@ from pathlib import Path
 import pandas as pd
 
 from bncompare.files import atomic_write, atomic_write_text
-from bncompare.metrics.summary import RESULT_COLUMNS
+from bncompare.metrics.summary import CELL, RESULT_COLUMNS
 from bncompare.studies.spec import EstimatorSpec, StudySpec
 
 CELL_FORMAT = 4  # the layout of a cell file and the meaning of its metrics
@@ -149,7 +149,7 @@ def write_results(out_dir: Path, summaries: list[pd.DataFrame]) -> Path:
 def write_episodes(out_dir: Path, cells: list[tuple[str, int, pd.DataFrame]], graph: str, seed: int) -> Path:
     parts = []
     for estimator, context_len, frame in cells:
-        f = frame.copy()
+        f = frame[frame["episode"] != CELL].copy()  # one row per episode; cell statistics are in results.csv
         f.insert(0, "context_len", context_len)
         f.insert(0, "estimator", estimator)
         f.insert(0, "seed", seed)

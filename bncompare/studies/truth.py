@@ -40,6 +40,7 @@ class TaskSource:
 
     kind = "prior"
     truth = "prior"  # what truth.json and the title page call it: prior | bundled | held-out rows
+    headline = "cond_tv"  # the metric the report leads with (distance to a known truth)
     per_episode_graphs = False  # True: every episode has its own DAG (protocol.fit_groups)
     fingerprint = None  # a hash of the file the truth comes from, when there is one (part of every cell's key)
     reference_network = None  # a BayesNet whose CPTs are the truth, when there is one (prior-distance note)
@@ -117,6 +118,7 @@ class SplitTruth(TaskSource):
 
     kind = "split"
     truth = "held-out rows"
+    headline = "query_nll"  # no known truth: the held-out log-loss of the query rows is the proper score
     reference_label = "split-0 held-out reference: "
 
     def __init__(self, splits):
@@ -311,11 +313,15 @@ SOURCES: dict[str, Callable] = {"sachs_data": sachs_data_source, "file": file_so
 
 
 def build_problem(spec: StudySpec):
-    """(graph, truth, prior) of a study."""
+    """(graph, truth, prior) of a study; ``prior`` is the training prior, the truth draws from ``spec.truth_prior``."""
     name, options = spec.graph["name"], spec.graph["options"]
     prior = make_prior(spec.prior["kind"], **spec.prior["params"])
+    truth_prior = make_prior(spec.truth_prior["kind"], **spec.truth_prior["params"])
     source = SOURCES.get(name) or (real_network_source if is_real(name) else synthetic_source)
-    graph, truth = source(spec, options, prior)
+    graph, truth = source(spec, options, truth_prior)
+    if spec.eval_prior is not None and truth.truth != "prior":
+        raise BNError(f"eval_prior sets the prior the truth is drawn from, but graph={name}'s truth is "
+                      f"{truth.truth} (not drawn from a prior); drop eval_prior, or use graph.options.truth=prior")
     return graph, truth, prior
 
 

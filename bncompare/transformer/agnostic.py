@@ -33,8 +33,8 @@ class StructureAgnosticTransformer(TrainedTransformer):
     tags = Tags(family="trained", graph_agnostic=True, has_attention=True, has_history=True)
 
     def __init__(self, train_cfg=None, p_low: float = 0.2, p_high: float = 0.8, max_parents: int | None = 3,
-                 cache_dir=None, progress: bool = True, batch_size: int = 256):
-        super().__init__(train_cfg, cache_dir, progress, batch_size)
+                 cache_dir=None, progress: bool = True, batch_size: int = 256, at_fraction: float | None = None):
+        super().__init__(train_cfg, cache_dir, progress, batch_size, at_fraction)
         self.p_low, self.p_high, self.max_parents = p_low, p_high, max_parents
 
     def training_task(self, graph: Graph, prior) -> tuple[Graph, RandomDAGPrior]:

@@ -260,6 +260,48 @@ def _find_or_lock(directory: Path, graph: Graph, key: str):
     return None, lock
 
 
+STEPS = "steps"  # <entry>/steps/<k>/: the weights after k steps (see kept_steps), a checkpoint each
+KEPT_FRACTIONS = (0.25, 0.5, 0.75)
+
+
+def kept_steps(cfg: TrainConfig) -> tuple[int, ...]:
+    """Where training keeps its weights: every ``eval_every`` steps (beside the held-out checks) and at 1/4, 1/2
+    and 3/4 of the training, the last step aside (that is the model itself)."""
+    every = range(cfg.eval_every, cfg.steps, cfg.eval_every) if cfg.eval_every > 0 else ()
+    return tuple(sorted({*every, *(round(f * cfg.steps) for f in KEPT_FRACTIONS)} - {0, cfg.steps}))
+
+
+def _keeper(directory: Path, graph: Graph, key: str):
+    """Keeps the weights along training as checkpoints of their own (the cost-accuracy page draws them)."""
+    def keep(step: int, model) -> None:
+        save_checkpoint(directory / STEPS / str(step), model, {"cache_key": key, "graph": graph_signature(graph),
+                                                               "step": step})
+    return keep
+
+
+def kept_step(cfg: TrainConfig, fraction: float) -> int:
+    """The step, among those whose weights training keeps (:func:`kept_steps`), nearest ``fraction`` x steps."""
+    if not 0 < float(fraction) <= 1:
+        raise BNError(f"at_fraction must be in (0, 1], got {fraction}")
+    kept = kept_steps(cfg)
+    if not kept:
+        raise BNError(f"training keeps no weights along the way with steps={cfg.steps}: train longer, or drop the "
+                      "checkpoint estimators")
+    return min(kept, key=lambda k: (abs(k - fraction * cfg.steps), k))
+
+
+def model_at_step(graph: Graph, prior, cfg: TrainConfig, step: int, cache_dir=None) -> InContextTransformer:
+    """The model of the cache entry for (graph, prior, cfg) as it was after ``step`` training steps."""
+    directory = cache_entry(graph, prior, cfg, cache_dir)
+    kept = sorted(int(p.name) for p in (directory / STEPS).glob("*") if p.name.isdigit())
+    if step not in kept:
+        raise BNError(f"no checkpoint after {step} training steps in {directory}: kept after {kept or 'none'}")
+    model, meta = load_checkpoint(directory / STEPS / str(step), graph)
+    if meta.get("cache_key") != cache_key(graph, prior, cfg):
+        raise BNError(f"checkpoint {directory / STEPS / str(step)} belongs to another training; delete {directory}")
+    return model
+
+
 def trained_model(graph: Graph, prior, cfg=None, cache_dir=None, progress: bool = True, *, run: TrainRun | None = None):
     """A model trained on ``prior``'s tasks for ``graph`` -> (model, history); loads it when cached.
 
@@ -296,7 +338,8 @@ def trained_model(graph: Graph, prior, cfg=None, cache_dir=None, progress: bool 
     try:
         if world.is_main:
             log.info("training into %s (log: %s, resumable snapshots: %s)", directory, LOG_CSV, snapshot.STATE)
-        run = replace(run or TrainRun(), folder=directory)
+        run = replace(run or TrainRun(), folder=directory, keep_steps=kept_steps(cfg),
+                      keep=_keeper(directory, graph, key))
         model, history = train(graph, prior, cfg, progress=progress, run=run)
         if world.is_main:
             meta = {"cache_key": key, "graph": graph_signature(graph), "prior": prior_signature(prior),

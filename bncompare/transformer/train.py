@@ -190,6 +190,8 @@ class TrainRun:
     log_every: int = 100  # a plain log line every k steps when stderr is not a terminal
     tensorboard: bool = True  # TensorBoard events too, when the tensorboard package is importable
     on_step: Callable[[dict], None] | None = None  # called after each step (and its snapshot) with its record
+    keep_steps: tuple[int, ...] = ()  # after these numbers of steps, ``keep(steps done, model)`` keeps the weights
+    keep: Callable[[int, torch.nn.Module], None] | None = None  # (the cache keeps them as checkpoints along training)
 
 
 # ----- tasks ----------------------------------------------------------------
@@ -453,6 +455,10 @@ def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = 
                 if "bayes_loss" in rec:
                     post["bayes"] = f"{_recent(history, 'bayes_loss'):.4f}"
                 bar.set_postfix(post)
+            if run.keep is not None and step + 1 in run.keep_steps and not last and world.is_main:
+                t_keep = time.perf_counter()
+                run.keep(step + 1, model)
+                paused += time.perf_counter() - t_keep
             if run.on_step is not None:
                 run.on_step(rec)
     finally:

@@ -15,7 +15,7 @@ from dataclasses import replace
 from bncompare.errors import BNError
 from bncompare.estimators.base import Estimator, Tags
 from bncompare.networks.graph import Graph
-from bncompare.transformer.checkpoint import graph_signature, trained_model
+from bncompare.transformer.checkpoint import graph_signature, kept_step, model_at_step, trained_model
 from bncompare.transformer.estimator import TransformerEstimator
 from bncompare.transformer.train import TrainConfig
 
@@ -25,11 +25,13 @@ class TrainedTransformer(Estimator):
     tags = Tags(family="trained", has_attention=True, has_history=True, one_structure=True)
 
     def __init__(self, train_cfg: TrainConfig | dict | None = None, cache_dir=None, progress: bool = True,
-                 batch_size: int = 256):
+                 batch_size: int = 256, at_fraction: float | None = None):
         self.train_cfg = train_cfg
         self.cache_dir = cache_dir
         self.progress = progress
         self.batch_size = batch_size
+        # None: the trained model; f in (0, 1): the same training's weights at the kept step nearest f x steps
+        self.at_fraction = at_fraction
 
     def config(self, seed: int = 0) -> TrainConfig:
         """The TrainConfig this estimator trains with for ``seed``."""
@@ -62,8 +64,13 @@ class TrainedTransformer(Estimator):
         if not isinstance(graph, Graph):
             raise BNError(f"{self.name}: prepare needs a Graph, got {type(graph).__name__}")
         train_graph, train_prior = self.training_task(graph, prior)
-        self.model_, self.history_ = trained_model(train_graph, train_prior, self.config(seed), self.cache_dir,
-                                                   self.progress)
+        cfg = self.config(seed)
+        self.model_, self.history_ = trained_model(train_graph, train_prior, cfg, self.cache_dir, self.progress)
+        if self.at_fraction is not None and self.at_fraction != 1:
+            step = kept_step(cfg, self.at_fraction)
+            self.model_ = model_at_step(train_graph, train_prior, cfg, step, self.cache_dir)
+            self.steps_ = step
+            self.history_ = []  # the training curve is the finished model's (its own estimator draws it)
         self.prepared_graph_ = graph
         self.estimator_ = TransformerEstimator(self.model_, batch_size=self.batch_size, name=self.name)
         return self
