@@ -33,7 +33,7 @@ class Ctx:
         if len(self.seeds) > 1:
             s = len(self.seeds)
             return (f"lines: mean over {s} seeds; bands: 95% t intervals across seeds (±{t_quantile(s):.3g} SE of "
-                    f"the {s} per-seed means: Student t with {s - 1} degrees of freedom)")
+                    f"the {s} per-seed means: Student t with {s - 1} degree{'s' if s > 2 else ''} of freedom)")
         return f"lines: mean over {self.n_episodes} episodes per point; bands: ±{Z} SE over episodes"
 
     def has(self, metric: str) -> bool:

@@ -142,8 +142,8 @@ def table_spread(ctx: Ctx) -> tuple[str, str]:
     """What follows ± in a summary table cell (a column of ``ctx.comb``), and how the page says it."""
     if len(ctx.seeds) > 1:
         s = len(ctx.seeds)
-        return "half95", (f"mean ± half-width of the 95% t interval across {s} seeds (Student t, {s - 1} degrees "
-                          f"of freedom, × SE of the per-seed means)")
+        return "half95", (f"mean ± half-width of the 95% t interval across {s} seeds (Student t, {s - 1} "
+                          f"degree{'s' if s > 2 else ''} of freedom, × SE of the per-seed means)")
     return "sem", "mean ± SE over episodes"
 
 
