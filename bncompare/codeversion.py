@@ -45,6 +45,11 @@ def _normalized(path: Path) -> bytes:
     return ast.dump(tree, include_attributes=False).encode()
 
 
+# Below the parts, yet no input of the numbers: the shipped reference tables are a study's OUTPUT (rewriting
+# one must not change the code version it records, nor every cell key).
+NOT_SOURCE = ("data/reference",)
+
+
 def source_files(parts, root: Path | None = None) -> list[Path]:
     root = Path(root or PACKAGE_DIR)
     files = []
@@ -52,7 +57,8 @@ def source_files(parts, root: Path | None = None) -> list[Path]:
         p = root / part
         if p.is_dir():
             files += [f for f in p.rglob("*") if f.is_file() and "__pycache__" not in f.parts
-                      and (f.suffix == ".py" or part == "data")]
+                      and (f.suffix == ".py" or part == "data")
+                      and not any(f.relative_to(root).as_posix().startswith(x + "/") for x in NOT_SOURCE)]
         elif p.is_file():
             files.append(p)
     return sorted(set(files))

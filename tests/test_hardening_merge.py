@@ -86,3 +86,48 @@ def test_two_seeds_merge_into_mean_of_means_with_se_across_seeds(tmp_path):
         checked += 1
     assert checked > 100
     assert a.loc[("bayes", 2, "all", "cond_tv"), "mean"] != b.loc[("bayes", 2, "all", "cond_tv"), "mean"]  # other draws
+
+    # results_combined.csv: the same combined rows with their 95% t interval (1 degree of freedom: 12.706)
+    table = pd.read_csv(tmp_path / "merged" / "results_combined.csv", keep_default_na=False, na_values=[""])
+    assert list(table.columns) == ["graph", "estimator", "context_len", "node", "metric", "mean", "sem", "half95",
+                                   "ci_low", "ci_high", "seeds", "n", "interval"]
+    assert len(table) == len(comb) and set(table["graph"]) == {"chain-5"}
+    checked = 0
+    for _, row in table.iterrows():
+        key = (row["estimator"], row["context_len"], row["node"], row["metric"])
+        m0, m1 = a.loc[key, "mean"], b.loc[key, "mean"]
+        if not (np.isfinite(m0) and np.isfinite(m1)):
+            continue
+        half = 12.706 * abs(m0 - m1) / 2
+        assert row["half95"] == pytest.approx(half, rel=1e-4, abs=1e-15)
+        assert row["ci_low"] == pytest.approx((m0 + m1) / 2 - half, abs=1e-4 * half + 1e-15)  # 12.706: 5 digits
+        assert row["ci_high"] == pytest.approx((m0 + m1) / 2 + half, abs=1e-4 * half + 1e-15)
+        assert row["seeds"] == 2 and row["interval"] == "t over seeds"
+        checked += 1
+    assert checked > 100
+
+
+def test_combine_seeds_t_interval_by_hand():
+    # Three seeds of one row: the mean of the per-seed means, their SD / sqrt(3), and the 95% t quantile with
+    # 2 degrees of freedom (4.303, from a printed table); one seed of another row keeps 1.96 SE over episodes.
+    import numpy as np
+    import pandas as pd
+
+    from bncompare.metrics.summary import combine_seeds
+
+    means = [0.10, 0.16, 0.13]
+    rows = [dict(graph="g", seed=s, estimator="mle", context_len=10, node="all", metric="cond_tv", mean=m,
+                 sem=0.01, n=100) for s, m in enumerate(means)]
+    rows.append(dict(graph="g", seed=0, estimator="bayes", context_len=10, node="all", metric="cond_tv", mean=0.2,
+                     sem=0.02, n=100))
+    comb = combine_seeds(pd.DataFrame(rows)).set_index("estimator")
+    mean = sum(means) / 3
+    sd = (sum((m - mean) ** 2 for m in means) / 2) ** 0.5
+    three = comb.loc["mle"]
+    assert three["mean"] == pytest.approx(0.13) and three["sem"] == pytest.approx(sd / 3 ** 0.5)
+    assert three["half95"] == pytest.approx(4.303 * sd / 3 ** 0.5, rel=1e-4)
+    assert three["ci_low"] == pytest.approx(0.13 - 4.303 * 0.03 / 3 ** 0.5, abs=1e-5)  # 4.303: 4 digits
+    assert (three["seeds"], three["n"], three["interval"]) == (3, 300, "t over seeds")
+    one = comb.loc["bayes"]
+    assert one["half95"] == pytest.approx(1.96 * 0.02) and one["interval"] == "normal over episodes"
+    assert one["ci_high"] == pytest.approx(0.2 + 1.96 * 0.02) and np.isclose(one["sem"], 0.02)

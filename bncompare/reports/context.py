@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from bncompare.metrics.summary import interval_half_width
 from bncompare.reports.data import ReportData, optimal_here
 from bncompare.reports.plots import Styles, Z
 
@@ -31,7 +32,9 @@ class Ctx:
 
     def band_note(self) -> str:
         if len(self.seeds) > 1:
-            return f"lines: mean over {len(self.seeds)} seeds; bands: ±{Z} SE across seeds"
+            s = len(self.seeds)
+            return (f"lines: mean over {s} seeds; bands: 95% t intervals across seeds (±{t_quantile(s):.3g} SE of "
+                    f"the {s} per-seed means: Student t with {s - 1} degree{'s' if s > 2 else ''} of freedom)")
         return f"lines: mean over {self.n_episodes} episodes per point; bands: ±{Z} SE over episodes"
 
     def has(self, metric: str) -> bool:
@@ -71,6 +74,11 @@ class Ctx:
         c = self.comb
         v = c[(c["estimator"] == e) & (c["context_len"] == n) & (c["metric"] == metric) & (c["node"] == node)]
         return float(v[what].iloc[0]) if len(v) else float("nan")
+
+
+def t_quantile(seeds: int) -> float:
+    """The factor that multiplies the SE across ``seeds`` seeds in a 95% interval."""
+    return float(interval_half_width(1.0, seeds))
 
 
 def make_ctx(data: ReportData, graph: str) -> Ctx:

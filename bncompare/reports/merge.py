@@ -5,7 +5,11 @@
 
 Every folder below the given paths that holds a results.csv is one run. Seeds of
 the same graph are combined in the report (mean of per-seed means, standard
-error across seeds); each graph gets its own pages.
+error across seeds, 95% t interval with seeds - 1 degrees of freedom); each
+graph gets its own pages. Written to ``--out``: ``results.csv`` (every run's
+rows, one per seed), ``results_combined.csv`` (one row per graph, estimator,
+context length, node and metric: mean, sem, half95, ci_low, ci_high, seeds, n,
+interval), ``runs.txt`` and ``report.pdf``.
 """
 from __future__ import annotations
 
@@ -13,6 +17,17 @@ import argparse
 from pathlib import Path
 
 from bncompare.errors import BNError, exit_with
+
+COMBINED_COLUMNS = ["graph", "estimator", "context_len", "node", "metric", "mean", "sem", "half95", "ci_low",
+                    "ci_high", "seeds", "n", "interval"]
+
+
+def combined_table(data):
+    """The seed-combined rows of every graph (what the report draws), with their 95% intervals: a DataFrame."""
+    import pandas as pd
+
+    parts = [data.combined(g).assign(graph=g) for g in data.graphs]
+    return pd.concat(parts, ignore_index=True)[COMBINED_COLUMNS]
 
 
 def merge(paths, out) -> Path:
@@ -27,6 +42,7 @@ def merge(paths, out) -> Path:
     except OSError as e:
         raise BNError(f"cannot write to {str(out)!r}: {e.strerror or e}") from None
     atomic_write_text(out / "results.csv", data.results.to_csv(index=False))
+    atomic_write_text(out / "results_combined.csv", combined_table(data).to_csv(index=False))
     atomic_write_text(out / "runs.txt", "".join(f"{r.graph}\tseed {r.seed}\t{r.dir}\n" for r in data.runs))
     return render(data, out / "report.pdf")
 
@@ -40,7 +56,8 @@ def main(argv=None) -> None:
         pdf = merge(args.dirs, args.out)
     except BNError as e:
         exit_with(str(e))
-    print(f"merged {pdf.parent / 'results.csv'}\nreport {pdf}")
+    print(f"merged {pdf.parent / 'results.csv'}\ncombined {pdf.parent / 'results_combined.csv'} "
+          f"(seeds combined, 95% intervals)\nreport {pdf}")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 A :class:`PanelPage` says what goes on a page (a title, a subtitle, which
 panels, what the page needs); :func:`draw_panel_page` lays the panels out on a
-grid and draws each one: a line panel (mean ± 1.96 SE against N for every
-estimator), an excess panel (the same on a symlog axis around 0) or a table
-panel (mean ± SE at a few context lengths, the best in bold).
+grid and draws each one: a line panel (mean and 95% interval against N for
+every estimator), an excess panel (the same on a symlog axis around 0) or a
+table panel (mean ± SE at a few context lengths, ± the 95% half-width across
+seeds in a multi-seed merge; the best in bold).
 """
 from __future__ import annotations
 
@@ -138,25 +139,37 @@ def summary_lens(lens: list[int], k: int = 5) -> list[int]:
     return lens if len(lens) <= k else [lens[i] for i in np.linspace(0, len(lens) - 1, k).round().astype(int)]
 
 
+def table_spread(ctx: Ctx) -> tuple[str, str]:
+    """What follows ± in a summary table cell (a column of ``ctx.comb``), and how the page says it."""
+    if len(ctx.seeds) > 1:
+        s = len(ctx.seeds)
+        return "half95", (f"mean ± half-width of the 95% t interval across {s} seeds (Student t, {s - 1} "
+                          f"degree{'s' if s > 2 else ''} of freedom, × SE of the per-seed means)")
+    return "sem", "mean ± SE over episodes"
+
+
 def _table(ax, ctx: Ctx, panel: Panel, ests: list[str]) -> None:
-    """mean ± SE per estimator at a few context lengths; bold: the lowest among estimators run on every episode.
+    """mean ± spread per estimator at a few context lengths; bold: the lowest among estimators run on every episode.
+
+    The spread is the SE over episodes for one seed, the half-width of the 95% t interval across seeds for several.
 
     An estimator run on a subset of episodes shows its paired difference to the estimator it mirrors on the
     same episodes ("Δ"), never a raw mean next to full-episode means.
     """
     lens = summary_lens(ctx.lens)
+    spread = table_spread(ctx)[0]
     rows, labels = [], []
     for e in ests:
         mirror = ctx.data.entry(ctx.graph, e).get("mirrors")
         if e in ctx.partial and mirror:
             metric = f"{panel.metric}_vs_mirror"
-            rows.append(["Δ " + fmt(ctx.value(e, n, metric), ctx.value(e, n, metric, what="sem"))
+            rows.append(["Δ " + fmt(ctx.value(e, n, metric), ctx.value(e, n, metric, what=spread))
                          if np.isfinite(ctx.value(e, n, metric)) else "–" for n in lens])
             labels.append(f"{ctx.styles.label(e)} − its mirror †")
         elif e in ctx.partial:
             continue  # nothing to pair it with here: its excess over the reference is on the excess page
         else:
-            rows.append([fmt(ctx.value(e, n, panel.metric), ctx.value(e, n, panel.metric, what="sem"))
+            rows.append([fmt(ctx.value(e, n, panel.metric), ctx.value(e, n, panel.metric, what=spread))
                          for n in lens])
             labels.append(ctx.styles.label(e) + (" ‡" if e in ctx.styles.subset else ""))
     table(ax, rows, [f"N = {n}" for n in lens], rows=labels, fontsize=8, title=panel.ylabel)
@@ -253,7 +266,8 @@ def excess_subtitle(ctx: Ctx) -> str:
         elif "binary" in ctx.optimal_for(tv_ref):
             text += " (conditional TV too on nodes with more than 2 states, where the TV reference answers the mean)"
         text += ". "
-    return text + (f"Bands: ±{Z} SE of the paired difference; markers with error bars: estimators run on a subset "
+    bands = f"95% t intervals across {len(ctx.seeds)} seeds" if len(ctx.seeds) > 1 else f"±{Z} SE"
+    return text + (f"Bands: {bands} of the paired difference; markers with error bars: estimators run on a subset "
                    "of episodes. y axis: linear inside the grey band (typical noise level), logarithmic outside.")
 
 
@@ -296,8 +310,8 @@ FIDELITY_MC = PanelPage(
 
 SUMMARY = PanelPage(
     title="{graph}: summary",
-    subtitle=lambda ctx: f"mean ± SE ({'across seeds' if len(ctx.seeds) > 1 else 'over episodes'}) at selected "
-    "context lengths; '–': not run there; bold: lowest mean in the column among estimators run on every episode; "
+    subtitle=lambda ctx: f"{table_spread(ctx)[1]} at selected context lengths; '–': not run there; bold: lowest "
+    "mean in the column among estimators run on every episode; "
     "†: run on a subset of episodes, shown as its paired difference Δ to the estimator it mirrors (agreement page) "
     "on the same episodes; ‡: run at some context lengths only",
     panels=lambda ctx: [Panel("query_nll", "held-out log-loss (nats per query value)", kind="table")]

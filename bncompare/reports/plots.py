@@ -15,7 +15,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
-Z = 1.96  # bands are mean +- 1.96 standard errors (95% normal intervals)
+Z = 1.96  # one seed: bands are mean +- 1.96 standard errors (95% normal intervals)
 
 
 def setup_style() -> None:
@@ -61,7 +61,9 @@ def set_xscale(ax, lens) -> None:
 
 def line_panel(ax, comb: pd.DataFrame, metric: str, estimators: list[str], styles: Styles, node: str = "all",
                ylog: bool = False, band: bool = True) -> bool:
-    """mean +- 1.96 SE against N for each estimator; infinite means as triangles on the top edge.
+    """mean and its 95% interval against N for each estimator; infinite means as triangles on the top edge.
+
+    The interval is ``half95`` when the frame has it (t over seeds in a multi-seed merge), else 1.96 SE.
 
     Returns True when anything was drawn.
     """
@@ -73,21 +75,21 @@ def line_panel(ax, comb: pd.DataFrame, metric: str, estimators: list[str], style
         if d.empty:
             continue
         st = styles.style.get(e, {})
-        x, y, s = d["context_len"].to_numpy(), d["mean"].to_numpy(float), d["sem"].to_numpy(float)
+        x, y, s = d["context_len"].to_numpy(), d["mean"].to_numpy(float), half_width(d)
         fin = np.isfinite(y)
         if ylog:
             fin &= y > 0
         if fin.any():
             subset = e in styles.subset
             if subset:
-                ax.errorbar(x[fin], y[fin], yerr=np.where(np.isfinite(s[fin]), Z * s[fin], 0), color=st.get("color"),
+                ax.errorbar(x[fin], y[fin], yerr=np.where(np.isfinite(s[fin]), s[fin], 0), color=st.get("color"),
                             ls=st.get("ls", "-"), lw=1.0, marker="o", ms=4, capsize=2, label=styles.label(e))
             else:
                 ax.plot(x[fin], y[fin], color=st.get("color"), ls=st.get("ls", "-"), lw=st.get("lw", 1.5),
                         label=styles.label(e))
                 ok = fin & np.isfinite(s)
                 if band and ok.any():
-                    lo, hi = y[ok] - Z * s[ok], y[ok] + Z * s[ok]
+                    lo, hi = y[ok] - s[ok], y[ok] + s[ok]
                     if ylog:
                         lo = np.maximum(lo, y[ok] * 0.05)
                     ax.fill_between(x[ok], lo, hi, color=st.get("color"), alpha=0.15, lw=0)
@@ -104,6 +106,13 @@ def line_panel(ax, comb: pd.DataFrame, metric: str, estimators: list[str], style
     if has_inf:
         ax.text(0.01, 0.02, "▲ near the top edge: mean is infinite", transform=ax.transAxes, fontsize=7, color="0.3")
     return drawn
+
+
+def half_width(rows: pd.DataFrame) -> np.ndarray:
+    """Half-width of each row's 95% interval: ``half95`` when combined with it, else 1.96 SE."""
+    if "half95" in rows.columns:
+        return rows["half95"].to_numpy(float)
+    return Z * rows["sem"].to_numpy(float)
 
 
 def log_ticks(ax) -> None:
