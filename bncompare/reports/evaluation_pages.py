@@ -119,8 +119,9 @@ def _frontier(ax, ctx: Ctx, n: int, metric: str, ylabel: str) -> bool:
     excess = f"{metric}_excess"
     points, infinite = [], []
     for e in ctx.estimators + ctx.budgets:
-        y, s = ctx.value(e, n, excess), ctx.value(e, n, excess, what="sem")
-        x, sx = ctx.value(e, n, "seconds_per_context"), ctx.value(e, n, "seconds_per_context", what="sem")
+        # s, sx: half-widths of the 95% intervals (1.96 SE over episodes; a t interval over seeds when merged)
+        y, s = ctx.value(e, n, excess), ctx.value(e, n, excess, what="half95")
+        x, sx = ctx.value(e, n, "seconds_per_context"), ctx.value(e, n, "seconds_per_context", what="half95")
         if e == ctx.reference_of(metric):
             y, s = 0.0, 0.0
         if np.isfinite(x) and x > 0 and np.isfinite(y):
@@ -137,7 +138,7 @@ def _frontier(ax, ctx: Ctx, n: int, metric: str, ylabel: str) -> bool:
         ax.text(0.01, 0.9, "▲ on the top edge: infinite excess", transform=ax.transAxes, fontsize=7, color="0.3")
     for e, x, y, sx, s in points:
         st = ctx.styles.style.get(e, {})
-        ax.errorbar([x], [y], xerr=[Z * sx] if np.isfinite(sx) else None, yerr=[Z * s] if np.isfinite(s) else None,
+        ax.errorbar([x], [y], xerr=[sx] if np.isfinite(sx) else None, yerr=[s] if np.isfinite(s) else None,
                     color=st.get("color"), marker="s" if e in ctx.partial else "o", ms=5, capsize=2, ls="none",
                     label=ctx.styles.label(e))
     series: dict[str, list] = {}  # an estimator and its declared other budgets (``budget_of``)
@@ -149,7 +150,7 @@ def _frontier(ax, ctx: Ctx, n: int, metric: str, ylabel: str) -> bool:
             ax.plot([m[0] for m in members], [m[1] for m in members], color="0.6", lw=0.8, zorder=0)
     ax.set_xscale("log")
     ys = np.array([p[2] for p in points])
-    lin = max(float(np.median([Z * p[4] for p in points if np.isfinite(p[4]) and p[4] > 0] or [1e-4])), 1e-6)
+    lin = max(float(np.median([p[4] for p in points if np.isfinite(p[4]) and p[4] > 0] or [1e-4])), 1e-6)
     if (np.abs(ys) > 10 * lin).any():
         ax.set_yscale("symlog", linthresh=lin)
     ax.axhline(0, color="black", lw=0.8)
@@ -172,7 +173,8 @@ def cost_accuracy_page(pdf, ctx: Ctx) -> None:
     header(fig, title, "each estimator's error against its wall-clock seconds per context at the context lengths "
            f"where the most estimators ran. Error: paired excess over the reference on the estimator's own episodes "
            f"(log-loss over '{ref}', conditional TV over '{tv_ref}'; 0 = the reference; squares: run on a subset "
-           f"of episodes), so points over different episodes compare fairly. Error bars: 95% intervals (±{Z} SE). "
+           f"of episodes), so points over different episodes compare fairly. Error bars: 95% intervals; "
+           + ctx.band_note() + ". "
            "Grey lines join an estimator to its other budgets (declared budget_of): Pyro with more or fewer "
            "draws or steps, the trained transformer at checkpoints along its training (same cost per context)."
            + (f" Training the transformer took {train}, paid once per study, not per context." if train else ""))

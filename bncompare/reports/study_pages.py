@@ -10,7 +10,17 @@ import yaml
 from bncompare.reports.context import Ctx, header, make_ctx, save
 from bncompare.reports.dag import draw_dag
 from bncompare.reports.data import ReportData, optimal_here
-from bncompare.reports.plots import PAGE, Z, fig_legend, line_panel, message_page, no_data, set_xscale, table
+from bncompare.reports.plots import (
+    PAGE,
+    Z,
+    fig_legend,
+    half_width,
+    line_panel,
+    message_page,
+    no_data,
+    set_xscale,
+    table,
+)
 
 
 def title_page(pdf, data: ReportData) -> None:
@@ -169,7 +179,8 @@ def unseen_page(pdf, ctx: Ctx) -> None:
                     label=node if len(nodes) <= 20 else None)
     x = d[d["node"] == "all"].sort_values("context_len")
     ax.plot(x["context_len"], x["mean"], color="black", lw=2.5, label="all nodes")
-    ax.fill_between(x["context_len"], x["mean"] - Z * x["sem"].fillna(0), x["mean"] + Z * x["sem"].fillna(0),
+    half = np.nan_to_num(half_width(x))
+    ax.fill_between(x["context_len"], x["mean"] - half, x["mean"] + half,
                     color="black", alpha=0.15, lw=0)
     set_xscale(ax, ctx.lens)
     ax.set_ylabel("fraction of queries (0 to 1)")
@@ -291,7 +302,7 @@ def _paired_panel(ax, ctx: Ctx, pairs) -> None:
         if x.empty:
             continue
         shift = 1 + 0.04 * (i - len(pairs) / 2)  # side by side, so the error bars do not hide each other
-        ax.errorbar(x["context_len"] * shift, x["mean"], yerr=Z * x["sem"].fillna(0), fmt="o-", ms=3, lw=1,
+        ax.errorbar(x["context_len"] * shift, x["mean"], yerr=np.nan_to_num(half_width(x)), fmt="o-", ms=3, lw=1,
                     capsize=2, color=ctx.styles.style[e]["color"], label=ctx.styles.label(e))
         drawn = True
     if not drawn:

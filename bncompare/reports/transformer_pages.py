@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
 
 from bncompare.reports.context import Ctx, header, save
-from bncompare.reports.plots import PAGE, Z, fmt, message_page, no_data, set_xscale, table
+from bncompare.reports.plots import PAGE, fmt, half_width, message_page, no_data, set_xscale, table
 
 
 def training_page(pdf, ctx: Ctx) -> None:
@@ -131,7 +131,7 @@ def attention_page(pdf, ctx: Ctx) -> None:
         heads = sorted(set(de["node"]))
         for head in heads:
             x = de[(de["node"] == head) & (de["metric"] == "attn_match")].sort_values("context_len")
-            ax.errorbar(x["context_len"], x["mean"], yerr=Z * x["sem"].fillna(0), marker="o", ms=3, lw=1.2,
+            ax.errorbar(x["context_len"], x["mean"], yerr=np.nan_to_num(half_width(x)), marker="o", ms=3, lw=1.2,
                         capsize=2, label=head.replace(".", " "))
         ch = de[de["metric"] == "attn_chance"].groupby("context_len")["mean"].mean()
         ax.plot(ch.index, ch.values, "k--", lw=1.2, label="uniform attention")
