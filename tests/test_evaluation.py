@@ -139,6 +139,7 @@ def test_eval_prior_draws_the_truth_from_it_and_keeps_the_training_prior():
     assert float(p.var()) == pytest.approx(0.25 / 101, rel=0.15)  # Beta(50, 50), not Beta(1, 1) (1/12)
     assert cfg["reference"] == "bayes_true" and cfg["tv_reference"] == "bayes_true_median"
     assert cfg["estimators"]["bayes_true"]["params"]["alpha"] == 50
+    assert cfg["out_dir"] != compose(["estimators=counting"])["out_dir"]  # never overwrites the same-prior run
 
 
 def test_eval_prior_study_references_the_true_prior(tmp_path):
