@@ -122,7 +122,8 @@ def damage(kind, run_dir, refs, tmp_path):
         return [run_dir, "--reference", "tree-7_smoke_seed0"], \
             "the run is graph chain-5 but reference 'tree-7_smoke_seed0' is graph tree-7; references of chain-5: none"
     if kind == "no match for the default":
-        return [run_dir], "no reference for graph chain-5 study default; available: tree-7_smoke_seed0"
+        shipped = sorted(p.stem for p in (ROOT / "bncompare" / "data" / "reference").glob("*.csv"))
+        return [run_dir], f"no reference for graph chain-5 study default; available: {', '.join(shipped)}"
     folder = tmp_path / "refs"
     shutil.copytree(refs, folder)
     table = folder / "chain-5_default_seed0.csv"
