@@ -29,6 +29,7 @@ class Panel:
     kind: str = "line"  # line | excess | table
     node: str = "all"
     title: str | None = None
+    zero_line: bool = True  # a line at 0 on a linear axis (off for scores far from 0, e.g. the log-loss)
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def _line(ax, ctx: Ctx, panel: Panel, ests: list[str]) -> None:
     ax.set_ylabel(panel.ylabel)
     if panel.title:
         ax.set_title(panel.title, fontsize=10)
-    if not panel.ylog:
+    if not panel.ylog and panel.zero_line:
         ax.axhline(0, color="black", lw=0.8)
     if panel.metric.endswith("_frac"):
         ax.set_ylim(0, max(0.05, ax.get_ylim()[1]))
@@ -211,7 +212,7 @@ def _error_panels(ctx: Ctx) -> list[Panel]:
               Panel("cond_kl", "conditional KL(true ‖ est.) (nats)", ylog=True),
               Panel("cond_kl_inf_frac", "fraction of queries with infinite KL")]
     if ctx.headline == "query_nll":
-        panels = [Panel("query_nll", "held-out log-loss (nats per query value)")] + panels[:2]
+        panels = [Panel("query_nll", "held-out log-loss (nats per query value)", zero_line=False)] + panels[:2]
     return panels
 
 
