@@ -70,6 +70,16 @@ class Ctx:
         """Estimators of this graph whose declaration has ``tag`` set."""
         return [e for e in self.estimators if self.data.tag(self.graph, e, tag)]
 
+    def prepare_seconds(self) -> dict[str, float]:
+        """Seconds each estimator spent in prepare (training, for a trained one): the most over runs and
+        invocations, as meta.json records them."""
+        out: dict[str, float] = {}
+        for r in self.data.runs_of(self.graph):
+            for inv in r.meta.get("runs", []):
+                for k, v in inv.get("prepare_seconds", {}).items():
+                    out[k] = max(out.get(k, 0.0), v)
+        return out
+
     def value(self, e: str, n: int, metric: str, node: str = "all", what: str = "mean") -> float:
         c = self.comb
         v = c[(c["estimator"] == e) & (c["context_len"] == n) & (c["metric"] == metric) & (c["node"] == node)]

@@ -11,6 +11,7 @@ from matplotlib.transforms import blended_transform_factory
 
 from bncompare.reports.context import Ctx, header, save
 from bncompare.reports.data import truth_prior
+from bncompare.reports.panels import summary_lens
 from bncompare.reports.plots import PAGE, Z, fig_legend, line_panel, message_page, no_data, set_xscale
 
 
@@ -83,7 +84,7 @@ def calibration_page(pdf, ctx: Ctx) -> None:
     _lines(top[0], ctx, "query_nll", "held-out log-loss (nats per value)", ests)
     _lines(top[1], ctx, "brier", "Brier score", ests)
     _lines(top[2], ctx, "ece", "expected calibration error", ests)
-    shown = _spread(ctx.lens, 3)
+    shown = summary_lens(ctx.lens, 3)  # small, middle, large
     bottom = [fig.add_axes([0.06 + 0.32 * i, 0.1, 0.25, 0.33]) for i in range(len(shown))]
     for ax, n in zip(bottom, shown):
         if not reliability(ax, ctx, n, ests):
@@ -92,13 +93,6 @@ def calibration_page(pdf, ctx: Ctx) -> None:
         ax.set_xlabel("")
     fig_legend(fig, np.array(top), ncol=6)
     save(pdf, fig)
-
-
-def _spread(lens: list[int], k: int) -> list[int]:
-    """Up to k context lengths spread over the study's range (small, middle, large)."""
-    if len(lens) <= k:
-        return list(lens)
-    return [lens[i] for i in np.linspace(0, len(lens) - 1, k).round().astype(int)]
 
 
 # ----- cost against accuracy ---------------------------------------------------------------------
@@ -189,11 +183,7 @@ def cost_accuracy_page(pdf, ctx: Ctx) -> None:
 
 
 def _training_seconds(ctx: Ctx) -> str:
-    prep = {}
-    for r in ctx.data.runs_of(ctx.graph):
-        for inv in r.meta.get("runs", []):
-            for k, v in inv.get("prepare_seconds", {}).items():
-                prep[k] = max(prep.get(k, 0.0), v)
+    prep = ctx.prepare_seconds()
     trained = [(e, prep[e]) for e in ctx.tagged("has_history") if prep.get(e, 0) > 5]
     return ", ".join(f"{s:.0f} s ({ctx.styles.label(e)})" for e, s in trained)
 

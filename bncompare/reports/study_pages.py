@@ -200,11 +200,7 @@ def cost_page(pdf, ctx: Ctx) -> None:
         set_xscale(ax, ctx.lens)
         ax.set_ylabel("seconds per context (log)")
         ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
-    prep = {}
-    for r in ctx.data.runs_of(ctx.graph):
-        for inv in r.meta.get("runs", []):
-            for k, v in inv.get("prepare_seconds", {}).items():
-                prep[k] = max(prep.get(k, 0.0), v)
+    prep = ctx.prepare_seconds()
     rows = []
     for e in ctx.estimators:
         ran = sorted(ctx.comb.loc[(ctx.comb["estimator"] == e) & (ctx.comb["metric"] == "seconds_per_context"),
