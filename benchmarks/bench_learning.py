@@ -33,7 +33,8 @@ LENGTHS = (1, 10, 100, 500)
 LEVERS = {
     "recipe": {},
     "paper": dict(context_attention="full", mlp="relu", query_view="prefix", attn_scale="fixed", n_head=4,
-                  length_groups=1, loss_weight_power=0.0, context_sampling="loguniform", output="logits"),
+                  length_groups=1, loss_weight_power=0.0, context_sampling="loguniform", output="logits",
+                  match_scores=False),
     "context_attention=full": dict(context_attention="full"),
     "mlp=relu": dict(mlp="relu"),
     "query_view=parents": dict(query_view="parents"),
@@ -45,7 +46,8 @@ LEVERS = {
     "length_groups=1": dict(length_groups=1),
     "loss_weight_power=1": dict(loss_weight_power=1.0),
     "context_sampling=loguniform": dict(context_sampling="loguniform"),
-    "output=logits": dict(output="logits"),
+    "output=logits": dict(output="logits", match_scores=False),
+    "match_scores=false": dict(match_scores=False),
 }
 
 

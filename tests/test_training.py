@@ -336,7 +336,8 @@ def test_mixture_readout_is_a_mixture_of_the_targets_observed_values():
     cfg = TrainConfig(d_model=16, d_ff=32, output="mixture").model_config(graph)
     model = InContextTransformer(cfg, seed=0).eval()
     with torch.no_grad():
-        for p in (model.readout.q.weight, model.readout.q.bias, model.readout.prior.weight, model.readout.prior.bias):
+        for p in (model.readout.q.weight, model.readout.q.bias, model.readout.prior.weight, model.readout.prior.bias,
+                  model.readout.gain.weight, model.readout.gain.bias):
             p.zero_()
     gen = torch.Generator().manual_seed(1)
     cpts = DirichletPrior(1.0).sample(graph, 2, gen)
@@ -349,6 +350,35 @@ def test_mixture_readout_is_a_mixture_of_the_targets_observed_values():
         got = model.probabilities(out[:, :, m, :d]).double()
         assert torch.allclose(got, want[:, None].expand_as(got), atol=1e-5)
         assert (out[:, :, m, d:] < -60).all()  # a state the node does not have gets no mass
+
+
+def test_match_scores_weigh_rows_by_the_values_they_share_with_the_query():
+    """With the readout's q.k term off and a large gain on node B alone, the answer for C (whose query shows
+    A and B) is the frequency of C among the context rows with the query's value of B: counting on B."""
+    graph = Graph.from_edges(["A", "B", "C"], [("A", "B"), ("B", "C")], {"A": 2, "B": 3, "C": 2})
+    cfg = TrainConfig(d_model=16, d_ff=32, match_scores=True).model_config(graph)
+    model = InContextTransformer(cfg, seed=0).eval()
+    with torch.no_grad():
+        for p in (model.readout.q.weight, model.readout.q.bias, model.readout.gain.weight):
+            p.zero_()
+        model.readout.gain.bias.copy_(torch.tensor([0.0, 60.0, 0.0]))
+    gen = torch.Generator().manual_seed(2)
+    cpts = DirichletPrior(1.0).sample(graph, 3, gen)
+    contexts, queries = sample(graph, cpts, 40, gen), sample(graph, cpts, 5, gen)
+    with torch.no_grad():
+        out = model(encode(graph, contexts, queries, [2]), 40)  # (3, 5, d_out): node C of each query
+    same_b = (contexts[:, None, :, 1] == queries[:, :, None, 1]).double()  # (3, 5, 40)
+    counts = same_b @ torch.nn.functional.one_hot(contexts[..., 2], 2).double()  # (3, 5, 2)
+    seen = counts.sum(-1) > 0
+    assert seen.any()
+    want = counts / counts.sum(-1, keepdim=True)
+    got = model.probabilities(out[..., :2]).double()
+    assert torch.allclose(got[seen], want[seen], atol=1e-6)
+
+
+def test_match_scores_need_the_mixture_readout():
+    with pytest.raises(BNError, match="match_scores needs output='mixture'"):
+        TrainConfig(match_scores=True, output="logits")
 
 
 def test_trained_mixture_model_answers_are_its_training_probabilities(tmp_path):

@@ -33,6 +33,12 @@ Other declared options, each a lever of the learning benchmark:
   observed values and a learned prior, the form of every counting estimator; the
   model still has to learn which rows to weigh, and how much prior. It returns
   log-probabilities and needs ``cards``);
+- ``match_scores`` (mixture only): the readout's score of a context row also adds
+  sum_n g_n [row's value of n == the query's], one learned gain g_n per node,
+  computed from the query's state. Exact matching on a conjunction of parents is
+  then a sum of per-parent matches at any network size; a key and query of
+  width ``d_model`` alone cannot tell apart all ``sum(cards)`` values once that
+  sum exceeds ``d_model`` (insurance: 89, alarm: 105);
 - ``query_view`` is read by the encoder, not the model: ``"prefix"`` shows a query
   every earlier variable (the paper's), ``"parents"`` only the target's parents.
 """
@@ -76,6 +82,7 @@ class TransformerConfig:
     mlp: str = "relu"  # "relu" | "swiglu"
     query_view: str = "prefix"  # "prefix" | "parents" (used by the encoder)
     cards: tuple[int, ...] | None = None  # the nodes' cardinalities ("mixture" reads values out of tokens)
+    match_scores: bool = False  # the mixture readout adds learned per-node gains on matching values
 
     def __post_init__(self):
         for name, allowed in CHOICES.items():
@@ -92,6 +99,9 @@ class TransformerConfig:
             self.cards = tuple(int(c) for c in self.cards)
         if self.output == "mixture" and (not self.cards or max(self.cards) != self.d_out):
             raise BNError("output='mixture' needs the nodes' cardinalities (cards) with max(cards) == d_out")
+        if self.match_scores and self.output != "mixture":
+            raise BNError(f"match_scores needs output='mixture', got output={self.output!r} "
+                          "(set match_scores=false too)")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -227,6 +237,7 @@ class MixtureReadout(nn.Module):
         self.prior = nn.Linear(cfg.d_model, cfg.d_out)
         self.log_temp = nn.Parameter(torch.full((1,), math.log(cfg.attn_temp_init)))
         S, M = sum(cfg.cards), len(cfg.cards)
+        self.gain = nn.Linear(cfg.d_model, M) if cfg.match_scores else None  # per-node weight of a matching value
         node_of_slot = torch.zeros(M, S)  # (M, S): which one-hot slots belong to node m
         state_of_slot = torch.zeros(S, cfg.d_out)  # (S, d_out): slot -> the state it stands for
         valid = torch.zeros(M, cfg.d_out, dtype=torch.bool)
@@ -247,7 +258,11 @@ class MixtureReadout(nn.Module):
         S, M = self.n_slots, self.n_nodes
         q, k = self.q(h_q), self.k(self.norm_k(h_seen))
         scale = self.log_temp.exp() / math.sqrt(q.shape[-1])
-        w = torch.softmax((q @ k.transpose(-1, -2)) * scale, -1)  # (B, Lq, 1 + N)
+        scores = (q @ k.transpose(-1, -2)) * scale  # (B, Lq, 1 + N)
+        if self.gain is not None:  # + sum over nodes n of g_n [x_r[n] == the query's shown value of n]
+            shown = tokens[:, 1 + n_context :, :S] * (self.gain(h_q) @ self.node_of_slot)  # (B, Lq, S)
+            scores = scores + F.pad(shown @ tokens[:, 1 : 1 + n_context, :S].transpose(-1, -2), (1, 0))
+        w = torch.softmax(scores, -1)  # (B, Lq, 1 + N)
         target = tokens[:, 1 + n_context :, S + 1 : S + 1 + M]  # (B, Lq, M) one-hot of the target node
         seen = w[..., 1:] @ tokens[:, 1 : 1 + n_context, :S]  # (B, Lq, S): weighted values of every node
         from_rows = (seen * (target @ self.node_of_slot)) @ self.state_of_slot  # the target's slots only
