@@ -22,11 +22,16 @@ def test_agnostic_preset_compares_the_right_estimators():
     assert cfg["graph"]["name"] == "random_dags"
     assert {e: v["kind"] for e, v in cfg["estimators"].items()} == {
         "bayes": "dirichlet", "bayes_median": "dirichlet_median", "mle": "mle", "naive": "naive",
-        "agnostic": "transformer_agnostic"}
+        "agnostic": "transformer_agnostic", "bayes_structures": "structure_averaging"}
+    # the agnostic limit averages over the DAGs of the agnostic model's own training prior
+    limit, model = cfg["estimators"]["bayes_structures"]["params"], cfg["estimators"]["agnostic"]["params"]
+    dag_prior = ("p_low", "p_high", "max_parents")
+    assert [limit[k] for k in dag_prior] == [model[k] for k in dag_prior]
     cfg = compose(["study=agnostic", "graph=tree-7", "estimators=agnostic_trained"])
     assert {e: v["kind"] for e, v in cfg["estimators"].items()} == {
         "bayes": "dirichlet", "mle": "mle", "naive": "naive", "trained": "trained", "agnostic": "transformer_agnostic",
-        "bayes_median": "dirichlet_median"}  # the TV reference comes with the prior
+        "bayes_median": "dirichlet_median",  # the TV reference comes with the prior
+        "bayes_structures": "structure_averaging"}
 
 
 def test_tiny_agnostic_study_rows_and_attention_page(tmp_path):
@@ -38,6 +43,8 @@ def test_tiny_agnostic_study_rows_and_attention_page(tmp_path):
     agn = res[res["estimator"] == "agnostic"]
     tv = agn[(agn["metric"] == "cond_tv") & (agn["node"] == "all")]
     assert sorted(tv["context_len"]) == [3, 12] and tv["mean"].between(0, 1).all()
+    limit = res[(res["estimator"] == "bayes_structures") & (res["metric"] == "cond_tv") & (res["node"] == "all")]
+    assert sorted(limit["context_len"]) == [3, 12]
     heads = set(agn.loc[agn["metric"] == "attn_match", "node"])
     assert {"L0.H0", "L1.H0"} <= heads  # every layer is diagnosed, not only the last
     assert write_report(out).stat().st_size > 10_000

@@ -20,6 +20,7 @@ KINDS: dict[str, tuple[str, str] | Callable] = {
     "bdeu": ("bncompare.estimators.counting", "BDeu"),
     "k2": ("bncompare.estimators.counting", "K2"),
     "naive": ("bncompare.estimators.counting", "NaiveMLE"),
+    "structure_averaging": ("bncompare.estimators.structure_averaging", "StructureAveraging"),
     "dirichlet_median": ("bncompare.estimators.bayes", "DirichletMedian"),
     "uniform_mean": ("bncompare.estimators.bayes", "UniformPosteriorMean"),
     "uniform_median": ("bncompare.estimators.bayes", "UniformPosteriorMedian"),
