@@ -178,7 +178,9 @@ def agnostic_page(pdf, ctx: Ctx) -> None:
             "parents) and fresh Dirichlet CPTs per task, on {} nodes with this graph's cardinalities; one cached model "
             "serves every graph of that layout. It must find the parents in context: the attention page shows the "
             "share of attention on rows matching the query on the TRUE parents. "
-            "Baselines: naive = prefix MLE (no graph); MLE and Bayes posterior mean use the true graph ({}); a "
+            "Baselines: naive = prefix MLE (no graph); MLE and Bayes posterior mean use the true graph ({}); "
+            "Bayes over DAGs, when present, is the limit of an estimator not told the graph (the posterior "
+            "predictive averaged over every DAG of the agnostic model's training prior); a "
             "structure-aware trained TF, when present, is trained on this graph only.".format(
                 p.get("p_low"), p.get("p_high"), p.get("max_parents"), "the same number of",
                 "each episode's own DAG" if ctx.data.runs_of(ctx.graph)[0].truth.get("per_episode_dags")
