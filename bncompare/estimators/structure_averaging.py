@@ -128,7 +128,7 @@ class StructureAveraging(Estimator):
     def _log_marginal(self, counts, d) -> torch.Tensor:
         """log of the Dirichlet-multinomial likelihood of the column given the set, (B,)."""
         a = self.alpha
-        per_row = torch.lgamma(torch.tensor(a * d, dtype=torch.float64)) - torch.lgamma(a * d + counts.sum(-1))
+        per_row = math.lgamma(a * d) - torch.lgamma(a * d + counts.sum(-1))
         per_value = (torch.lgamma(a + counts) - math.lgamma(a)).sum(-1)
         return (per_row + per_value).sum(-1)
 
