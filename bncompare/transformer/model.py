@@ -33,12 +33,17 @@ Other declared options, each a lever of the learning benchmark:
   observed values and a learned prior, the form of every counting estimator; the
   model still has to learn which rows to weigh, and how much prior. It returns
   log-probabilities and needs ``cards``);
-- ``match_scores`` (mixture only): the readout's score of a context row also adds
+- ``match_scores`` (the one-guess mixture readout only): the readout's score of a context row also adds
   sum_n g_n [row's value of n == the query's], one learned gain g_n per node,
   computed from the query's state. Exact matching on a conjunction of parents is
   then a sum of per-parent matches at any network size; a key and query of
   width ``d_model`` alone cannot tell apart all ``sum(cards)`` values once that
   sum exceeds ``d_model`` (insurance: 89, alarm: 105);
+- ``evidence_rounds`` (mixture, prefix view): the readout searches the target's parents in context
+  instead of scoring rows with one learned guess (see :class:`EvidenceReadout`): one extra
+  "structure" token per node proposes soft parent gains, and each round averages that guess and
+  its one-node edits by their leave-one-out likelihood on the context rows, the in-context
+  analogue of Bayesian model averaging over parent sets;
 - ``query_view`` is read by the encoder, not the model: ``"prefix"`` shows a query
   every earlier variable (the paper's), ``"parents"`` only the target's parents.
 """
@@ -83,6 +88,7 @@ class TransformerConfig:
     query_view: str = "prefix"  # "prefix" | "parents" (used by the encoder)
     cards: tuple[int, ...] | None = None  # the nodes' cardinalities ("mixture" reads values out of tokens)
     match_scores: bool = False  # the mixture readout adds learned per-node gains on matching values
+    evidence_rounds: int = 0  # > 0: the evidence readout (parent search by leave-one-out likelihood), this many rounds
 
     def __post_init__(self):
         for name, allowed in CHOICES.items():
@@ -102,6 +108,11 @@ class TransformerConfig:
         if self.match_scores and self.output != "mixture":
             raise BNError(f"match_scores needs output='mixture', got output={self.output!r} "
                           "(set match_scores=false too)")
+        if self.evidence_rounds < 0:
+            raise BNError(f"evidence_rounds must be >= 0, got {self.evidence_rounds}")
+        if self.evidence_rounds and (self.output != "mixture" or self.query_view != "prefix"):
+            raise BNError("evidence_rounds needs output='mixture' and query_view='prefix' (it searches the parents "
+                          f"a query is not shown), got output={self.output!r}, query_view={self.query_view!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -220,6 +231,21 @@ class Block(nn.Module):
         return (h, w) if return_weights else h
 
 
+def slot_maps(cards: tuple[int, ...], d_out: int) -> dict[str, torch.Tensor]:
+    """Where each node's values sit among the S one-hot slots of a token:
+    ``node_of_slot`` (M, S), ``state_of_slot`` (S, d_out) and ``valid`` (M, d_out), the states a node has."""
+    S, M = sum(cards), len(cards)
+    node_of_slot, state_of_slot = torch.zeros(M, S), torch.zeros(S, d_out)
+    valid = torch.zeros(M, d_out, dtype=torch.bool)
+    at = 0
+    for m, c in enumerate(cards):
+        node_of_slot[m, at : at + c] = 1
+        state_of_slot[at : at + c, :c] = torch.eye(c)
+        valid[m, :c] = True
+        at += c
+    return {"node_of_slot": node_of_slot, "state_of_slot": state_of_slot, "valid": valid}
+
+
 class MixtureReadout(nn.Module):
     """The answer as a mixture: one attention over the sink and the context rows, whose values are each
     row's one-hot of the query's target node; the sink's value is a learned prior distribution.
@@ -238,18 +264,8 @@ class MixtureReadout(nn.Module):
         self.log_temp = nn.Parameter(torch.full((1,), math.log(cfg.attn_temp_init)))
         S, M = sum(cfg.cards), len(cfg.cards)
         self.gain = nn.Linear(cfg.d_model, M) if cfg.match_scores else None  # per-node weight of a matching value
-        node_of_slot = torch.zeros(M, S)  # (M, S): which one-hot slots belong to node m
-        state_of_slot = torch.zeros(S, cfg.d_out)  # (S, d_out): slot -> the state it stands for
-        valid = torch.zeros(M, cfg.d_out, dtype=torch.bool)
-        at = 0
-        for m, c in enumerate(cfg.cards):
-            node_of_slot[m, at : at + c] = 1
-            state_of_slot[at : at + c, :c] = torch.eye(c)
-            valid[m, :c] = True
-            at += c
-        self.register_buffer("node_of_slot", node_of_slot, persistent=False)
-        self.register_buffer("state_of_slot", state_of_slot, persistent=False)
-        self.register_buffer("valid", valid, persistent=False)
+        for name, t in slot_maps(cfg.cards, cfg.d_out).items():
+            self.register_buffer(name, t, persistent=False)
         self.n_slots, self.n_nodes = S, M
 
     def forward(self, h_q, h_seen, tokens, n_context: int):
@@ -271,6 +287,126 @@ class MixtureReadout(nn.Module):
         return torch.log(probs.clamp_min(1e-30)), w[:, None]
 
 
+class EvidenceReadout(nn.Module):
+    """The answer as an evidence-weighted average of mixture readouts: a search for the parents, in context.
+
+    A hypothesis about target t is a gain g_n >= 0 for each node n before t. For a query, a context row
+    weighs exp(sum_n g_n [x_r[n] == x_q[n]]) and the sink exp(beta + sum_n g_n) times a learned prior over
+    t's states. With every gain 0 or very large, the answer is the Dirichlet posterior mean given the
+    parent set {n : g_n large}, whose prior weighs exp(beta) fully matching rows.
+
+    A hypothesis' evidence is its leave-one-out log-likelihood on the context: each row's value of t
+    predicted from the other rows. For a Dirichlet model this measures, like the marginal likelihood,
+    how well a parent set explains the data without rewarding extra parents that only fit noise.
+
+    Structure token t (an extra token that shows nothing and asks for t) proposes g = G sigmoid(z).
+    The hypotheses are g and its one-node edits (g_n -> G - g_n: add a missing parent or drop one).
+    They are mixed with weights softmax(c + lambda * evidence); each further round starts from the
+    mixture's mean gains. G grows like log(N + 2), as in Scalable-Softmax, so with a fixed learned
+    multiple a row that misses a parent weighs a vanishing share as N grows.
+
+    Cost: rows that show the same values score the same, so when the nodes have at most
+    ``MAX_CONFIGS`` joint configurations the context is counted into them and every product runs
+    over configurations (128 for 7 binary nodes) rather than rows. Each round costs
+    B * M * (M + 1) * U^2 for U = min(configurations, N).
+    """
+
+    MAX_CONFIGS = 512
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        D, M = cfg.d_model, len(cfg.cards)
+        self.rounds, self.n_slots, self.n_nodes = cfg.evidence_rounds, sum(cfg.cards), M
+        self.guess = nn.Linear(D, M)  # z: how likely each node is a parent of the token's target
+        self.level = nn.Linear(D, 1)  # G / log(N + 2), through a softplus
+        self.strength = nn.Linear(D, 1)  # beta: log of the prior's weight, in fully matching rows
+        self.plausible = nn.Linear(D, M + 1)  # c: prior log-odds of the guess and of each edit
+        self.prior = nn.Linear(D, cfg.d_out)
+        self.log_lambda = nn.Parameter(torch.zeros(1))
+        for name, t in slot_maps(cfg.cards, cfg.d_out).items():
+            self.register_buffer(name, t, persistent=False)
+        earlier = torch.ones(M, M).tril(-1)  # [t, n]: node n comes before t, so a query for t shows it
+        self.register_buffer("earlier", earlier, persistent=False)
+        self.register_buffer("edit", torch.eye(M), persistent=False)
+        allowed = torch.cat([torch.ones(M, 1), earlier], 1).bool()  # the guess, and edits of earlier nodes
+        self.register_buffer("allowed", allowed, persistent=False)
+        self.register_buffer("configs", _all_configs(cfg.cards, self.MAX_CONFIGS), persistent=False)
+
+    def forward(self, h_q, h_struct, tokens, n_context: int):
+        """h_q (B, Lq, D) query states; h_struct (B, M, D) the structure tokens' states; tokens the raw
+        input -> (B, Lq, d_out) log-probabilities, and the weights on [sink, rows] (B, 1, Lq, 1 + N)."""
+        S, N = self.n_slots, n_context
+        rows = tokens[:, 1 : 1 + N, :S]
+        basis, counts, row_config = self._count(rows)
+        value = (basis[:, :, None, :] * self.node_of_slot) @ self.state_of_slot  # (B|1, U, M, d_out)
+
+        G = F.softplus(self.level(h_struct) + 1.0) * math.log(N + 2)  # (B, M, 1); the offsets are the start
+        gains = G * torch.sigmoid(self.guess(h_struct) - 2.0) * self.earlier  # (B, M, M): few parents at first
+        beta = self.strength(h_struct) + self.valid.sum(-1, keepdim=True).log()  # (B, M, 1): Dirichlet(1) at first
+        log_prior = self.prior(h_struct).masked_fill(~self.valid, float("-inf")).log_softmax(-1)  # (B, M, d_out)
+        plausible = self.plausible(h_struct).masked_fill(~self.allowed, float("-inf"))
+        for _ in range(self.rounds):
+            hyp = torch.cat([gains[:, :, None], gains[:, :, None] * (1 - self.edit)
+                             + ((G - gains) * self.earlier)[:, :, None] * self.edit], 2)  # (B, M, M + 1, M)
+            evidence = self._loo_loglik(hyp, beta, log_prior, basis, counts, value)  # (B, M, M + 1)
+            mix = torch.softmax(plausible + self.log_lambda.exp() * evidence, -1)
+            gains = (mix[..., None] * hyp).sum(2)
+
+        # each query: its target's hypotheses, scored on the values it shows
+        target = tokens[:, 1 + N :, S + 1 : S + 1 + self.n_nodes]  # (B, Lq, M)
+        pick = lambda t: torch.einsum("bqt,bt...->bq...", target, t)  # noqa: E731
+        shown_q = tokens[:, 1 + N :, :S]
+        g_q = pick(hyp) * (shown_q @ self.node_of_slot.T)[:, :, None]  # (B, Lq, K, M)
+        scores = (shown_q[:, :, None] * (g_q @ self.node_of_slot)) @ basis.transpose(-1, -2)[:, None]  # (B, Lq, K, U)
+        weight = torch.exp(scores - g_q.sum(-1, keepdim=True)) * counts[:, None, None]  # each configuration's
+        sink = pick(beta).exp()[..., None]  # (B, Lq, 1, 1)
+        norm = sink + weight.sum(-1, keepdim=True)  # (B, Lq, K, 1)
+        value_q = torch.einsum("bqt,buto->bquo", target, value.expand(target.shape[0], -1, -1, -1))
+        # (B, Lq, K, d_out); the prior is exponentiated before it is picked: 0 * -inf is nan
+        probs = (sink * pick(log_prior.exp())[:, :, None] + weight @ value_q) / norm
+        mix_q = pick(mix)[..., None]  # (B, Lq, K, 1)
+        probs = (mix_q * probs).sum(2)
+        w_rows = (mix_q * weight / counts.clamp_min(1)[:, None, None] / norm).sum(2)  # one row's weight
+        w = torch.cat([(mix_q * sink / norm).sum(2), torch.gather(w_rows, 2, row_config[:, None].expand(
+            -1, w_rows.shape[1], -1))], -1)
+        return torch.log(probs.clamp_min(1e-30)), w[:, None]
+
+    def _count(self, rows: torch.Tensor):
+        """The context as configurations and their counts: (basis (B|1, U, S), counts (B, U), each row's
+        configuration (B, N)). Without a small configuration list, every row is its own configuration."""
+        B, N, _ = rows.shape
+        if N <= self.configs.shape[0] or self.configs.shape[0] == 0:  # fewer rows than configurations
+            return rows, rows.new_ones(B, N), torch.arange(N, device=rows.device).expand(B, N)
+        # a row's configuration index: its one-hots against the list (exactly one configuration matches)
+        index = (rows @ self.configs.T).argmax(-1)  # (B, N): the configuration showing all M values
+        counts = torch.zeros(B, self.configs.shape[0], dtype=rows.dtype, device=rows.device)
+        counts.scatter_add_(1, index, torch.ones_like(index, dtype=rows.dtype))
+        return self.configs[None], counts, index
+
+    def _loo_loglik(self, hyp, beta, log_prior, basis, counts, value):
+        """Sum over context rows of log p(row's target value | the other rows), per hypothesis (B, M, K)."""
+        slot_gain = hyp @ self.node_of_slot  # (B, M, K, S)
+        b = basis[:, None, None]  # (B|1, 1, 1, U, S)
+        scores = (b * slot_gain[..., None, :]) @ b.transpose(-1, -2)  # (B, M, K, U, U)
+        near = torch.exp(scores - hyp.sum(-1)[..., None, None])  # 1 for a configuration and itself
+        own = value.transpose(1, 2)[:, :, None]  # (B|1, M, 1, U, d_out): a configuration's value of t
+        n = counts[:, None, None]  # (B, 1, 1, U)
+        same = ((near @ (own * n[..., None])) * own).sum(-1) - 1  # other rows with the same value of t
+        every = near @ n[..., None] - 1  # (B, M, K, U, 1): all other rows
+        sink = beta[:, :, None].exp()  # (B, M, 1, 1)
+        prior_own = (own * log_prior[:, :, None, None].exp()).sum(-1)  # (B|., M, 1, U)
+        log_p = torch.log(same.clamp_min(0) + sink * prior_own) - torch.log(every.squeeze(-1).clamp_min(0) + sink)
+        return (n * log_p).sum(-1)
+
+
+def _all_configs(cards: tuple[int, ...], limit: int) -> torch.Tensor:
+    """One-hots of every joint configuration of the nodes (C, S), or (0, S) when there are more than ``limit``."""
+    if math.prod(cards) > limit:
+        return torch.zeros(0, sum(cards))
+    grids = torch.cartesian_prod(*[torch.arange(c) for c in cards]).reshape(-1, len(cards))  # (C, M) even for M = 1
+    return torch.cat([F.one_hot(grids[:, m], c) for m, c in enumerate(cards)], -1).float()
+
+
 class InContextTransformer(nn.Module):
     def __init__(self, cfg: TransformerConfig, seed: int | None = None):
         super().__init__()
@@ -278,7 +414,9 @@ class InContextTransformer(nn.Module):
         self.embed = nn.Linear(cfg.d_in, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm_f = _norm(cfg)
-        if cfg.output == "mixture":
+        if cfg.evidence_rounds:
+            self.readout = EvidenceReadout(cfg)
+        elif cfg.output == "mixture":
             self.readout = MixtureReadout(cfg)
         else:
             self.head = nn.Linear(cfg.d_model, cfg.d_out)
@@ -287,6 +425,12 @@ class InContextTransformer(nn.Module):
     def forward(self, tokens: torch.Tensor, n_context: int, return_weights: bool = False):
         """(B, 1 + N + Lq, d_in) tokens -> (B, Lq, d_out) logits or probabilities of the query tokens; with
         ``return_weights`` also a list over layers of the query rows' attention weights."""
+        n_queries = tokens.shape[1] - 1 - n_context
+        if self.cfg.evidence_rounds:  # one structure token per node, after the queries: asks for it, shows nothing
+            M, S = len(self.cfg.cards), sum(self.cfg.cards)
+            structure = tokens.new_zeros(tokens.shape[0], M, tokens.shape[-1])
+            structure[:, :, S + 1 : S + 1 + M] = torch.eye(M, dtype=tokens.dtype, device=tokens.device)
+            tokens = torch.cat([tokens, structure], 1)
         h = self.embed(tokens)
         weights = []
         for i, block in enumerate(self.blocks):
@@ -296,8 +440,12 @@ class InContextTransformer(nn.Module):
             h = block(h, n_context, return_weights, queries_only=i == len(self.blocks) - 1)
             if return_weights:
                 h, w = h
-                weights.append(w)
-        if self.cfg.output == "mixture":
+                weights.append(w[:, :, :n_queries])
+        if self.cfg.evidence_rounds:
+            h = self.norm_f(h)
+            out, w = self.readout(h[:, :n_queries], h[:, n_queries:], tokens[:, : 1 + n_context + n_queries], n_context)
+            weights.append(torch.cat([w, w.new_zeros(*w.shape[:-1], 1)], -1))
+        elif self.cfg.output == "mixture":
             out, w = self.readout(self.norm_f(h), h_seen, tokens, n_context)
             # same layout as a block's weights: sink, rows, then a zero for "itself"
             weights.append(torch.cat([w, w.new_zeros(*w.shape[:-1], 1)], -1))
@@ -308,7 +456,7 @@ class InContextTransformer(nn.Module):
     @property
     def n_attention_layers(self) -> int:
         """How many attention maps ``return_weights`` gives: one per block, then the mixture readout's."""
-        return self.cfg.n_layer + (self.cfg.output == "mixture")
+        return self.cfg.n_layer + (self.cfg.output == "mixture")  # the evidence readout is a mixture too
 
     def probabilities(self, out: torch.Tensor) -> torch.Tensor:
         """Outputs restricted to a node's states -> its probabilities (logits and the mixture's

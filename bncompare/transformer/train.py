@@ -80,7 +80,7 @@ log = logging.getLogger(__name__)
 
 
 MODEL_FIELDS = ("d_model", "n_layer", "n_head", "d_ff", "norm", "attention", "context_attention", "attn_scale",
-                "qk_norm", "attn_temp_init", "mlp", "query_view", "output", "match_scores")
+                "qk_norm", "attn_temp_init", "mlp", "query_view", "output", "match_scores", "evidence_rounds")
 OUTPUTS = ("logits", "mixture")  # what a trained model may emit ("probs" is the construction's)
 
 
@@ -101,6 +101,9 @@ class TrainConfig:
     query_view: str = "prefix"  # "prefix" | "parents"
     output: str = "mixture"  # "mixture" | "logits": how the answer is read out (see model.py)
     match_scores: bool = True  # the mixture readout also scores rows by the query's values they match
+    # > 0: the readout searches each target's parents in context, this many rounds (see model.py's
+    # EvidenceReadout; it replaces the one-guess readout, so match_scores no longer applies)
+    evidence_rounds: int = 0
     # optimization
     steps: int = 2000
     batch_size: int = 16
