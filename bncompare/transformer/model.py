@@ -385,18 +385,23 @@ class EvidenceReadout(nn.Module):
 
     def _loo_loglik(self, hyp, beta, log_prior, basis, counts, value):
         """Sum over context rows of log p(row's target value | the other rows), per hypothesis (B, M, K)."""
-        slot_gain = hyp @ self.node_of_slot  # (B, M, K, S)
-        b = basis[:, None, None]  # (B|1, 1, 1, U, S)
-        scores = (b * slot_gain[..., None, :]) @ b.transpose(-1, -2)  # (B, M, K, U, U)
+        B, M, K, _ = hyp.shape
+        U = basis.shape[1]
+        # same[n, u, v] = 1 where configurations u and v agree on node n; a pair's score is then one product
+        same = torch.einsum("bus,ns,bvs->bnuv", basis, self.node_of_slot, basis).reshape(-1, M, U * U)
+        scores = (hyp.reshape(B, M * K, M) @ same).reshape(B, M, K, U, U)
         near = torch.exp(scores - hyp.sum(-1)[..., None, None])  # 1 for a configuration and itself
-        own = value.transpose(1, 2)[:, :, None]  # (B|1, M, 1, U, d_out): a configuration's value of t
-        n = counts[:, None, None]  # (B, 1, 1, U)
-        same = ((near @ (own * n[..., None])) * own).sum(-1) - 1  # other rows with the same value of t
-        every = near @ n[..., None] - 1  # (B, M, K, U, 1): all other rows
+        own = value.transpose(1, 2)  # (B|1, M, U, d_out): each configuration's value of t
+        n = counts[:, None, :, None]  # (B, 1, U, 1)
+        # the rows near each configuration u, by their value of t (u's own rows included)
+        by_value = (near.reshape(B, M, K * U, U) @ (own * n)).reshape(B, M, K, U, -1)
+        own = own[:, :, None]  # (B|1, M, 1, U, d_out)
+        agree = (by_value * own).sum(-1) - 1  # the other rows with u's value of t
+        every = by_value.sum(-1) - 1  # all the other rows
         sink = beta[:, :, None].exp()  # (B, M, 1, 1)
-        prior_own = (own * log_prior[:, :, None, None].exp()).sum(-1)  # (B|., M, 1, U)
-        log_p = torch.log(same.clamp_min(0) + sink * prior_own) - torch.log(every.squeeze(-1).clamp_min(0) + sink)
-        return (n * log_p).sum(-1)
+        prior_own = (own * log_prior[:, :, None, None].exp()).sum(-1)  # (B, M, 1, U)
+        log_p = torch.log(agree.clamp_min(0) + sink * prior_own) - torch.log(every.clamp_min(0) + sink)
+        return (counts[:, None, None] * log_p).sum(-1)
 
 
 def _all_configs(cards: tuple[int, ...], limit: int) -> torch.Tensor:
