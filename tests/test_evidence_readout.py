@@ -61,21 +61,20 @@ def test_a_sure_hypothesis_gives_the_posterior_mean_given_its_parents():
 
 
 def test_the_evidence_adds_the_parent_the_data_show():
-    """B copies A 90% of the time. The guess says "no parents"; its one-node edit "A is a parent" has the
-    higher leave-one-out likelihood, so the answer becomes the posterior mean given A. Without the evidence
-    (lambda ~ 0) the two hypotheses are mixed half and half, which is far from it."""
-    graph = Graph.from_edges(["A", "B"], [("A", "B")], {"A": 2, "B": 2})
+    """C copies B 90% of the time; A is independent noise. The guess says "no parents"; of its one-node edits,
+    "B is a parent" has by far the highest leave-one-out likelihood, so the answer becomes the posterior mean
+    given B. Without the evidence (lambda ~ 0) the three hypotheses are mixed equally, which is far from it."""
+    graph = Graph.from_edges(["A", "B", "C"], [("B", "C")], {"A": 2, "B": 2, "C": 2})
     gen = torch.Generator().manual_seed(0)
-    a = (torch.rand(2, 400, generator=gen) < 0.5).long()
-    b = torch.where(torch.rand(2, 400, generator=gen) < 0.9, a, 1 - a)
-    rows = torch.stack([a, b], -1)
+    a, b = (torch.rand(2, 2, 400, generator=gen) < 0.5).long()
+    c = torch.where(torch.rand(2, 400, generator=gen) < 0.9, b, 1 - b)
+    rows = torch.stack([a, b, c], -1)
     contexts, queries = rows[:, :360], rows[:, 360:]
-    want = posterior_mean_given(contexts, queries, parent=0, node=1, card=2)
-    with_evidence = answers(readout_model(graph, [-50.0, -50.0], [0.0, 0.0, 0.0]), graph, contexts, queries, 1)
-    assert torch.allclose(with_evidence, want, atol=1e-4)
-    blind = answers(readout_model(graph, [-50.0, -50.0], [0.0, 0.0, 0.0], log_lambda=-30.0), graph, contexts,
-                    queries, 1)
-    assert (blind - want).abs().max() > 0.1
+    want = posterior_mean_given(contexts, queries, parent=1, node=2, card=2)
+    searched = readout_model(graph, [-50.0] * 3, [0.0] * 4)
+    assert torch.allclose(answers(searched, graph, contexts, queries, 2), want, atol=1e-4)
+    blind = readout_model(graph, [-50.0] * 3, [0.0] * 4, log_lambda=-30.0)
+    assert (answers(blind, graph, contexts, queries, 2) - want).abs().max() > 0.1
 
 
 def test_the_evidence_is_the_leave_one_out_log_likelihood():
@@ -85,17 +84,16 @@ def test_the_evidence_is_the_leave_one_out_log_likelihood():
     r = model.readout
     gen = torch.Generator().manual_seed(5)
     contexts = sample(CHAIN, DirichletPrior(1.0).sample(CHAIN, 2, gen), 30, gen)
-    tokens = encode(CHAIN, contexts, contexts[:, :1], [0])[:, 1:31, : r.n_slots]
+    rows = encode(CHAIN, contexts, contexts[:, :1], [0])[:, 1:31, : r.n_slots]
     big = 200.0
-    hyp = torch.tensor([[0.0, 0.0, 0.0], [big, 0.0, 0.0], [0.0, big, 0.0], [big, big, 0.0]])  # C's parents: -, A, B, AB
-    hyp = torch.zeros(2, 3, 4, 3).index_copy(1, torch.tensor([2]), hyp.expand(2, 1, 4, 3))
-    beta = torch.full((2, 3, 1), math.log(2.0))
-    log_prior = torch.log(torch.tensor([0.5, 0.5, 1e-30])).expand(2, 3, 3).clone()
-    log_prior[:, 1] = math.log(1 / 3)
-    for basis_path in (False, True):
-        basis, counts, _ = r._count(tokens) if basis_path else (tokens, torch.ones(2, 30), None)
-        value = (basis[:, :, None, :] * r.node_of_slot) @ r.state_of_slot
-        got = r._loo_loglik(hyp, beta, log_prior, basis, counts, value)[:, 2]  # (2, 4): target C
+    hyp = torch.tensor([[0.0, 0.0], [big, 0.0], [0.0, big], [big, big]]).expand(2, 4, 2)  # C's parents: -, A, B, AB
+    beta = torch.full((2, 1), math.log(2.0))
+    log_prior = torch.log(torch.tensor([0.5, 0.5, 1e-30])).expand(2, 3)
+    for count_configs in (False, True):  # 12 configurations of (A, B, C) < 30 rows: counted into them
+        r.count_configs = count_configs
+        basis, counts, _ = r._count(rows, r.configs_2)
+        assert basis.shape[1] == (12 if count_configs else 30)
+        got = r._loo_loglik(hyp, beta, log_prior, basis, counts, 2)  # (2, 4)
         for s, parents in enumerate([[], [0], [1], [0, 1]]):
             for b in range(2):
                 x = contexts[b]
@@ -116,10 +114,10 @@ def test_counting_configurations_changes_nothing():
     cpts = DirichletPrior(1.0).sample(CHAIN, 2, gen)
     contexts, queries = sample(CHAIN, cpts, 50, gen), sample(CHAIN, cpts, 3, gen)
     tokens = encode(CHAIN, contexts, queries, range(3))
-    assert model.readout.configs.shape[0] == 12 < 50
+    assert model.readout.configs_2.shape[0] == 12 < 50
     with torch.no_grad():
         counted = model(tokens, 50)
-        model.readout.configs = model.readout.configs[:0]  # no configuration list: row by row
+        model.readout.count_configs = False
         by_row = model(tokens, 50)
     assert torch.allclose(counted, by_row, atol=1e-4)
 

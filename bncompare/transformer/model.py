@@ -305,10 +305,11 @@ class EvidenceReadout(nn.Module):
     mixture's mean gains. G grows like log(N + 2), as in Scalable-Softmax, so with a fixed learned
     multiple a row that misses a parent weighs a vanishing share as N grows.
 
-    Cost: rows that show the same values score the same, so when the nodes have at most
-    ``MAX_CONFIGS`` joint configurations the context is counted into them and every product runs
-    over configurations (128 for 7 binary nodes) rather than rows. Each round costs
-    B * M * (M + 1) * U^2 for U = min(configurations, N).
+    Cost: the evidence for target t needs only its t + 1 hypotheses and the nodes up to t, and rows
+    that show the same values score the same: when those nodes have at most ``MAX_CONFIGS`` joint
+    configurations, the context is counted into them and the products run over configurations (at
+    most 128 for 7 binary nodes) rather than rows. A round costs B * sum_t (t + 1) * U_t^2 for
+    U_t = min(configurations of nodes 0..t, N).
     """
 
     MAX_CONFIGS = 512
@@ -330,14 +331,17 @@ class EvidenceReadout(nn.Module):
         self.register_buffer("edit", torch.eye(M), persistent=False)
         allowed = torch.cat([torch.ones(M, 1), earlier], 1).bool()  # the guess, and edits of earlier nodes
         self.register_buffer("allowed", allowed, persistent=False)
-        self.register_buffer("configs", _all_configs(cfg.cards, self.MAX_CONFIGS), persistent=False)
+        self.prefix_slots = [sum(cfg.cards[: t + 1]) for t in range(M)]  # the slots of nodes 0..t
+        for t in range(M):  # configs_t: every joint configuration of nodes 0..t (none when there are too many)
+            self.register_buffer(f"configs_{t}", _all_configs(cfg.cards[: t + 1], self.MAX_CONFIGS), persistent=False)
+        self.count_configs = True  # False: every product runs over rows (the same numbers, slower)
 
     def forward(self, h_q, h_struct, tokens, n_context: int):
         """h_q (B, Lq, D) query states; h_struct (B, M, D) the structure tokens' states; tokens the raw
         input -> (B, Lq, d_out) log-probabilities, and the weights on [sink, rows] (B, 1, Lq, 1 + N)."""
         S, N = self.n_slots, n_context
         rows = tokens[:, 1 : 1 + N, :S]
-        basis, counts, row_config = self._count(rows)
+        basis, counts, row_config = self._count(rows, getattr(self, f"configs_{self.n_nodes - 1}"))
         value = (basis[:, :, None, :] * self.node_of_slot) @ self.state_of_slot  # (B|1, U, M, d_out)
 
         G = F.softplus(self.level(h_struct) + 1.0) * math.log(N + 2)  # (B, M, 1); the offsets are the start
@@ -348,7 +352,7 @@ class EvidenceReadout(nn.Module):
         for _ in range(self.rounds):
             hyp = torch.cat([gains[:, :, None], gains[:, :, None] * (1 - self.edit)
                              + ((G - gains) * self.earlier)[:, :, None] * self.edit], 2)  # (B, M, M + 1, M)
-            evidence = self._loo_loglik(hyp, beta, log_prior, basis, counts, value)  # (B, M, M + 1)
+            evidence = self._evidence(hyp, beta, log_prior, rows)  # (B, M, M + 1)
             mix = torch.softmax(plausible + self.log_lambda.exp() * evidence, -1)
             gains = (mix[..., None] * hyp).sum(2)
 
@@ -371,37 +375,46 @@ class EvidenceReadout(nn.Module):
             -1, w_rows.shape[1], -1))], -1)
         return torch.log(probs.clamp_min(1e-30)), w[:, None]
 
-    def _count(self, rows: torch.Tensor):
+    def _count(self, rows: torch.Tensor, configs: torch.Tensor):
         """The context as configurations and their counts: (basis (B|1, U, S), counts (B, U), each row's
-        configuration (B, N)). Without a small configuration list, every row is its own configuration."""
+        configuration (B, N)). With more configurations than rows, every row is its own configuration."""
         B, N, _ = rows.shape
-        if N <= self.configs.shape[0] or self.configs.shape[0] == 0:  # fewer rows than configurations
+        if N <= configs.shape[0] or configs.shape[0] == 0 or not self.count_configs:
             return rows, rows.new_ones(B, N), torch.arange(N, device=rows.device).expand(B, N)
-        # a row's configuration index: its one-hots against the list (exactly one configuration matches)
-        index = (rows @ self.configs.T).argmax(-1)  # (B, N): the configuration showing all M values
-        counts = torch.zeros(B, self.configs.shape[0], dtype=rows.dtype, device=rows.device)
+        index = (rows @ configs.T).argmax(-1)  # (B, N): the one configuration that shows all of a row's values
+        counts = torch.zeros(B, configs.shape[0], dtype=rows.dtype, device=rows.device)
         counts.scatter_add_(1, index, torch.ones_like(index, dtype=rows.dtype))
-        return self.configs[None], counts, index
+        return configs[None], counts, index
 
-    def _loo_loglik(self, hyp, beta, log_prior, basis, counts, value):
-        """Sum over context rows of log p(row's target value | the other rows), per hypothesis (B, M, K)."""
-        B, M, K, _ = hyp.shape
-        U = basis.shape[1]
-        # same[n, u, v] = 1 where configurations u and v agree on node n; a pair's score is then one product
-        same = torch.einsum("bus,ns,bvs->bnuv", basis, self.node_of_slot, basis).reshape(-1, M, U * U)
-        scores = (hyp.reshape(B, M * K, M) @ same).reshape(B, M, K, U, U)
+    def _evidence(self, hyp, beta, log_prior, rows):
+        """(B, M, K): each hypothesis' leave-one-out log-likelihood (0 where it is not allowed)."""
+        K = hyp.shape[2]
+        out = [hyp.new_zeros(hyp.shape[0], K)]  # the first node has nothing to search
+        for t in range(1, self.n_nodes):
+            basis, counts, _ = self._count(rows[..., : self.prefix_slots[t]], getattr(self, f"configs_{t}"))
+            ll = self._loo_loglik(hyp[:, t, : t + 1, :t], beta[:, t], log_prior[:, t], basis, counts, t)
+            out.append(F.pad(ll, (0, K - t - 1)))
+        return torch.stack(out, 1)
+
+    def _loo_loglik(self, hyp, beta, log_prior, basis, counts, t: int):
+        """Sum over context rows of log p(row's value of t | the other rows), for each of K hypotheses on the
+        nodes before t: hyp (B, K, t), beta (B, 1), log_prior (B, d_out); basis (B|1, U, S_t) the one-hots of
+        nodes 0..t of each configuration and counts (B, U) -> (B, K)."""
+        B, K, _ = hyp.shape
+        U, width = basis.shape[1], basis.shape[2]
+        # same[n, u, v] = 1 where configurations u and v agree on node n: a pair's score is one product
+        same = torch.einsum("bus,ns,bvs->bnuv", basis, self.node_of_slot[:t, :width], basis)
+        scores = (hyp @ same.reshape(-1, t, U * U)).reshape(B, K, U, U)
         near = torch.exp(scores - hyp.sum(-1)[..., None, None])  # 1 for a configuration and itself
-        own = value.transpose(1, 2)  # (B|1, M, U, d_out): each configuration's value of t
-        n = counts[:, None, :, None]  # (B, 1, U, 1)
+        own = (basis * self.node_of_slot[t, :width]) @ self.state_of_slot[:width]  # (B|1, U, d_out): its value of t
         # the rows near each configuration u, by their value of t (u's own rows included)
-        by_value = (near.reshape(B, M, K * U, U) @ (own * n)).reshape(B, M, K, U, -1)
-        own = own[:, :, None]  # (B|1, M, 1, U, d_out)
-        agree = (by_value * own).sum(-1) - 1  # the other rows with u's value of t
+        by_value = (near.reshape(B, K * U, U) @ (own * counts[..., None])).reshape(B, K, U, -1)
+        agree = (by_value * own[:, None]).sum(-1) - 1  # the other rows with u's value of t
         every = by_value.sum(-1) - 1  # all the other rows
-        sink = beta[:, :, None].exp()  # (B, M, 1, 1)
-        prior_own = (own * log_prior[:, :, None, None].exp()).sum(-1)  # (B, M, 1, U)
+        sink = beta.exp()[:, :, None]  # (B, 1, 1)
+        prior_own = (own * log_prior.exp()[:, None]).sum(-1)[:, None]  # (B, 1, U)
         log_p = torch.log(agree.clamp_min(0) + sink * prior_own) - torch.log(every.clamp_min(0) + sink)
-        return (counts[:, None, None] * log_p).sum(-1)
+        return (counts[:, None] * log_p).sum(-1)
 
 
 def _all_configs(cards: tuple[int, ...], limit: int) -> torch.Tensor:
