@@ -60,6 +60,14 @@ def test_a_sure_hypothesis_gives_the_posterior_mean_given_its_parents():
     assert torch.allclose(answers(model, CHAIN, contexts, queries, 2), want, atol=1e-5)
 
 
+def test_without_rows_the_answer_is_the_prior():
+    model = readout_model(CHAIN, guess=[0.0, 0.0, 0.0], plausible=[0.0] * 4, rounds=2)
+    queries = sample(CHAIN, DirichletPrior(1.0).sample(CHAIN, 2, torch.Generator().manual_seed(1)), 3)
+    for node, card in enumerate(CHAIN.cards):
+        got = answers(model, CHAIN, queries[:, :0], queries, node)
+        assert torch.allclose(got, torch.full_like(got, 1 / card))
+
+
 def test_the_evidence_adds_the_parent_the_data_show():
     """C copies B 90% of the time; A is independent noise. The guess says "no parents"; of its one-node edits,
     "B is a parent" has by far the highest leave-one-out likelihood, so the answer becomes the posterior mean

@@ -388,8 +388,10 @@ class EvidenceReadout(nn.Module):
 
     def _evidence(self, hyp, beta, log_prior, rows):
         """(B, M, K): each hypothesis' leave-one-out log-likelihood (0 where it is not allowed)."""
-        K = hyp.shape[2]
-        out = [hyp.new_zeros(hyp.shape[0], K)]  # the first node has nothing to search
+        B, M, K, _ = hyp.shape
+        if rows.shape[1] == 0:  # no rows: no evidence
+            return hyp.new_zeros(B, M, K)
+        out = [hyp.new_zeros(B, K)]  # the first node has nothing to search
         for t in range(1, self.n_nodes):
             basis, counts, _ = self._count(rows[..., : self.prefix_slots[t]], getattr(self, f"configs_{t}"))
             ll = self._loo_loglik(hyp[:, t, : t + 1, :t], beta[:, t], log_prior[:, t], basis, counts, t)
@@ -404,7 +406,7 @@ class EvidenceReadout(nn.Module):
         U, width = basis.shape[1], basis.shape[2]
         # same[n, u, v] = 1 where configurations u and v agree on node n: a pair's score is one product
         same = torch.einsum("bus,ns,bvs->bnuv", basis, self.node_of_slot[:t, :width], basis)
-        scores = (hyp @ same.reshape(-1, t, U * U)).reshape(B, K, U, U)
+        scores = (hyp @ same.reshape(same.shape[0], t, U * U)).reshape(B, K, U, U)
         near = torch.exp(scores - hyp.sum(-1)[..., None, None])  # 1 for a configuration and itself
         own = (basis * self.node_of_slot[t, :width]) @ self.state_of_slot[:width]  # (B|1, U, d_out): its value of t
         # the rows near each configuration u, by their value of t (u's own rows included)
