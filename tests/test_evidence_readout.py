@@ -101,7 +101,7 @@ def test_the_evidence_is_the_leave_one_out_log_likelihood():
         r.count_configs = count_configs
         basis, counts, _ = r._count(rows, r.configs_2)
         assert basis.shape[1] == (12 if count_configs else 30)
-        got = r._loo_loglik(hyp, beta, log_prior, basis, counts, 2)  # (2, 4)
+        got = r._loo_loglik(hyp, beta, log_prior, *r._context_table(basis, counts, 2))  # (2, 4)
         for s, parents in enumerate([[], [0], [1], [0, 1]]):
             for b in range(2):
                 x = contexts[b]

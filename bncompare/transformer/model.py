@@ -57,6 +57,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bncompare.errors import BNError
+from bncompare.transformer.encoding import Layout, onehots
 
 CHOICES = {
     "norm": ("layer", "none"),
@@ -349,10 +350,11 @@ class EvidenceReadout(nn.Module):
         beta = self.strength(h_struct) + self.valid.sum(-1, keepdim=True).log()  # (B, M, 1): Dirichlet(1) at first
         log_prior = self.prior(h_struct).masked_fill(~self.valid, float("-inf")).log_softmax(-1)  # (B, M, d_out)
         plausible = self.plausible(h_struct).masked_fill(~self.allowed, float("-inf"))
+        tables = self._context_tables(rows)  # the same in every round
         for _ in range(self.rounds):
             hyp = torch.cat([gains[:, :, None], gains[:, :, None] * (1 - self.edit)
                              + ((G - gains) * self.earlier)[:, :, None] * self.edit], 2)  # (B, M, M + 1, M)
-            evidence = self._evidence(hyp, beta, log_prior, rows)  # (B, M, M + 1)
+            evidence = self._evidence(hyp, beta, log_prior, tables)  # (B, M, M + 1)
             mix = torch.softmax(plausible + self.log_lambda.exp() * evidence, -1)
             gains = (mix[..., None] * hyp).sum(2)
 
@@ -386,29 +388,43 @@ class EvidenceReadout(nn.Module):
         counts.scatter_add_(1, index, torch.ones_like(index, dtype=rows.dtype))
         return configs[None], counts, index
 
-    def _evidence(self, hyp, beta, log_prior, rows):
-        """(B, M, K): each hypothesis' leave-one-out log-likelihood (0 where it is not allowed)."""
-        B, M, K, _ = hyp.shape
-        if rows.shape[1] == 0:  # no rows: no evidence
-            return hyp.new_zeros(B, M, K)
-        out = [hyp.new_zeros(B, K)]  # the first node has nothing to search
+    def _context_tables(self, rows):
+        """Per target t = 1..M-1, what its evidence needs from the context (none without rows)."""
+        if rows.shape[1] == 0:
+            return []
+        tables = []
         for t in range(1, self.n_nodes):
             basis, counts, _ = self._count(rows[..., : self.prefix_slots[t]], getattr(self, f"configs_{t}"))
-            ll = self._loo_loglik(hyp[:, t, : t + 1, :t], beta[:, t], log_prior[:, t], basis, counts, t)
+            tables.append(self._context_table(basis, counts, t))
+        return tables
+
+    def _context_table(self, basis, counts, t: int):
+        """basis (B|1, U, S_t) the one-hots of nodes 0..t of each configuration, counts (B, U) ->
+        same (B|1, t, U * U): 1 where configurations u and v agree on node n (a pair's score is then one
+        product); own (B|1, U, d_out): each configuration's value of t; and the counts."""
+        U, width = basis.shape[1], basis.shape[2]
+        same = torch.einsum("bus,ns,bvs->bnuv", basis, self.node_of_slot[:t, :width], basis)
+        own = (basis * self.node_of_slot[t, :width]) @ self.state_of_slot[:width]
+        return same.reshape(same.shape[0], t, U * U), own, counts
+
+    def _evidence(self, hyp, beta, log_prior, tables):
+        """(B, M, K): each hypothesis' leave-one-out log-likelihood (0 where it is not allowed)."""
+        B, M, K, _ = hyp.shape
+        if not tables:  # no rows: no evidence
+            return hyp.new_zeros(B, M, K)
+        out = [hyp.new_zeros(B, K)]  # the first node has nothing to search
+        for t, table in enumerate(tables, 1):
+            ll = self._loo_loglik(hyp[:, t, : t + 1, :t], beta[:, t], log_prior[:, t], *table)
             out.append(F.pad(ll, (0, K - t - 1)))
         return torch.stack(out, 1)
 
-    def _loo_loglik(self, hyp, beta, log_prior, basis, counts, t: int):
+    def _loo_loglik(self, hyp, beta, log_prior, same, own, counts):
         """Sum over context rows of log p(row's value of t | the other rows), for each of K hypotheses on the
-        nodes before t: hyp (B, K, t), beta (B, 1), log_prior (B, d_out); basis (B|1, U, S_t) the one-hots of
-        nodes 0..t of each configuration and counts (B, U) -> (B, K)."""
+        nodes before t: hyp (B, K, t), beta (B, 1), log_prior (B, d_out) and t's context table -> (B, K)."""
         B, K, _ = hyp.shape
-        U, width = basis.shape[1], basis.shape[2]
-        # same[n, u, v] = 1 where configurations u and v agree on node n: a pair's score is one product
-        same = torch.einsum("bus,ns,bvs->bnuv", basis, self.node_of_slot[:t, :width], basis)
-        scores = (hyp @ same.reshape(same.shape[0], t, U * U)).reshape(B, K, U, U)
+        U = own.shape[1]
+        scores = (hyp @ same).reshape(B, K, U, U)
         near = torch.exp(scores - hyp.sum(-1)[..., None, None])  # 1 for a configuration and itself
-        own = (basis * self.node_of_slot[t, :width]) @ self.state_of_slot[:width]  # (B|1, U, d_out): its value of t
         # the rows near each configuration u, by their value of t (u's own rows included)
         by_value = (near.reshape(B, K * U, U) @ (own * counts[..., None])).reshape(B, K, U, -1)
         agree = (by_value * own[:, None]).sum(-1) - 1  # the other rows with u's value of t
@@ -424,7 +440,7 @@ def _all_configs(cards: tuple[int, ...], limit: int) -> torch.Tensor:
     if math.prod(cards) > limit:
         return torch.zeros(0, sum(cards))
     grids = torch.cartesian_prod(*[torch.arange(c) for c in cards]).reshape(-1, len(cards))  # (C, M) even for M = 1
-    return torch.cat([F.one_hot(grids[:, m], c) for m, c in enumerate(cards)], -1).float()
+    return onehots(Layout(cards), grids)
 
 
 class InContextTransformer(nn.Module):
