@@ -31,39 +31,42 @@ def atomic_write_text(path, text: str) -> Path:
 # ----- one writer per folder -------------------------------------------------------------------
 
 LOCK_NAME = ".bncompare.lock"
-_held: dict[Path, int] = {}  # folder -> open lock file descriptor, held until the process ends
+HOLDER_NAME = ".bncompare.holder"  # who holds the lock: a file of its own, since a waiter may empty the lock file
+_held: dict[Path, object] = {}  # folder -> its FileLock, held until the process ends
 
 
 def lock_dir(folder, owner: str = "") -> Path:
     """Take the exclusive lock of ``folder`` for the rest of this process, or raise BNError naming its holder.
 
-    The lock is an ``flock`` on ``<folder>/.bncompare.lock``: the kernel drops it when
-    the holder exits, even on kill -9, so a stale lock file never blocks a rerun.
+    The lock is a ``filelock.FileLock`` on ``<folder>/.bncompare.lock`` (an ``flock``): the kernel
+    drops it when the holder exits, even on kill -9, so a stale lock file never blocks a rerun.
     Taking it again in the same process is a no-op.
     """
-    import fcntl
     import socket
     import sys
     from datetime import datetime
+
+    from filelock import FileLock, Timeout
 
     from bncompare.errors import BNError
 
     folder = Path(folder).resolve()
     if folder in _held:
         return folder
-    path = folder / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = FileLock(folder / LOCK_NAME, thread_local=False)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = " ".join(os.pread(fd, 4096, 0).decode("utf-8", "replace").split()) or "another process"
-        os.close(fd)
-        raise BNError(f"{folder} is in use by {holder}; wait for it to finish or choose another out_dir") from None
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            holder = " ".join((folder / HOLDER_NAME).read_text(errors="replace").split())
+        except OSError:
+            holder = ""
+        raise BNError(f"{folder} is in use by {holder or 'another process'}; wait for it to finish or choose "
+                      "another out_dir") from None
+    _held[folder] = lock
     started = datetime.now().isoformat(timespec="seconds")
-    text = f"pid {os.getpid()} on {socket.gethostname()} since {started} ({owner or ' '.join(sys.argv)})\n"
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, text.encode(), 0)
-    _held[folder] = fd
+    atomic_write_text(folder / HOLDER_NAME,
+                      f"pid {os.getpid()} on {socket.gethostname()} since {started} ({owner or ' '.join(sys.argv)})\n")
     return folder
 
 

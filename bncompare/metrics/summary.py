@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bncompare.rundir import RESULT_COLUMNS
+
 
 def mean_sem(values) -> tuple[float, float, int]:
     """(mean, standard error of the mean, n) of finite-or-inf values; NaNs are dropped."""
@@ -30,7 +32,6 @@ def mean_sem(values) -> tuple[float, float, int]:
 EXCESS_OF = ("cond_tv", "cond_kl", "query_nll", "brier", "joint_tv", "joint_kl", "mc_loglik_gap", "mc_pair_tv")
 # Metrics whose paired difference to the mirrored estimator is reported as <metric>_vs_mirror.
 VS_MIRROR_OF = EXCESS_OF
-RESULT_COLUMNS = ["graph", "seed", "estimator", "context_len", "node", "metric", "mean", "sem", "n"]
 # Episode id of rows that describe a whole cell, not one episode: statistics of the pooled episodes (ECE and
 # the reliability diagram). Such a row's value is the cell's figure; a row ``<metric>_sem`` may carry its
 # standard error (e.g. a bootstrap over episodes). They never enter paired differences.

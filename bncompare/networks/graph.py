@@ -101,6 +101,19 @@ class Graph:
             parents=tuple(tuple(index[p] for p in pa[n]) for n in order),
         )
 
+    @classmethod
+    def from_dict(cls, record: Mapping) -> Graph:
+        """The inverse of :meth:`to_dict` (each node's parents keep their order: the CPT layout)."""
+        names, parents = list(record["names"]), list(record["parents"])
+        edges = [(p, child) for child, ps in zip(names, parents) for p in ps]
+        return cls.from_edges(names, edges, list(record["cards"]), dict(zip(names, parents)))
+
+    def to_dict(self) -> dict:
+        """The graph as plain data: node names, cardinalities, and each node's parents by name, in CPT order
+        (what graph.json and a network spec hold)."""
+        return {"names": list(self.names), "cards": list(self.cards),
+                "parents": [[self.names[p] for p in ps] for ps in self.parents]}
+
     # ----- derived quantities -------------------------------------------
     @property
     def n_nodes(self) -> int:

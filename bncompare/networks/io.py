@@ -247,14 +247,10 @@ def parse_spec_text(text: str, is_json: bool, path="") -> dict:
 
 def to_spec(net: BayesNet) -> dict:
     """The inverse of :func:`load_spec`: a JSON/YAML-ready dict."""
-    g, states = net.graph, _state_names(net)
+    graph, states = net.graph.to_dict(), _state_names(net)
     return {
         "nodes": {
-            n: {
-                "states": list(states[m]),
-                "parents": [g.names[p] for p in g.parents[m]],
-                "cpt": net.cpts[m].tolist(),
-            }
-            for m, n in enumerate(g.names)
+            n: {"states": list(states[m]), "parents": graph["parents"][m], "cpt": net.cpts[m].tolist()}
+            for m, n in enumerate(graph["names"])
         }
     }

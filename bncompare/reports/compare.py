@@ -25,12 +25,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from bncompare import rundir
 from bncompare.errors import BNError, exit_with
+from bncompare.rundir import read_table
+
+if TYPE_CHECKING:
+    from bncompare.reports.data import Run
 
 REFERENCE_PACKAGE = "bncompare.data.reference"
 TABLE_COLUMNS = ["graph", "estimator", "context_len", "metric", "mean", "sem", "n"]
@@ -78,15 +84,9 @@ def available(references=None) -> list[str]:
     return sorted(n[:-4] for n in files if n.endswith(".csv") and n[:-4] + ".json" in files)
 
 
-def read_table(text: str, where: str) -> pd.DataFrame:
+def reference_table(text: str, where: str) -> pd.DataFrame:
     """A reference table from its CSV text; anything else is a one-line BNError naming ``where``."""
-    try:
-        frame = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""],
-                            dtype={"graph": str, "estimator": str, "metric": str})
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError) as e:
-        raise BNError(f"{where} is not a reference table ({' '.join(str(e).split()) or type(e).__name__})") from None
-    if list(frame.columns) != TABLE_COLUMNS:
-        raise BNError(f"{where} has columns {list(frame.columns)}, expected {TABLE_COLUMNS}")
+    frame = read_table(io.StringIO(text), TABLE_COLUMNS, "reference table", where)
     for col in ("context_len", "mean", "sem", "n"):
         if not pd.api.types.is_numeric_dtype(frame[col]):
             raise BNError(f"{where}: column {col!r} holds values that are not numbers")
@@ -115,37 +115,23 @@ def load_reference(name: str, references=None) -> Reference:
         text = (folder / f"{name}.csv").read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise BNError(f"reference {name!r} cannot be read ({e})") from None
-    table = read_table(text, f"reference {name!r} ({name}.csv)")
+    table = reference_table(text, f"reference {name!r} ({name}.csv)")
     return Reference(name, table, _provenance(folder, name))
 
 
-@dataclass
-class RunInfo:
-    dir: Path
-    graph: str
-    study: str
-    seed: int
-    config: dict
-    meta: dict
-    results: pd.DataFrame
-
-
-def read_run(path) -> RunInfo:
-    from bncompare.reports.data import load_run
+def single_run(path) -> Run:
+    """The finished run ``path``, read back; one that holds no rows, or a merged table, is a BNError."""
+    from bncompare.reports.data import read_run  # the loader brings torch (graphs): only when a run is read
 
     path = Path(path)
-    if not (path / "results.csv").is_file():
-        raise BNError(f"{str(path)!r} is not a finished study run (no results.csv in it)")
-    try:
-        run, results = load_run(path)
-    except yaml.YAMLError as e:
-        raise BNError(f"{path / 'config.yaml'} is damaged ({' '.join(str(e).split())[:200]})") from None
-    if results.empty:
-        raise BNError(f"{path / 'results.csv'} holds no rows")
-    if results["graph"].nunique() > 1 or results["seed"].nunique() > 1:
-        raise BNError(f"{path / 'results.csv'} holds several graphs or seeds (a merged table); compare one run")
-    study = str((run.config or {}).get("study_name", "?"))
-    return RunInfo(path, run.graph, study, run.seed, run.config or {}, run.meta or {}, results)
+    if not (path / rundir.RESULTS).is_file():
+        raise BNError(f"{str(path)!r} is not a finished study run (no {rundir.RESULTS} in it)")
+    run = read_run(path)
+    if run.results.empty:
+        raise BNError(f"{path / rundir.RESULTS} holds no rows")
+    if run.results["graph"].nunique() > 1 or run.results["seed"].nunique() > 1:
+        raise BNError(f"{path / rundir.RESULTS} holds several graphs or seeds (a merged table); compare one run")
+    return run
 
 
 def summary_rows(results: pd.DataFrame) -> pd.DataFrame:
@@ -217,7 +203,7 @@ def version_differences(meta: dict, provenance: dict) -> list[str]:
     return lines
 
 
-def default_reference(run: RunInfo, references=None) -> str:
+def default_reference(run: Run, references=None) -> str:
     """The reference of the run's graph and study (the run's seed preferred)."""
     names = available(references)
     folder = _folder(references)
@@ -240,7 +226,7 @@ def _num(v: float) -> str:
 
 def compare(run_dir, reference: str | None = None, references=None) -> tuple[str, int]:
     """The printed comparison and the exit code (0: nothing differs, 1: some row differs)."""
-    run = read_run(run_dir)
+    run = single_run(run_dir)
     name = reference or default_reference(run, references)
     ref = load_reference(name, references)
     ref_graphs = sorted(set(ref.table["graph"]))
@@ -301,11 +287,11 @@ def compare(run_dir, reference: str | None = None, references=None) -> tuple[str
 
 # ----- writing a reference -----------------------------------------------------------------
 
-def run_command(run: RunInfo) -> tuple[str, str]:
+def run_command(run: Run) -> tuple[str, str]:
     """(the command that made the run, as Hydra recorded it; the command that makes it again anywhere)."""
     base = "python -m bncompare.studies.run"
     graph = (run.config.get("graph") or {}).get("name", run.graph)
-    recorded = run.dir / ".hydra" / "overrides.yaml"
+    recorded = run.dir / rundir.HYDRA / "overrides.yaml"
     overrides = []
     if recorded.is_file():
         try:
@@ -341,13 +327,13 @@ def write_reference(run_dir, name: str | None = None, out=None) -> Path:
     """``<name>.csv`` and ``<name>.json`` from a finished run, in ``out`` (default: the package's folder)."""
     from bncompare.files import atomic_write_text
 
-    run = read_run(run_dir)
+    run = single_run(run_dir)
     name = name or f"{run.graph}_{run.study}_seed{run.seed}"
     if not NAME.fullmatch(name):
         raise BNError(f"reference name {name!r}: use letters, digits, '.', '_' and '-' only")
     rows = summary_rows(run.results)
     if rows.empty:
-        raise BNError(f"{run.dir / 'results.csv'} has no node = all rows of {', '.join(MEASURES)}")
+        raise BNError(f"{run.dir / rundir.RESULTS} has no node = all rows of {', '.join(MEASURES)}")
     folder = Path(str(resources.files(REFERENCE_PACKAGE))) if out is None else Path(out)
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -3,42 +3,52 @@
 A report never recomputes anything and needs nothing but the directory (no
 study code, no model cache): ``results.csv``, ``config.yaml``, ``meta.json``,
 ``graph.json``, ``truth.json``, ``estimators.json``, ``extras/history_*.csv``
-and, for per-episode scatter plots, ``episodes.csv.gz`` (the layout is
-described in :mod:`bncompare.studies.store`). Several directories (a multirun)
+and, for per-episode scatter plots, ``episodes.csv.gz`` (the layout and the
+readers are in :mod:`bncompare.rundir`). Several directories (a multirun)
 give one report with every graph; several seeds of a graph are combined: the
 mean of the per-seed means, with the standard error across seeds.
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
+from bncompare import rundir
 from bncompare.errors import BNError
-from bncompare.metrics.summary import RESULT_COLUMNS, combine_seeds
+from bncompare.metrics.summary import combine_seeds
 from bncompare.networks.graph import Graph
+from bncompare.rundir import read_results
 
 
 @dataclass
 class Run:
+    """One finished run directory, read back whole (what the report, compare and merge use)."""
+
     dir: Path
     graph: str
     seed: int
     config: dict
     meta: dict
+    results: pd.DataFrame  # results.csv
     dag: Graph | None = None  # from graph.json
     truth: dict = field(default_factory=dict)  # truth.json
     estimators: dict = field(default_factory=dict)  # estimators.json: name -> declaration
     histories: dict[str, pd.DataFrame] = field(default_factory=dict)
 
+    @property
+    def study(self) -> str:
+        """The study preset's name (``study_name`` in config.yaml), '?' when the config does not say."""
+        return str(self.config.get("study_name", "?"))
+
 
 @dataclass
 class ReportData:
+    """The runs of one report: every results row, and each run as it was read back."""
+
     results: pd.DataFrame
     runs: list[Run]
 
@@ -77,10 +87,9 @@ class ReportData:
         """Per-episode rows of ``metrics`` for every run of ``graph`` (None when no run kept them)."""
         parts = []
         for r in self.runs_of(graph):
-            path = r.dir / "episodes.csv.gz"
+            path = r.dir / rundir.EPISODES
             if path.is_file():
-                f = pd.read_csv(path, keep_default_na=False, na_values=[""],
-                                dtype={"node": str, "metric": str, "graph": str})
+                f = rundir.read_table(path, what="table of episodes")
                 parts.append(f[f["metric"].isin(metrics)])
         return pd.concat(parts, ignore_index=True) if parts else None
 
@@ -110,90 +119,54 @@ def optimal_here(entry: dict, config: dict) -> str:
     return (tags.get("reference_for") or "") if ok else ""
 
 
-def read_results(path) -> pd.DataFrame:
-    """results.csv with node names kept as text (a node called 'NA' stays 'NA'); a damaged one is a BNError."""
-    try:
-        frame = pd.read_csv(path, keep_default_na=False, na_values=[""],
-                            dtype={"graph": str, "node": str, "metric": str, "estimator": str})
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
-        raise BNError(f"{path} is not a results table ({' '.join(str(e).split()) or type(e).__name__})") from None
-    if list(frame.columns) != RESULT_COLUMNS:
-        raise BNError(f"{path} has columns {list(frame.columns)}, expected {RESULT_COLUMNS}")
-    return frame
-
-
-def find_runs(paths) -> list[Path]:
-    """Run directories (those holding results.csv) at or below each path."""
-    found = []
-    for p in map(Path, paths):
-        if (p / "results.csv").is_file():
-            found.append(p)
-        elif p.is_dir():
-            below = sorted(q.parent for q in p.rglob("results.csv"))
-            if not below:
-                raise BNError(f"{str(p)!r} holds no study run (no results.csv at or below it)")
-            found += below
-        else:
-            raise BNError(f"{str(p)!r} is not a study output directory (no results.csv) nor a folder of them")
-    return list(dict.fromkeys(found))
-
-
-def _json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        value = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BNError(f"{path} is damaged ({' '.join(str(e).split())}); rerun the study to rewrite it") from None
-    if not isinstance(value, dict):
-        raise BNError(f"{path} is damaged (not a JSON object); rerun the study to rewrite it")
-    return value
-
-
 def _histories(path: Path) -> dict[str, pd.DataFrame]:
     """Training histories; one that does not read as a table is left out with a warning (the page says so)."""
     out = {}
-    for h in sorted((path / "extras").glob("history_*.csv")):
+    for name, history in rundir.history_paths(path).items():
         try:
-            frame = pd.read_csv(h)
-            if "step" not in frame.columns:
-                raise ValueError("no 'step' column")
-            out[h.stem[len("history_"):]] = frame
-        except Exception as e:  # noqa: BLE001  a damaged extra never blocks the report
-            print(f"warning: skipping damaged training history {h} ({e})", file=sys.stderr)
+            out[name] = rundir.read_history(history)
+        except rundir.DamagedFile as e:  # a damaged extra never blocks the report
+            print(f"warning: {e}; the report leaves it out", file=sys.stderr)
     return out
 
 
-def _graph(record: dict) -> Graph | None:
-    if not record:
-        return None
-    edges = [(p, child) for child, ps in zip(record["names"], record["parents"]) for p in ps]
-    parent_order = dict(zip(record["names"], record["parents"]))  # keeps the CPT layout's parent order
-    return Graph.from_edges(record["names"], edges, record["cards"], parent_order)
+def _json(path: Path) -> dict:
+    try:
+        return rundir.read_json(path)
+    except rundir.DamagedFile as e:
+        raise BNError(f"{e}; rerun the study to rewrite it") from None
 
 
-def load_run(path: Path) -> tuple[Run, pd.DataFrame]:
+def read_run(path) -> Run:
+    """The run directory ``path`` (holding results.csv), every file read once; a damaged file is a one-line
+    BNError naming it."""
     path = Path(path)
-    results = read_results(path / "results.csv")
-    config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").is_file() else {}
+    results = read_results(path / rundir.RESULTS)
+    config = rundir.read_config(path / rundir.CONFIG)
     graph = str(results["graph"].iloc[0]) if len(results) else (config.get("graph") or {}).get("name", "?")
     seed = int(results["seed"].iloc[0]) if len(results) else int(config.get("seed", 0))
-    histories = _histories(path)
-    run = Run(path, graph, seed, config, _json(path / "meta.json"), _graph(_json(path / "graph.json")),
-              _json(path / "truth.json"), _json(path / "estimators.json"), histories)
-    return run, results
+    dag = _json(path / rundir.GRAPH)
+    return Run(path, graph, seed, config, _json(path / rundir.META), results, Graph.from_dict(dag) if dag else None,
+               _json(path / rundir.TRUTH), _json(path / rundir.ESTIMATORS), _histories(path))
+
+
+def load_run(path) -> tuple[Run, pd.DataFrame]:
+    """:func:`read_run` and the run's results, as a pair."""
+    run = read_run(path)
+    return run, run.results
 
 
 def load(paths) -> ReportData:
-    runs, frames, seen = [], [], {}
-    for p in find_runs(paths if isinstance(paths, (list, tuple)) else [paths]):
-        run, results = load_run(p)
-        for key in {(str(g), int(s)) for g, s in zip(results["graph"], results["seed"])} or {(run.graph, run.seed)}:
+    """Every run directory at or below ``paths`` (one path or a list), as one report's data."""
+    runs, seen = [], {}
+    for p in rundir.find_runs(paths if isinstance(paths, (list, tuple)) else [paths]):
+        run = read_run(p)
+        keys = {(str(g), int(s)) for g, s in zip(run.results["graph"], run.results["seed"])}
+        for key in keys or {(run.graph, run.seed)}:
             if key in seen:  # the same draws twice: keeping one would hide the other
                 raise BNError(f"{seen[key]} and {p} are both graph {key[0]} seed {key[1]}; merge one of them")
             seen[key] = p
         runs.append(run)
-        frames.append(results)
-    results = pd.concat(frames, ignore_index=True).drop_duplicates(
+    results = pd.concat([r.results for r in runs], ignore_index=True).drop_duplicates(
         ["graph", "seed", "estimator", "context_len", "node", "metric"], keep="last")
     return ReportData(results, runs)

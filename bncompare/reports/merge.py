@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bncompare.errors import BNError, exit_with
 
+COMBINED, RUNS = "results_combined.csv", "runs.txt"  # beside the merged results.csv and report.pdf
 COMBINED_COLUMNS = ["graph", "estimator", "context_len", "node", "metric", "mean", "sem", "half95", "ci_low",
                     "ci_high", "seeds", "n", "interval"]
 
@@ -31,6 +32,8 @@ def combined_table(data):
 
 
 def merge(paths, out) -> Path:
+    """Merge the runs at or below ``paths`` into the folder ``out``; returns the path of its report."""
+    from bncompare import rundir
     from bncompare.files import atomic_write_text
     from bncompare.reports.data import load
     from bncompare.reports.report import render
@@ -41,10 +44,10 @@ def merge(paths, out) -> Path:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise BNError(f"cannot write to {str(out)!r}: {e.strerror or e}") from None
-    atomic_write_text(out / "results.csv", data.results.to_csv(index=False))
-    atomic_write_text(out / "results_combined.csv", combined_table(data).to_csv(index=False))
-    atomic_write_text(out / "runs.txt", "".join(f"{r.graph}\tseed {r.seed}\t{r.dir}\n" for r in data.runs))
-    return render(data, out / "report.pdf")
+    rundir.write_table(out / rundir.RESULTS, data.results)
+    rundir.write_table(out / COMBINED, combined_table(data))
+    atomic_write_text(out / RUNS, "".join(f"{r.graph}\tseed {r.seed}\t{r.dir}\n" for r in data.runs))
+    return render(data, out / rundir.REPORT)
 
 
 def main(argv=None) -> None:

@@ -15,6 +15,7 @@ import argparse
 import warnings
 from pathlib import Path
 
+from bncompare import rundir
 from bncompare.errors import BNError, exit_with
 from bncompare.reports import evaluation_pages, panels, study_pages, transformer_pages
 from bncompare.reports.context import make_ctx
@@ -45,7 +46,7 @@ def write_report(paths, out=None) -> Path:
     """Render the report of the run directories ``paths``; returns the PDF's path."""
     data = load(paths)
     if out is None:
-        out = data.runs[0].dir / "report.pdf"
+        out = data.runs[0].dir / rundir.REPORT
     return render(data, Path(out))
 
 

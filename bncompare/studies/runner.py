@@ -13,14 +13,15 @@ import logging
 import os
 import platform
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
+import pandas as pd
 
 from bncompare.codeversion import code_version
 from bncompare.errors import BNError
-from bncompare.files import atomic_write_text, lock_dir, probe_writable
+from bncompare.files import lock_dir, probe_writable
 from bncompare.metrics.summary import cell_summary
 from bncompare.networks.priors import make_prior
 from bncompare.runtime import resolve_device
@@ -35,10 +36,11 @@ from bncompare.studies.store import (
     cell_key,
     changes,
     history_damaged,
-    read_json,
+    read_meta,
     write_episodes,
     write_history,
-    write_json,
+    write_manifest,
+    write_meta,
     write_results,
 )
 from bncompare.studies.truth import build_problem, graph_label, prior_distance
@@ -89,12 +91,6 @@ def describe_device(spec: StudySpec) -> str:
     return f"cpu ({cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
-def graph_record(graph) -> dict:
-    """The DAG as plain data (what the report draws)."""
-    return {"names": list(graph.names), "cards": list(graph.cards),
-            "parents": [[graph.names[p] for p in ps] for ps in graph.parents]}
-
-
 def estimator_records(spec: StudySpec, estimators: dict) -> dict:
     """What each estimator is, as it declares itself: kind, class, label, tags, settings, and the study's use of it."""
     from dataclasses import asdict
@@ -108,6 +104,145 @@ def estimator_records(spec: StudySpec, estimators: dict) -> dict:
             for e in spec.estimators}
 
 
+def truth_record(spec: StudySpec, graph, truth, prior) -> dict:
+    """What the truth of an episode is (truth.json): its kind, the priors, and how far real CPTs are from them."""
+    truth_prior = make_prior(spec.truth_prior["kind"], **spec.truth_prior["params"])
+    return {"kind": truth.kind, "truth": truth.truth, "prior": prior.describe(),
+            "eval_prior": truth_prior.describe() if spec.eval_prior else None,
+            "headline": truth.headline,
+            "per_episode_dags": truth.per_episode_graphs,
+            "description": truth.describe(graph, truth_prior),
+            "prior_distance": prior_distance(truth, prior)}
+
+
+@dataclass
+class Plan:
+    """What a run of the study does in its folder: every cell in run order, what keys each estimator's
+    cells, and what the folder already holds (each finished cell read back once, the last meta.json)."""
+
+    cells: list[tuple[int, str]]  # (context_len, estimator) in run order
+    mirror_of: dict[str, str | None]  # estimator -> the estimator it mirrors
+    inputs: dict[str, dict]  # estimator -> everything that determines its cells' numbers
+    keys: dict[str, str]  # estimator -> the hash of its inputs, in its cell files' names
+    code: dict  # the code version that computes the numbers (part of every input)
+    found: dict[tuple[int, str], pd.DataFrame]  # finished cells of these keys
+    meta: dict  # meta.json of the earlier runs in this folder ({} for a new one)
+
+    @property
+    def pending(self) -> list[tuple[int, str]]:
+        return [c for c in self.cells if c not in self.found]
+
+
+def build_estimators(spec: StudySpec, truth) -> dict:
+    """Every estimator of the study, built from its settings (nothing prepared yet); one that cannot run on
+    this truth is refused."""
+    estimators = {e.name: registry.build(e.kind, e.params) for e in spec.estimators}
+    if truth.per_episode_graphs:
+        fixed = [name for name, est in estimators.items() if est.tags.one_structure]
+        if fixed:
+            raise BNError(f"estimators {fixed} are trained for one structure, but graph={spec.graph['name']} draws "
+                          f"a fresh DAG per episode; drop them (" + " ".join(f"~estimators.{n}" for n in fixed) + ")")
+    return estimators
+
+
+def plan_run(spec: StudySpec, estimators: dict, truth, store: CellStore, out: Path) -> Plan:
+    """The cells to run and what the folder already holds; logs how much is done and why cells are redone."""
+    mirror_of = {e.name: e.mirrors for e in spec.estimators}
+    code = code_version()
+    # the BUILT estimators' effective parameters, defaults included, key their cells
+    params = {name: est.get_params() for name, est in estimators.items()}
+    inputs = {e.name: cell_inputs(spec, e, params[e.name], spec.estimator(e.mirrors) if e.mirrors else None,
+                                  params[e.mirrors] if e.mirrors else None, truth.fingerprint, code)
+              for e in spec.estimators}
+    keys = {name: cell_key(x) for name, x in inputs.items()}
+    cells = plan_cells(spec)
+    for e in spec.estimators:
+        if not any(name == e.name for _, name in cells):
+            log.warning("estimator %s runs at no context length: its context_lens %s are not among %s",
+                        e.name, list(e.context_lens or []), list(spec.context_lens))
+    found = {}
+    for n, name in cells:
+        frame = store.load(name, n, keys[name])
+        if frame is not None:
+            found[(n, name)] = frame
+    plan = Plan(cells, mirror_of, inputs, keys, code, found, read_meta(out))
+    stale = store.stale({store.path(name, n, keys[name]) for n, name in cells})
+    log.info("%s: %d cells, %d already done%s", out, len(cells), len(found),
+             f", {len(stale)} stale cell files ignored" if stale else "")
+    _log_changes(plan.meta.get("cell_inputs"), inputs, plan.pending, stale)
+    return plan
+
+
+def write_run_manifest(out: Path, config: dict, spec: StudySpec, graph, truth, prior, estimators: dict) -> None:
+    """config.yaml, graph.json, truth.json and estimators.json: what a report needs to know of the run."""
+    write_manifest(out, config, graph.to_dict(), truth_record(spec, graph, truth, prior),
+                   estimator_records(spec, estimators))
+
+
+def prepare(spec: StudySpec, estimators: dict, plan: Plan, graph, prior, out: Path) -> dict[str, float]:
+    """Prepare (train, load) the estimators the pending cells need; returns the seconds each took.
+
+    A damaged training history is rewritten: preparing again loads the cached model and its history."""
+    needed = {name for _, name in plan.pending}
+    needed |= {plan.mirror_of[name] for name in needed if plan.mirror_of[name] is not None}
+    needed |= {e.name for e in spec.estimators if estimators[e.name].tags.has_history and history_damaged(out, e.name)}
+    seconds = {}
+    for e in spec.estimators:
+        if e.name in needed:
+            est = estimators[e.name]
+            t0 = time.perf_counter()
+            est.prepare(graph, prior, spec.seed)
+            seconds[e.name] = time.perf_counter() - t0
+            if est.tags.has_history and est.history_:
+                write_history(out, e.name, est.history_)
+    return seconds
+
+
+def run_cells(spec: StudySpec, estimators: dict, plan: Plan, episodes: Episodes, store: CellStore,
+              out: Path) -> tuple[dict, dict]:
+    """Walk the plan in order: finished cells as found, missing ones computed and stored. Once every cell of a
+    context length is at hand they are summarized with their paired differences (references, mirrors) and
+    results.csv is rewritten, so a killed run leaves the lengths it finished. Returns (summaries, frames),
+    both keyed by (context_len, estimator)."""
+    from tqdm.auto import tqdm
+
+    graph_name, cells = graph_label(spec), plan.cells
+    summaries, frames, this_length = {}, {}, {}
+    pending = set(plan.pending)
+    bar = tqdm(total=len(pending), desc="cells", unit="cell", disable=not spec.progress, dynamic_ncols=True)
+    for i, (n, name) in enumerate(cells):
+        if (n, name) in pending:
+            bar.set_postfix_str(f"{name} N={n}")
+            mirror = estimators[plan.mirror_of[name]] if plan.mirror_of[name] is not None else None
+            frame = evaluate_cell(episodes, estimators[name], spec.estimator(name), n, mirror)
+            store.write(name, n, plan.keys[name], frame)
+            bar.update(1)
+        else:
+            frame = plan.found[(n, name)]
+        frames[(n, name)] = this_length[name] = frame
+        if i + 1 == len(cells) or cells[i + 1][0] != n:  # every cell of this N is at hand
+            summaries.update(summarize_length(spec, graph_name, n, this_length, plan.mirror_of))
+            this_length = {}
+            write_results(out, [summaries[c] for c in cells if c in summaries])
+    bar.close()
+    return summaries, frames
+
+
+def finish(out: Path, spec: StudySpec, plan: Plan, summaries: dict, frames: dict, started, seconds: float,
+           prepare_seconds: dict) -> None:
+    """results.csv, episodes.csv.gz and meta.json of the finished run."""
+    write_results(out, [summaries[c] for c in plan.cells])
+    write_episodes(out, [(name, n, frames[(n, name)]) for n, name in plan.cells], graph_label(spec), spec.seed)
+    runs = plan.meta.get("runs") if isinstance(plan.meta.get("runs"), list) else []
+    runs.append({"started": started.isoformat(timespec="seconds"), "wall_seconds": round(seconds, 2),
+                 "cells_computed": len(plan.pending), "cells_reused": len(plan.found),
+                 "prepare_seconds": {k: round(v, 2) for k, v in prepare_seconds.items()}})
+    meta = dict(plan.meta)
+    meta.update({"graph": graph_label(spec), "seed": spec.seed, "device": describe_device(spec),
+                 "versions": package_versions(), "code_version": plan.code, "cell_inputs": plan.inputs, "runs": runs})
+    write_meta(out, meta)
+
+
 def run_study(config: dict, out_dir) -> Path:
     """Run (or resume) the study ``config`` in ``out_dir``; returns the run directory."""
     started, t_start = datetime.now(UTC), time.perf_counter()
@@ -116,84 +251,13 @@ def run_study(config: dict, out_dir) -> Path:
     out = lock_dir(check_out_dir(out_dir))  # one run per folder; a no-op when the command line holds it
     graph, truth, prior = build_problem(spec)
     check_budget(spec, graph)  # refuse before allocating: one line with the amount and the setting to lower
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-
-    from tqdm.auto import tqdm
-
-    graph_name, seed = graph_label(spec), spec.seed
+    estimators = build_estimators(spec, truth)
     store = CellStore(out)
-    mirror_of = {e.name: (spec.estimator(e.mirrors) if e.mirrors else None) for e in spec.estimators}
-    # Build every estimator (settings only): its effective parameters, defaults included, key its cells.
-    estimators = {e.name: registry.build(e.kind, e.params) for e in spec.estimators}
-    code = code_version()
-    inputs = {e.name: cell_inputs(spec, e, estimators[e.name].get_params(), mirror_of[e.name],
-                                  estimators[mirror_of[e.name].name].get_params() if mirror_of[e.name] else None,
-                                  truth.fingerprint, code) for e in spec.estimators}
-    keys = {name: cell_key(x) for name, x in inputs.items()}
-    plan = plan_cells(spec)
-    for e in spec.estimators:
-        if not any(name == e.name for _, name in plan):
-            log.warning("estimator %s runs at no context length: its context_lens %s are not among %s",
-                        e.name, list(e.context_lens or []), list(spec.context_lens))
-    pending = [(n, name) for n, name in plan if not store.has(name, n, keys[name])]
-    stale = store.stale({store.path(name, n, keys[name]) for n, name in plan})
-    log.info("%s: %d cells, %d already done%s", out, len(plan), len(plan) - len(pending),
-             f", {len(stale)} stale cell files ignored" if stale else "")
-    _log_changes(read_json(out, "meta.json").get("cell_inputs"), inputs, pending, stale)
-
-    if truth.per_episode_graphs:
-        fixed = [name for name, est in estimators.items() if est.tags.one_structure]
-        if fixed:
-            raise BNError(f"estimators {fixed} are trained for one structure, but graph={spec.graph['name']} draws "
-                          f"a fresh DAG per episode; drop them (" + " ".join(f"~estimators.{n}" for n in fixed) + ")")
-    write_json(out, "graph.json", graph_record(graph))
-    truth_prior = make_prior(spec.truth_prior["kind"], **spec.truth_prior["params"])
-    write_json(out, "truth.json", {"kind": truth.kind, "truth": truth.truth, "prior": prior.describe(),
-                                   "eval_prior": truth_prior.describe() if spec.eval_prior else None,
-                                   "headline": truth.headline,
-                                   "per_episode_dags": truth.per_episode_graphs,
-                                   "description": truth.describe(graph, truth_prior),
-                                   "prior_distance": prior_distance(truth, prior)})
-    write_json(out, "estimators.json", estimator_records(spec, estimators))
-    needed = {name for _, name in pending}
-    needed |= {mirror_of[name].name for name in needed if mirror_of[name] is not None}
-    # a damaged training history is rewritten: preparing again loads the cached model and its history
-    needed |= {e.name for e in spec.estimators if estimators[e.name].tags.has_history and history_damaged(out, e.name)}
-    prepare_seconds = {}
-    for e in spec.estimators:
-        if e.name in needed:
-            t0 = time.perf_counter()
-            estimators[e.name].prepare(graph, prior, seed)
-            prepare_seconds[e.name] = time.perf_counter() - t0
-            if estimators[e.name].tags.has_history and estimators[e.name].history_:
-                write_history(out, e.name, estimators[e.name].history_)
-
-    # Walk the plan in order: finished cells are read back, missing ones computed; once every cell of a
-    # context length is at hand, they are summarized with their paired differences (references, mirrors).
-    episodes = Episodes(graph, truth, spec)
-    todo = set(pending)
-    summaries, frames = {}, {}
-    bar = tqdm(total=len(pending), desc="cells", unit="cell", disable=not spec.progress, dynamic_ncols=True)
-    for i, (n, name) in enumerate(plan):
-        if (n, name) in todo:
-            bar.set_postfix_str(f"{name} N={n}")
-            mirror = estimators[mirror_of[name].name] if mirror_of[name] is not None else None
-            frame = evaluate_cell(episodes, estimators[name], spec.estimator(name), n, mirror)
-            store.write(name, n, keys[name], frame)
-            bar.update(1)
-        else:
-            frame = store.read(name, n, keys[name])
-        frames[name] = frame
-        if i + 1 == len(plan) or plan[i + 1][0] != n:  # every cell of this N is at hand: summarize them in pairs
-            summaries.update(summarize_length(spec, graph_name, n, frames, mirror_of))
-            frames = {}
-            write_results(out, [summaries[c] for c in plan if c in summaries])
-    bar.close()
-
-    write_results(out, [summaries[c] for c in plan])
-    write_episodes(out, [(name, n, store.read(name, n, keys[name])) for n, name in plan], graph_name, seed)
-    _write_meta(out, spec, started, time.perf_counter() - t_start, len(pending), len(plan) - len(pending),
-                prepare_seconds, code, inputs)
+    plan = plan_run(spec, estimators, truth, store, out)
+    write_run_manifest(out, config, spec, graph, truth, prior, estimators)
+    prepare_seconds = prepare(spec, estimators, plan, graph, prior, out)
+    summaries, frames = run_cells(spec, estimators, plan, Episodes(graph, truth, spec), store, out)
+    finish(out, spec, plan, summaries, frames, started, time.perf_counter() - t_start, prepare_seconds)
     return out
 
 
@@ -203,7 +267,7 @@ def summarize_length(spec: StudySpec, graph_name: str, n: int, frames: dict, mir
     out = {}
     for name, frame in frames.items():
         refs = {m: frames.get(r) for m, r in spec.references().items() if r != name}
-        mirror = frames.get(mirror_of[name].name) if mirror_of[name] is not None else None
+        mirror = frames.get(mirror_of[name]) if mirror_of[name] is not None else None
         out[(n, name)] = cell_summary(frame, refs, graph_name, spec.seed, name, n, mirror)
     return out
 
@@ -231,15 +295,3 @@ def _log_changes(before, now: dict, pending: list, stale: list) -> None:
         if diff:
             log.info("estimator %s: computing its cells again, since the last run changed %s%s", name,
                      "; ".join(diff[:4]), f" (and {len(diff) - 4} more)" if len(diff) > 4 else "")
-
-
-def _write_meta(out: Path, spec: StudySpec, started, seconds: float, computed: int, reused: int,
-                prepare_seconds: dict, code: dict, inputs: dict) -> None:
-    meta = read_json(out, "meta.json")
-    runs = meta.get("runs") if isinstance(meta.get("runs"), list) else []
-    runs.append({"started": started.isoformat(timespec="seconds"), "wall_seconds": round(seconds, 2),
-                 "cells_computed": computed, "cells_reused": reused,
-                 "prepare_seconds": {k: round(v, 2) for k, v in prepare_seconds.items()}})
-    meta.update({"graph": graph_label(spec), "seed": spec.seed, "device": describe_device(spec),
-                 "versions": package_versions(), "code_version": code, "cell_inputs": inputs, "runs": runs})
-    write_json(out, "meta.json", meta)
