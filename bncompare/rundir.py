@@ -16,7 +16,7 @@ The study (:mod:`bncompare.studies.store`) writes it; the report, ``compare`` an
     report.pdf           written by the report command (python -m bncompare.reports.report <dir>)
     run.log, .hydra/     Hydra's log of the run and its record of the command line
 
-Metrics (``node`` is a node name or ``all``, the mean over nodes):
+Metrics (``node`` is a node name or ``all``, the mean over nodes)::
 
     cond_tv, cond_kl            error of the predicted conditional at the query's parents (KL in nats, inf kept)
     cond_kl_inf_frac            share of queries with infinite KL

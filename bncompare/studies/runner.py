@@ -6,6 +6,12 @@
 ``config_dict`` is the resolved Hydra config (see ``conf/config.yaml``); the
 command line (:mod:`bncompare.studies.run`) is a thin layer over this function
 and hands the finished directory to the report command.
+
+:func:`run_study` takes five steps, each a function: :func:`plan_run` (the cells,
+their keys, the finished ones found in the folder), :func:`write_run_manifest`
+(config, graph, truth and estimators files), :func:`prepare` (train or load what
+the missing cells need), :func:`run_cells` (compute, store and summarize) and
+:func:`finish` (results, episodes, meta).
 """
 from __future__ import annotations
 
@@ -70,6 +76,7 @@ def plan_cells(spec: StudySpec) -> list[tuple[int, str]]:
 
 
 def package_versions() -> dict[str, str]:
+    """The versions of Python and of the packages that compute or draw the numbers (for meta.json)."""
     from importlib import metadata
 
     out = {"python": platform.python_version()}
@@ -82,6 +89,7 @@ def package_versions() -> dict[str, str]:
 
 
 def describe_device(spec: StudySpec) -> str:
+    """The device the study runs on, as meta.json records it (the GPU's name, or the CPU and its threads)."""
     import torch
 
     device = resolve_device(spec.device)
@@ -130,6 +138,7 @@ class Plan:
 
     @property
     def pending(self) -> list[tuple[int, str]]:
+        """The cells still to compute, in run order."""
         return [c for c in self.cells if c not in self.found]
 
 

@@ -48,6 +48,7 @@ def cell_inputs(spec: StudySpec, espec: EstimatorSpec, params: dict, mirror: Est
 
 
 def cell_key(inputs: dict) -> str:
+    """A short hash of a cell's inputs: part of its file name, so changed inputs name another file."""
     text = json.dumps(inputs, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -78,6 +79,7 @@ class CellStore:
             junk.unlink(missing_ok=True)
 
     def path(self, estimator: str, context_len: int, key: str) -> Path:
+        """Where the cell (estimator, context length) of inputs hashed to ``key`` is kept."""
         return self.dir / rundir.cell_name(estimator, context_len, key)
 
     def load(self, estimator: str, context_len: int, key: str) -> pd.DataFrame | None:
@@ -94,9 +96,11 @@ class CellStore:
             return None
 
     def write(self, estimator: str, context_len: int, key: str, frame: pd.DataFrame) -> None:
+        """Keep a computed cell (its per-episode rows), atomically."""
         rundir.write_table(self.path(estimator, context_len, key), frame)
 
     def stale(self, keep: set[Path]) -> list[Path]:
+        """Cell files other than ``keep``: cells of settings or code that changed (ignored, never mixed in)."""
         return [p for p in self.dir.glob("*.csv.gz") if p not in keep]
 
 
@@ -111,11 +115,13 @@ def write_manifest(out_dir: Path, config: dict, graph: dict, truth: dict, estima
 
 
 def write_results(out_dir: Path, summaries: list[pd.DataFrame]) -> Path:
+    """results.csv from the summaries of the cells done so far (an empty table with its header when none)."""
     frame = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame(columns=rundir.RESULT_COLUMNS)
     return rundir.write_table(Path(out_dir) / rundir.RESULTS, frame)
 
 
 def write_episodes(out_dir: Path, cells: list[tuple[str, int, pd.DataFrame]], graph: str, seed: int) -> Path:
+    """episodes.csv.gz: the per-episode rows of every ``(estimator, context_len, frame)`` cell."""
     parts = []
     for estimator, context_len, frame in cells:
         f = frame[frame["episode"] != CELL].copy()  # one row per episode; cell statistics are in results.csv
@@ -138,6 +144,7 @@ def read_meta(out_dir: Path) -> dict:
 
 
 def write_meta(out_dir: Path, meta: dict) -> Path:
+    """meta.json (versions, device, cell inputs, one entry per invocation of the run)."""
     return rundir.write_json(Path(out_dir) / rundir.META, meta)
 
 
@@ -155,4 +162,5 @@ def history_damaged(out_dir: Path, name: str) -> bool:
 
 
 def write_history(out_dir: Path, name: str, history: list[dict]) -> Path:
+    """``extras/history_<name>.csv``: the training curve of the estimator ``name``."""
     return rundir.write_history(rundir.history_path(out_dir, name), history)
