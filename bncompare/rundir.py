@@ -119,18 +119,27 @@ def write_json(path, obj) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, default=str))
 
 
+def json_object(text: str, where) -> dict:
+    """``text`` parsed as a JSON object; anything else is a DamagedFile naming ``where``."""
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise DamagedFile(f"{where} is damaged ({_short(e)})") from None
+    if not isinstance(value, dict):
+        raise DamagedFile(f"{where} is damaged (not a JSON object)")
+    return value
+
+
 def read_json(path) -> dict:
     """A JSON object as a dict; ``{}`` when the file is missing, DamagedFile when it is not a JSON object."""
     path = Path(path)
     if not path.is_file():
         return {}
     try:
-        value = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
         raise DamagedFile(f"{path} is damaged ({_short(e)})") from None
-    if not isinstance(value, dict):
-        raise DamagedFile(f"{path} is damaged (not a JSON object)")
-    return value
+    return json_object(text, path)
 
 
 def write_config(path, config: dict) -> Path:

@@ -128,3 +128,17 @@ def test_the_folder_lock_names_its_holder_and_dies_with_it(tmp_path):
         holder.wait(timeout=30)
     assert lock_dir(out) == out.resolve()  # free again; this process now holds it
     assert lock_dir(out) == out.resolve()  # and taking it twice is a no-op
+
+
+@pytest.mark.parametrize("text", ['{"names": ["A", "B"]}', '{"names": ["A"], "cards": [2], "parents": [["A"]]}'])
+def test_a_damaged_graph_json_is_one_line(finished, tmp_path, text):
+    import shutil
+
+    from bncompare.reports.data import read_run
+
+    work = tmp_path / "run"
+    shutil.copytree(finished, work, ignore=shutil.ignore_patterns(".bncompare.*"))
+    (work / rundir.GRAPH).write_text(text)
+    with pytest.raises(BNError, match="graph.json is damaged") as e:
+        read_run(work)
+    assert "\n" not in str(e.value)

@@ -98,12 +98,10 @@ def reference_table(text: str, where: str) -> pd.DataFrame:
 def _provenance(folder, name: str) -> dict:
     where = f"reference {name!r} ({name}.json)"
     try:
-        value = json.loads((folder / f"{name}.json").read_text())
-    except (OSError, ValueError, UnicodeDecodeError) as e:
+        text = (folder / f"{name}.json").read_text()
+    except (OSError, UnicodeDecodeError) as e:
         raise BNError(f"{where} is damaged ({' '.join(str(e).split())})") from None
-    if not isinstance(value, dict):
-        raise BNError(f"{where} is damaged (not a JSON object)")
-    return value
+    return rundir.json_object(text, where)
 
 
 def load_reference(name: str, references=None) -> Reference:

@@ -137,6 +137,17 @@ def _json(path: Path) -> dict:
         raise BNError(f"{e}; rerun the study to rewrite it") from None
 
 
+def _dag(path: Path) -> Graph | None:
+    record = _json(path)
+    if not record:
+        return None
+    try:
+        return Graph.from_dict(record)
+    except (KeyError, TypeError, ValueError) as e:  # a BNError (a cycle, a bad cardinality) is a ValueError
+        raise BNError(f"{path} is damaged (not a graph: {' '.join(str(e).split())}); rerun the study to rewrite "
+                      "it") from None
+
+
 def read_run(path) -> Run:
     """The run directory ``path`` (holding results.csv), every file read once; a damaged file is a one-line
     BNError naming it."""
@@ -145,8 +156,7 @@ def read_run(path) -> Run:
     config = rundir.read_config(path / rundir.CONFIG)
     graph = str(results["graph"].iloc[0]) if len(results) else (config.get("graph") or {}).get("name", "?")
     seed = int(results["seed"].iloc[0]) if len(results) else int(config.get("seed", 0))
-    dag = _json(path / rundir.GRAPH)
-    return Run(path, graph, seed, config, _json(path / rundir.META), results, Graph.from_dict(dag) if dag else None,
+    return Run(path, graph, seed, config, _json(path / rundir.META), results, _dag(path / rundir.GRAPH),
                _json(path / rundir.TRUTH), _json(path / rundir.ESTIMATORS), _histories(path))
 
 
