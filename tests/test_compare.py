@@ -1,4 +1,4 @@
-"""Issue 11: the reference table shipped in the package and the command that compares a run with it."""
+"""The reference table shipped in the package and the command that compares a run with it."""
 import json
 import os
 import shutil

@@ -1,4 +1,4 @@
-"""Issue 12: resumable training, training logs, portable and versioned checkpoints (all in-process, tiny sizes)."""
+"""Resumable training, training logs, portable and versioned checkpoints (all in-process, tiny sizes)."""
 import csv
 import json
 import logging

@@ -1,4 +1,4 @@
-"""Issue 12, beyond one machine, on this CPU: torchrun with 2 gloo processes, sweeps through the
+"""Beyond one machine, on this CPU: torchrun with 2 gloo processes, sweeps through the
 submitit (local executor, then merged) and joblib launchers; a real kill of the training command."""
 import hashlib
 import json

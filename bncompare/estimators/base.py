@@ -1,7 +1,7 @@
 """The one interface every estimator implements.
 
 Like scikit-learn: the constructor takes settings only, ``fit`` learns, and
-learned state lives in attributes ending in ``_``.
+learned state lives in attributes ending in ``_``::
 
     est.prepare(graph, prior)                 # once per study (trains a transformer; no-op otherwise)
     est = MLE().fit(graph, contexts)          # contexts: (B, N, M) long, B contexts of N rows

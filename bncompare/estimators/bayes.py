@@ -5,7 +5,7 @@ For a CPT row with posterior P(theta | context):
 - the posterior MEAN minimizes the expected KL(theta || estimate) (log loss,
   cross-entropy): it is the reference for KL;
 - for a binary row, the posterior MEDIAN of theta_0 minimizes the expected
-  TV = |theta_0 - estimate_0|: it is the reference for TV. (For rows with more
+  TV = ``|theta_0 - estimate_0|``: it is the reference for TV. (For rows with more
   states the TV optimum has no closed form: :class:`DirichletMedian` answers
   the posterior mean there, so a TV excess over it can be negative on such
   nodes, and the report says so.)

@@ -10,6 +10,7 @@ estimators are checked against).
     PgmpyBayes("dirichlet", pseudo_counts=0.5)          # same pseudo-count in every cell
 
 Two details of pgmpy matter for an exact comparison:
+
 - without ``state_names`` pgmpy keeps only the states seen in the data, so a
   small context would silently lose states: we always pass all of them;
 - a fitted CPD lists its evidence variables sorted by NAME, not in our parent

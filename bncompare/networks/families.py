@@ -5,6 +5,7 @@ Synthetic families (structure only; CPTs come from a prior):
   star-N (one hub parent), collider-N (one child of N-1 roots),
   random-N (Erdos-Renyi DAG on a fixed order; see :func:`random_dag`).
   A bare family name means its 7-node variant ("tree" == "tree-7").
+
 Real networks (structure AND CPTs, read offline from the BIF files bundled in
 the pgmpy wheel): asia, cancer, earthquake, survey, sachs, child, insurance, alarm.
 """

@@ -14,6 +14,7 @@ Protocol (no leakage), one split = one random partition of the rows:
   - the held-out rows: disjoint; the reference CPTs are estimated from them only,
     as the Dirichlet posterior mean with pseudo-count ``smoothing`` per cell
     (strictly positive rows), and queries are drawn from them.
+
 Several splits (different seeds) give error bars.
 
 The discretization is a fixed preprocessing of the whole table (it only

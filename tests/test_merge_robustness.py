@@ -1,4 +1,4 @@
-"""Issue 13, merge: duplicate runs, folders without runs and damaged results.csv are one line, exit 2."""
+"""Merge: duplicate runs, folders without runs and damaged results.csv are one line, exit 2."""
 import os
 import shutil
 import subprocess

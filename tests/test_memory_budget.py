@@ -1,4 +1,4 @@
-"""Issue 13, sizes: a study that would need more memory than allowed is refused before allocating,
+"""Memory budget: a study that would need more memory than allowed is refused before allocating,
 in one line naming the amount and the setting to lower."""
 import pytest
 

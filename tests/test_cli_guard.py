@@ -1,4 +1,4 @@
-"""Issue 13 at the command line: hostile presets and overrides, bad values, out_dir problems, shared out_dirs.
+"""The command line refuses bad input: hostile presets and overrides, bad values, out_dir problems, shared out_dirs.
 
 Every case expects exit code 2, one line on stderr, no traceback, nothing run. The end-to-end cases run the
 real CLI in a subprocess; the many small refusals call the same ``main()`` in this process (they stop in its

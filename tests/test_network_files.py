@@ -1,4 +1,4 @@
-"""Issue 13, files that loaded as the wrong network: every bad file is a one-line BNError, never a guess."""
+"""Network files that could load as the wrong network: every bad file is a one-line BNError, never a guess."""
 import gzip
 
 import pytest

@@ -1,4 +1,4 @@
-"""Issue 13, damaged run folders: a damaged cell is named and recomputed, other damaged files are rewritten."""
+"""Damaged run folders: a damaged cell is named and recomputed, other damaged files are rewritten."""
 import gzip
 import json
 import logging

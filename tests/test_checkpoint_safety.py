@@ -1,4 +1,4 @@
-"""Issue 13, the model cache: a bad entry is one log line and a retrain, never a traceback or a huge allocation."""
+"""The model cache: a bad entry is one log line and a retrain, never a traceback or a huge allocation."""
 import json
 import logging
 import os
