@@ -10,7 +10,7 @@ A reference is two files in ``bncompare/data/reference/`` (or ``--references DIR
 left out since it never reproduces), and ``<name>.json``, its provenance (the command, versions, device
 and config of that run). The compare reads the run's results.csv, config.yaml and meta.json, and for every
 (estimator, context_len, metric) both tables have says: identical (equal to 1e-9 relative, or both
-infinite), within noise (|z| <= 3 with z = difference / sqrt(SE_run^2 + SE_ref^2)) or differs.
+infinite), within noise (``|z| <= 3`` with ``z = difference / sqrt(SE_run^2 + SE_ref^2)``) or differs.
 Exit code 0 when no row differs, 1 when some row does, 2 on bad input.
 """
 from __future__ import annotations
