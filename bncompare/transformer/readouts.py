@@ -22,7 +22,6 @@ Which one a model uses is ``TransformerConfig.output``, looked up in :data:`READ
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -31,11 +30,11 @@ import torch.nn.functional as F
 from bncompare.errors import BNError
 from bncompare.transformer.encoding import Layout, onehots
 
-if TYPE_CHECKING:
-    from bncompare.transformer.model import TransformerConfig
+# A readout is built from a model.TransformerConfig ("cfg" below); this module does not import model.py,
+# which imports it.
 
 
-def norm_layer(cfg: TransformerConfig) -> nn.Module:
+def norm_layer(cfg) -> nn.Module:
     """A pre-norm LayerNorm, or nothing (``norm="none"``, the construction's)."""
     return nn.LayerNorm(cfg.d_model) if cfg.norm == "layer" else nn.Identity()
 
@@ -50,7 +49,7 @@ class Readout(nn.Module):
     match_scores = False  # it reads TransformerConfig.match_scores
 
     @classmethod
-    def check(cls, cfg: TransformerConfig) -> None:
+    def check(cls, cfg) -> None:
         """A one-line BNError when ``cfg`` does not fit this readout."""
         if cfg.match_scores and not cls.match_scores:
             raise BNError(f"match_scores needs output='mixture', got output={cfg.output!r} "
@@ -70,7 +69,7 @@ class LogitsReadout(Readout, nn.Linear):
 
     module_name = "head"
 
-    def __init__(self, cfg: TransformerConfig):
+    def __init__(self, cfg):
         nn.Linear.__init__(self, cfg.d_model, cfg.d_out)
 
     def forward(self, h, h_seen, tokens, n_context: int):
@@ -92,12 +91,12 @@ class _ValueReadout(Readout):
     attention_layers = 1
 
     @classmethod
-    def check(cls, cfg: TransformerConfig) -> None:
+    def check(cls, cfg) -> None:
         super().check(cfg)
         if cfg.cards is not None and (not cfg.cards or max(cfg.cards) != cfg.d_out):
             raise BNError(f"output={cfg.output!r} needs the nodes' cardinalities (cards) with max(cards) == d_out")
 
-    def __init__(self, cfg: TransformerConfig):
+    def __init__(self, cfg):
         super().__init__()
         self.layout = Layout(tuple(cfg.cards))
         for name, t in slot_maps(cfg.cards, cfg.d_out).items():
@@ -130,7 +129,7 @@ class MixtureReadout(_ValueReadout):
 
     match_scores = True
 
-    def __init__(self, cfg: TransformerConfig):
+    def __init__(self, cfg):
         super().__init__(cfg)
         self.norm_k = norm_layer(cfg)
         self.q = nn.Linear(cfg.d_model, cfg.d_model)
@@ -187,7 +186,7 @@ class EvidenceReadout(_ValueReadout):
     match_scores = True  # allowed, and not read: the hypotheses' gains do the matching
 
     @classmethod
-    def check(cls, cfg: TransformerConfig) -> None:
+    def check(cls, cfg) -> None:
         super().check(cfg)
         if cfg.evidence_rounds < 1:
             raise BNError(f"evidence_rounds must be >= 1, got {cfg.evidence_rounds}")
@@ -195,7 +194,7 @@ class EvidenceReadout(_ValueReadout):
             raise BNError("output='evidence' needs query_view='prefix' (it searches the parents a query is not "
                           f"shown), got query_view={cfg.query_view!r}")
 
-    def __init__(self, cfg: TransformerConfig):
+    def __init__(self, cfg):
         super().__init__(cfg)
         D, M = cfg.d_model, len(cfg.cards)
         self.rounds, self.n_slots, self.n_nodes = cfg.evidence_rounds, sum(cfg.cards), M

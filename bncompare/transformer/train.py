@@ -47,7 +47,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -80,9 +80,14 @@ STREAM_TASKS, STREAM_INIT, STREAM_EVAL = 0, 1, 2
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(init=False)
 class TrainConfig:
-    """How one model is trained; ``model`` holds the model's own settings (:class:`TransformerConfig`)."""
+    """How one model is trained; ``model`` holds the model's own settings (:class:`TransformerConfig`).
+
+    A model setting may also be given flat, beside the training's (``TrainConfig(steps=100, n_head=4)``,
+    ``transformer.train.n_head=4`` in a study): it is filed under ``model``, where its one default lives.
+    Giving one both ways is an error.
+    """
 
     model: TransformerConfig = field(default_factory=TransformerConfig)
     # optimization
@@ -110,10 +115,31 @@ class TrainConfig:
     eval_tasks: int = 128
     eval_lengths: tuple[int, ...] = (1, 10, 100, 500)  # may exceed n_context_max: length generalization
 
+    def __init__(self, model: TransformerConfig | dict | None = None, **settings):
+        own = {f.name: f for f in fields(self)}
+        flat = {k: settings.pop(k) for k in list(settings) if k in MODEL_SETTINGS and k not in own}
+        unknown = sorted(set(settings) - set(own))
+        if unknown:
+            raise BNError(f"unknown TrainConfig fields {unknown}; known fields are {sorted(own)} "
+                          f"and the model's {sorted(MODEL_SETTINGS)}")
+        if model is None or isinstance(model, dict):
+            model = dict(model or {})
+            twice = sorted(set(flat) & set(model))
+            if twice:
+                raise BNError(f"TrainConfig: {twice} given both flat and under model: give each once")
+            model = _model_config({**model, **flat})
+        elif isinstance(model, TransformerConfig):
+            model = replace(model, **flat) if flat else model
+        else:
+            raise BNError(f"TrainConfig.model must be a mapping of model settings, got {type(model).__name__}")
+        for name, f in own.items():
+            if name != "model":
+                setattr(self, name, settings.get(name, f.default))
+        self.model = model
+        self.__post_init__()
+
     def __post_init__(self):
         self.eval_lengths = tuple(int(n) for n in self.eval_lengths)
-        if isinstance(self.model, dict):
-            self.model = _model_config(self.model)
         if self.loss not in LOSSES:
             raise BNError(f"unknown training loss {self.loss!r}; choose one of {list(LOSSES)}")
         if self.context_sampling not in SAMPLINGS:
@@ -137,24 +163,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        """The config of ``{"steps": 2000, "model": {"n_head": 2}}``: the model's settings only under ``model``."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        model_keys = sorted(set(unknown) & {f.name for f in fields(TransformerConfig)})
-        if model_keys:
-            raise BNError(f"{model_keys} are model settings: put them under TrainConfig's model (e.g. "
-                          f"{{'model': {{'{model_keys[0]}': ...}}}}, or transformer.train.model.{model_keys[0]}=...)")
-        if unknown:
-            raise BNError(f"unknown TrainConfig fields {unknown}; known fields are {sorted(known)}")
-        model = d.get("model", {})
-        if not isinstance(model, (dict, TransformerConfig)):
-            raise BNError(f"TrainConfig.model must be a mapping of model settings, got {type(model).__name__}")
-        return cls(**{**d, "model": model})
+        """The config of ``{"steps": 2000, "model": {"n_head": 2}}`` (or ``{"steps": 2000, "n_head": 2}``);
+        an unknown key is a one-line BNError."""
+        return cls(**d)
 
     def to_dict(self) -> dict:
         """The fields as plain JSON values, the model's nested under ``model``."""
         d = asdict(self)
-        d["model"] = self.model.to_dict()
+        d["model"] = {k: v for k, v in self.model.to_dict().items() if k not in GRAPH_FIELDS}  # never set here
         d["eval_lengths"] = list(self.eval_lengths)
         return d
 
@@ -163,12 +179,15 @@ class TrainConfig:
         return self.model.for_layout(Layout(graph.cards))
 
 
+MODEL_SETTINGS = frozenset(f.name for f in fields(TransformerConfig)) - set(GRAPH_FIELDS)
+
+
 def _model_config(d: dict) -> TransformerConfig:
     """A TransformerConfig from a mapping; an unknown or bad setting is a one-line BNError."""
-    known = {f.name for f in fields(TransformerConfig)} - set(GRAPH_FIELDS)
-    unknown = sorted(set(d) - known)
+    d = {k: v for k, v in d.items() if not (k in GRAPH_FIELDS and v is None)}  # unset, as asdict gives them
+    unknown = sorted(set(d) - MODEL_SETTINGS)
     if unknown:
-        raise BNError(f"unknown TrainConfig.model fields {unknown}; known fields are {sorted(known)}")
+        raise BNError(f"unknown TrainConfig.model fields {unknown}; known fields are {sorted(MODEL_SETTINGS)}")
     try:
         return TransformerConfig(**d)
     except BNError as e:
