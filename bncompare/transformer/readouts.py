@@ -73,6 +73,7 @@ class LogitsReadout(Readout, nn.Linear):
         nn.Linear.__init__(self, cfg.d_model, cfg.d_out)
 
     def forward(self, h, h_seen, tokens, n_context: int):
+        """Each query's outputs, a linear map of its state; no attention weights."""
         return nn.Linear.forward(self, h), None
 
 
@@ -139,20 +140,20 @@ class MixtureReadout(_ValueReadout):
         # per-node weight of a matching value
         self.gain = nn.Linear(cfg.d_model, self.layout.n_nodes) if cfg.match_scores else None
 
-    def forward(self, h_q, h_seen, tokens, n_context: int):
-        """The query states h_q weigh the sink and the context rows (h_seen): the mixture's log-probabilities."""
+    def forward(self, h, h_seen, tokens, n_context: int):
+        """The query states h weigh the sink and the context rows (h_seen): the mixture's log-probabilities."""
         values, rows, queries = self.layout.values, Layout.context_rows(n_context), Layout.query_rows(n_context)
-        q, k = self.q(h_q), self.k(self.norm_k(h_seen))
+        q, k = self.q(h), self.k(self.norm_k(h_seen))
         scale = self.log_temp.exp() / math.sqrt(q.shape[-1])
         scores = (q @ k.transpose(-1, -2)) * scale  # (B, Lq, 1 + N)
         if self.gain is not None:  # + sum over nodes n of g_n [x_r[n] == the query's shown value of n]
-            shown = tokens[:, queries, values] * (self.gain(h_q) @ self.node_of_slot)  # (B, Lq, S)
+            shown = tokens[:, queries, values] * (self.gain(h) @ self.node_of_slot)  # (B, Lq, S)
             scores = scores + F.pad(shown @ tokens[:, rows, values].transpose(-1, -2), (1, 0))
         w = torch.softmax(scores, -1)  # (B, Lq, 1 + N)
         target = tokens[:, queries, self.layout.targets]  # (B, Lq, M) one-hot of the target node
         seen = w[..., 1:] @ tokens[:, rows, values]  # (B, Lq, S): weighted values of every node
         from_rows = (seen * (target @ self.node_of_slot)) @ self.state_of_slot  # the target's slots only
-        prior = self.prior(h_q).masked_fill(~(target @ self.valid.to(target.dtype)).bool(), float("-inf"))
+        prior = self.prior(h).masked_fill(~(target @ self.valid.to(target.dtype)).bool(), float("-inf"))
         probs = from_rows + w[..., :1] * torch.softmax(prior, -1)
         return torch.log(probs.clamp_min(1e-30)), w[:, None]
 
