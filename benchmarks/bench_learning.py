@@ -3,7 +3,7 @@
     python benchmarks/bench_learning.py ablation                   # tree-7 and the Sachs structure, every lever
     python benchmarks/bench_learning.py ablation --graph sachs --levers recipe,paper
     python benchmarks/bench_learning.py budget                     # sachs, child, insurance, alarm: steps to 1.10
-    python benchmarks/bench_learning.py probe --graph sachs --set mlp=relu --set steps=1500
+    python benchmarks/bench_learning.py probe --graph sachs --set model.mlp=relu --set steps=1500
 
 Every run trains a fresh model (no cache) on the graph's structure with CPTs from
 Dirichlet(1), the truth of ``graph.options.truth=prior``, and scores it on
@@ -12,8 +12,9 @@ trained model's mean TV to the true CPT rows divided by that of the Bayes
 posterior mean on the same tasks (1.00 is the limit), next to MLE's ratio.
 
 A lever is a set of TrainConfig overrides applied to the recipe (the defaults
-of ``TrainConfig`` with the ``--set`` settings); ``paper`` is the recipe before
-this benchmark existed.
+of ``TrainConfig`` with the ``--set`` settings), the model's own under ``model``
+(``--set model.n_head=4``); ``paper`` is the recipe before this benchmark existed.
+docs/levers.md lists the levers with their measured effect.
 """
 from __future__ import annotations
 
@@ -33,23 +34,29 @@ LENGTHS = (1, 10, 100, 500)
 # Each lever: what it changes relative to the recipe (TrainConfig defaults).
 LEVERS = {
     "recipe": {},
-    "paper": dict(context_attention="full", mlp="relu", query_view="prefix", attn_scale="fixed", n_head=4,
-                  length_groups=1, loss_weight_power=0.0, context_sampling="loguniform", output="logits",
-                  match_scores=False),
-    "context_attention=full": dict(context_attention="full"),
-    "mlp=relu": dict(mlp="relu"),
-    "query_view=parents": dict(query_view="parents"),
-    "n_head=4": dict(n_head=4),
+    "paper": dict(model=dict(context_attention="full", mlp="relu", query_view="prefix", attn_scale="fixed", n_head=4,
+                             output="logits", match_scores=False),
+                  length_groups=1, loss_weight_power=0.0, context_sampling="loguniform"),
+    "context_attention=full": dict(model=dict(context_attention="full")),
+    "mlp=relu": dict(model=dict(mlp="relu")),
+    "query_view=parents": dict(model=dict(query_view="parents")),
+    "n_head=4": dict(model=dict(n_head=4)),
     "batch_size=64": dict(batch_size=64),
-    "attn_scale=fixed": dict(attn_scale="fixed"),
-    "attn_scale=log_n": dict(attn_scale="log_n"),
-    "qk_norm": dict(qk_norm=True),
+    "attn_scale=fixed": dict(model=dict(attn_scale="fixed")),
+    "attn_scale=log_n": dict(model=dict(attn_scale="log_n")),
+    "attention=softmax_1": dict(model=dict(attention="softmax_1")),
     "length_groups=1": dict(length_groups=1),
     "loss_weight_power=1": dict(loss_weight_power=1.0),
     "context_sampling=loguniform": dict(context_sampling="loguniform"),
-    "output=logits": dict(output="logits", match_scores=False),
-    "match_scores=false": dict(match_scores=False),
+    "output=logits": dict(model=dict(output="logits", match_scores=False)),
+    "match_scores=false": dict(model=dict(match_scores=False)),
 }
+
+
+def with_settings(cfg: TrainConfig, overrides: dict) -> TrainConfig:
+    """``cfg`` with TrainConfig overrides, the model's nested under ``model``."""
+    rest = {k: v for k, v in overrides.items() if k != "model"}
+    return replace(cfg, **rest, model=replace(cfg.model, **overrides.get("model", {})))
 
 
 def structure(name: str):
@@ -61,11 +68,15 @@ def structure(name: str):
 
 
 def parse_sets(items: list[str]) -> dict:
+    """``key=value`` and ``model.key=value`` settings -> nested overrides, each value of its default's type."""
     out = {}
     for item in items:
         key, _, value = item.partition("=")
-        default = getattr(TrainConfig(), key)
-        out[key] = type(default)(value) if not isinstance(default, bool) else value.lower() in ("1", "true", "yes")
+        owner, name, into = TrainConfig(), key, out
+        if key.startswith("model."):
+            owner, name, into = owner.model, key.removeprefix("model."), out.setdefault("model", {})
+        default = getattr(owner, name)
+        into[name] = type(default)(value) if not isinstance(default, bool) else value.lower() in ("1", "true", "yes")
     return out
 
 
@@ -106,7 +117,8 @@ def ablation(args) -> None:
         print(HEADER, flush=True)
         for lever in args.levers:
             # the lever goes on top of the --set settings, so it always shows its own change
-            cfg = replace(TrainConfig(**args.sets), **LEVERS[lever], eval_tasks=args.eval_tasks)
+            cfg = replace(with_settings(with_settings(TrainConfig(), args.sets), LEVERS[lever]),
+                          eval_tasks=args.eval_tasks)
             cfg = replace(cfg, eval_every=cfg.steps)
             print(row(lever, run(graph, cfg)), flush=True)
 
@@ -116,7 +128,7 @@ def budget(args) -> None:
     print(f"{'network':12s} {'worst ratio':>11s} {'steps':>7s} {'seconds':>8s}   curve (step: worst ratio over N)")
     for name in args.graph:
         graph = structure(name)
-        cfg = replace(TrainConfig(), **args.sets, eval_tasks=args.eval_tasks, eval_every=args.every)
+        cfg = replace(with_settings(TrainConfig(), args.sets), eval_tasks=args.eval_tasks, eval_every=args.every)
         result = run(graph, cfg)
         worst = [(c["step"] + 1, c["seconds"], max(c[n] for n in LENGTHS)) for c in result["curve"]]
         hit = next(((s, t) for s, t, w in worst if w <= 1.10), None)
@@ -131,7 +143,7 @@ def main() -> None:
     p.add_argument("mode", choices=["ablation", "budget", "probe"])
     p.add_argument("--graph", default=None, help="comma-separated names (families or bundled networks)")
     p.add_argument("--levers", default=",".join(LEVERS), help=f"comma-separated, from {list(LEVERS)}")
-    p.add_argument("--set", dest="sets", action="append", default=[], help="TrainConfig override key=value")
+    p.add_argument("--set", dest="sets", action="append", default=[], help="TrainConfig override key=value, or model.key=value for a model setting")
     p.add_argument("--eval-tasks", type=int, default=512)
     p.add_argument("--every", type=int, default=500, help="budget: steps between held-out checks")
     args = p.parse_args()

@@ -5,17 +5,17 @@ import torch
 from bncompare.errors import BNError
 from bncompare.networks import DirichletPrior, get_graph, sample
 from bncompare.transformer.agnostic import StructureAgnosticTransformer, complete_graph_like
-from bncompare.transformer.checkpoint import cache_key
+from bncompare.transformer.checkpoint import run_fingerprint
 
 TINY = {"steps": 3, "eval_every": 0, "d_model": 16, "n_head": 2, "d_ff": 32, "n_context_max": 20, "batch_size": 4}
 
 
 def test_one_training_task_serves_every_graph_of_the_same_layout():
     est = StructureAgnosticTransformer(TINY)
-    keys = {cache_key(*est.training_task(get_graph(name), DirichletPrior(1.0)), est.config(0))
+    keys = {run_fingerprint(*est.training_task(get_graph(name), DirichletPrior(1.0)), est.config(0))
             for name in ("chain-5", "tree-5", "general-5")}
     assert len(keys) == 1
-    other = cache_key(*est.training_task(get_graph("chain-7"), DirichletPrior(1.0)), est.config(0))
+    other = run_fingerprint(*est.training_task(get_graph("chain-7"), DirichletPrior(1.0)), est.config(0))
     assert other not in keys
 
 

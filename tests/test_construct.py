@@ -155,7 +155,8 @@ def test_model_is_the_trainable_block_family():
 
 def _random_model(graph, seed=0):
     lay = Layout(graph.cards)
-    cfg = TransformerConfig(d_in=lay.d_in, d_out=lay.d_out, d_model=16, n_head=2, d_ff=32)
+    cfg = TransformerConfig(d_model=16, n_head=2, d_ff=32, context_attention="full", attn_scale="fixed", mlp="relu",
+                            output="logits", match_scores=False).for_layout(lay)
     return init_weights(InContextTransformer(cfg), seed=seed).double()
 
 

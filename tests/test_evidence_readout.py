@@ -23,7 +23,7 @@ def readout_model(graph: Graph, guess: list[float], plausible: list[float], log_
     """A model whose readout proposes the same gains for every target: ``guess`` (pre-sigmoid, per node),
     a huge gain level (a row that misses an included node weighs nothing), Dirichlet(1) prior weight and a
     uniform prior over the target's states, and hypothesis prior log-odds ``plausible`` (guess, edit A, ...)."""
-    cfg = TrainConfig(d_model=16, d_ff=32, evidence_rounds=rounds).model_config(graph)
+    cfg = TrainConfig(d_model=16, d_ff=32, output="evidence", evidence_rounds=rounds).model_config(graph)
     model = InContextTransformer(cfg, seed=0).eval()
     r = model.readout
     with torch.no_grad():
@@ -116,7 +116,7 @@ def test_the_evidence_is_the_leave_one_out_log_likelihood():
 def test_counting_configurations_changes_nothing():
     """A context longer than the number of joint configurations is counted into them; the answers equal
     the row-by-row computation."""
-    cfg = TrainConfig(d_model=16, d_ff=32, evidence_rounds=2).model_config(CHAIN)
+    cfg = TrainConfig(d_model=16, d_ff=32, output="evidence", evidence_rounds=2).model_config(CHAIN)
     model = InContextTransformer(cfg, seed=1).eval()
     gen = torch.Generator().manual_seed(4)
     cpts = DirichletPrior(1.0).sample(CHAIN, 2, gen)
@@ -130,16 +130,16 @@ def test_counting_configurations_changes_nothing():
     assert torch.allclose(counted, by_row, atol=1e-4)
 
 
-def test_evidence_needs_the_mixture_readout_and_the_prefix_view():
-    with pytest.raises(BNError, match="evidence_rounds needs output='mixture' and query_view='prefix'"):
-        TrainConfig(evidence_rounds=1, query_view="parents")
-    with pytest.raises(BNError, match="evidence_rounds must be >= 0"):
-        TrainConfig(evidence_rounds=-1)
+def test_evidence_needs_the_prefix_view_and_a_round():
+    with pytest.raises(BNError, match="output='evidence' needs query_view='prefix'"):
+        TrainConfig(output="evidence", query_view="parents")
+    with pytest.raises(BNError, match="evidence_rounds must be >= 1"):
+        TrainConfig(output="evidence", evidence_rounds=0)
 
 
 def test_a_model_with_the_evidence_readout_trains():
     cfg = TrainConfig(d_model=16, n_head=2, d_ff=32, n_layer=1, batch_size=4, length_groups=2, n_context_max=30,
-                      n_queries=2, warmup=2, steps=6, eval_every=0, evidence_rounds=2)
+                      n_queries=2, warmup=2, steps=6, eval_every=0, output="evidence", evidence_rounds=2)
     model, history = train(CHAIN, DirichletPrior(1.0), cfg, progress=False)
     assert len(history) == 6 and all(math.isfinite(h["loss"]) for h in history)
     assert model.readout.guess.weight.grad is not None

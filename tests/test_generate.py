@@ -87,8 +87,9 @@ def test_trained_style_model_generates_valid_deterministic_samples():
     # recomputed here node by node with plain Python, and the same uniforms must give the same rows.
     graph = MIXED
     lay = Layout(graph.cards)
-    model = init_weights(InContextTransformer(TransformerConfig(d_in=lay.d_in, d_out=lay.d_out, d_model=16, n_head=2,
-                                                                d_ff=32)), seed=0)
+    cfg = TransformerConfig(d_model=16, n_head=2, d_ff=32, context_attention="full", attn_scale="fixed", mlp="relu",
+                            output="logits", match_scores=False).for_layout(lay)
+    model = init_weights(InContextTransformer(cfg), seed=0)
     contexts, gen = contexts_for(graph, B=2, N=30)
     est = TransformerEstimator(model).fit(graph, contexts)
     u = torch.rand(2, 40, graph.n_nodes, generator=gen, dtype=torch.float64)

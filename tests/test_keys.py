@@ -103,17 +103,16 @@ def test_changed_code_recomputes_every_cell_and_says_why(tmp_path, monkeypatch, 
 
 def test_checkpoint_key_sees_the_training_code(tmp_path, monkeypatch):
     from bncompare.networks import DirichletPrior, get_graph
-    from bncompare.transformer.checkpoint import cache_key
-    from bncompare.transformer.train import TrainConfig
+    from bncompare.transformer.train import TrainConfig, run_fingerprint
 
     root = copy_of_package(tmp_path, monkeypatch)
     graph, prior, cfg = get_graph("chain-3"), DirichletPrior(1.0), TrainConfig(steps=5)
-    key = cache_key(graph, prior, cfg)
+    key = run_fingerprint(graph, prior, cfg)
     edit(root / "transformer" / "train.py", "def lr_at(", "# why this schedule\ndef lr_at(")
-    assert cache_key(graph, prior, cfg) == key
+    assert run_fingerprint(graph, prior, cfg) == key
     edit(root / "transformer" / "model.py", "import torch", "import torch\nUNUSED = 1")
-    assert cache_key(graph, prior, cfg) != key
+    assert run_fingerprint(graph, prior, cfg) != key
     edit(root / "reports" / "plots.py", "Z = 1.96", "Z = 2.0")  # not training code
-    key2 = cache_key(graph, prior, cfg)
+    key2 = run_fingerprint(graph, prior, cfg)
     edit(root / "studies" / "runner.py", "import logging", "import logging\nUNUSED = 1")
-    assert cache_key(graph, prior, cfg) == key2
+    assert run_fingerprint(graph, prior, cfg) == key2

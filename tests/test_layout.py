@@ -13,7 +13,7 @@ import bncompare
 from bncompare.estimators.base import Estimator, Tags
 from bncompare.studies import registry
 from bncompare.studies.run import compose, train_defaults
-from bncompare.transformer.train import TrainConfig
+from bncompare.transformer.train import MODEL_SETTINGS, TrainConfig
 
 PACKAGE = Path(bncompare.__file__).parent
 # Lower layers never import higher ones; packages on one layer never import each other.
@@ -150,7 +150,7 @@ def test_user_preset_example_composes():
 
 def test_train_defaults_come_from_the_dataclass():
     defaults = train_defaults()["train"]
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"} | MODEL_SETTINGS  # the model's beside
     assert set(defaults) == names - {"seed"}  # every field, so a new one appears by itself
     cfg = compose(["context_lens=[1,7]", "device=cpu"])["transformer"]["train"]
     assert cfg["n_context_max"] == 7 and cfg["device"] == "cpu"  # the study's own settings

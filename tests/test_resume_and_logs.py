@@ -127,8 +127,8 @@ def test_second_process_waits_for_the_one_training_then_loads(tmp_path, monkeypa
     waiting.start()
     waiting.join(1.0)
     assert waiting.is_alive() and not (entry / LOG_CSV).exists()  # it waits instead of training too
-    save_checkpoint(entry, model, {"cache_key": ckpt.cache_key(GRAPH, PRIOR, cfg), "graph": ckpt.graph_signature(GRAPH),
-                                   "history": history})
+    save_checkpoint(entry, model, {"cache_key": ckpt.run_fingerprint(GRAPH, PRIOR, cfg),
+                                   "graph": ckpt.graph_signature(GRAPH), "history": history})
     monkeypatch.setattr(ckpt, "train", lambda *a, **k: pytest.fail("trained a model another process had trained"))
     os.close(fd)  # that process is done
     waiting.join(30)

@@ -34,7 +34,7 @@ def tiny(**kw) -> TrainConfig:
 @pytest.fixture(scope="module")
 def short_run():
     """One short but real training run, shared by the tests that only read it."""
-    cfg = tiny(steps=100, lr=1e-2, n_layer=2, n_context_min=5, context_sampling="uniform",
+    cfg = tiny(steps=100, lr=1e-2, n_layer=2, context_sampling="uniform",
                eval_every=99, eval_tasks=64, eval_lengths=(5, 20))
     model, history = train(GRAPH, PRIOR, cfg, progress=False)
     return cfg, model, history
@@ -97,7 +97,7 @@ def test_softmax_1_row_with_nothing_to_attend_outputs_zero():
     torch.manual_seed(0)
     outs = {}
     for attention in ("softmax", "softmax_1"):
-        cfg = TransformerConfig(d_in=4, d_out=2, d_model=8, n_head=1, attention=attention)
+        cfg = TransformerConfig(d_model=8, n_head=1, attention=attention, attn_scale="fixed", context_attention="full")
         attn = SelfAttention(cfg)
         with torch.no_grad():
             attn.q.weight.zero_(), attn.k.weight.zero_(), attn.proj.bias.zero_()
@@ -177,8 +177,9 @@ def test_cache_hit_loads_instead_of_training(tmp_path, monkeypatch):
     assert history2 == history
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))
     # anything that changes the model changes the key
-    keys = {ckpt.cache_key(GRAPH, PRIOR, cfg), ckpt.cache_key(GRAPH, PRIOR, tiny(steps=4)),
-            ckpt.cache_key(GRAPH, DirichletPrior(0.5), cfg), ckpt.cache_key(get_graph("chain-4"), PRIOR, cfg)}
+    key = ckpt.run_fingerprint
+    keys = {key(GRAPH, PRIOR, cfg), key(GRAPH, PRIOR, tiny(steps=4)), key(GRAPH, DirichletPrior(0.5), cfg),
+            key(get_graph("chain-4"), PRIOR, cfg)}
     assert len(keys) == 4
     with pytest.raises(AssertionError, match="cache should have served"):
         trained_model(GRAPH, PRIOR, tiny(steps=4), cache_dir=tmp_path, progress=False)
@@ -225,8 +226,6 @@ def reference_attention(attn: SelfAttention, x: torch.Tensor, n_context: int, fu
     if full:
         mask[:n_seen, :n_seen] = True
     q, k, v = (f(x).view(B, L, H, -1).transpose(1, 2) for f in (attn.q, attn.k, attn.v))
-    if attn.cfg.qk_norm:
-        q, k = (t / t.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt() for t in (q, k))
     scale = torch.full((H, 1, 1), 1 / math.sqrt(D // H))
     if attn.cfg.attn_scale != "fixed":
         scale = scale * attn.log_temp.exp()[:, None, None]
@@ -243,11 +242,12 @@ def reference_attention(attn: SelfAttention, x: torch.Tensor, n_context: int, fu
 
 
 @pytest.mark.parametrize("context_attention", ["full", "self"])
-@pytest.mark.parametrize("variant", [dict(), dict(attention="softmax_1"), dict(attn_scale="learned", qk_norm=True),
+@pytest.mark.parametrize("variant", [dict(), dict(attention="softmax_1"), dict(attn_scale="learned"),
                                      dict(attn_scale="log_n")])
 def test_attention_pattern_matches_a_plain_masked_softmax(context_attention, variant):
     torch.manual_seed(1)
-    cfg = TransformerConfig(d_in=4, d_out=2, d_model=8, n_head=2, context_attention=context_attention, **variant)
+    variant = {"attn_scale": "fixed", **variant}
+    cfg = TransformerConfig(d_model=8, n_head=2, context_attention=context_attention, **variant)
     attn = SelfAttention(cfg)
     with torch.no_grad():
         for lin in (attn.q, attn.k, attn.v, attn.proj):
@@ -310,7 +310,7 @@ def test_parents_view_shows_only_the_targets_parents():
 
 
 def test_length_groups_split_the_batch_and_draw_their_own_lengths():
-    cfg = tiny(batch_size=10, length_groups=4, n_context_min=0, n_context_max=500, context_sampling="uniform")
+    cfg = tiny(batch_size=10, length_groups=4, n_context_max=500, context_sampling="uniform")
     from bncompare.transformer.train import group_sizes
     assert group_sizes(cfg) == [3, 3, 2, 2]
     model, history = train(GRAPH, PRIOR, tiny(batch_size=8, length_groups=4, n_context_max=500,

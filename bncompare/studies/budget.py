@@ -63,9 +63,12 @@ def _training(cfg: dict, M: int, N: int) -> tuple[str, int, str]:
     from bncompare.transformer.train import TrainConfig
 
     base = TrainConfig()
+    model = cfg.get("model") if hasattr(cfg.get("model"), "get") else {}  # a bad one: TrainConfig reports it
     get = lambda k: _num(cfg.get(k, getattr(base, k)))
+    get_model = lambda k: _num(cfg.get(k, model.get(k, getattr(base.model, k))))  # flat, or under model
     T = get("n_context_max") + get("n_queries") * M + 1
-    batch, d, layers, heads, ff = get("batch_size"), get("d_model"), get("n_layer"), get("n_head"), get("d_ff")
+    batch = get("batch_size")
+    d, layers, heads, ff = get_model("d_model"), get_model("n_layer"), get_model("n_head"), get_model("d_ff")
     params = layers * (4 * d * d + 2 * d * ff) * 4 * 4  # weights, grads, two Adam moments (float32)
     acts = layers * batch * T * (12 * d + 2 * ff + 2 * heads * T) * 4
     return "training the transformer", params + acts, "context_lens (transformer.train.n_context_max), " \

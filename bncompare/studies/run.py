@@ -19,7 +19,6 @@ own process when ``report=true``.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -46,7 +45,8 @@ def train_defaults() -> dict:
     """Every TrainConfig default, read from the dataclass: a default lives in one place."""
     from bncompare.transformer.train import TrainConfig
 
-    defaults = dataclasses.asdict(TrainConfig())
+    defaults = TrainConfig().to_dict()
+    defaults.update(defaults.pop("model"))  # a study sets the model's settings beside the training's
     for name in STUDY_OWNED_TRAIN_FIELDS:
         defaults.pop(name, None)
     return {"train": {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}}

@@ -133,10 +133,10 @@ def _check_keys(d: dict, allowed: set, what: str) -> None:
 def _check_transformer(tf: dict) -> None:
     from dataclasses import fields
 
-    from bncompare.transformer.train import TrainConfig
+    from bncompare.transformer.train import MODEL_SETTINGS, TrainConfig
 
     _check_keys(tf, {"train", "cache_dir"}, "transformer")
-    _check_keys(_dict(tf.get("train"), "transformer.train"), {f.name for f in fields(TrainConfig)},
+    _check_keys(_dict(tf.get("train"), "transformer.train"), {f.name for f in fields(TrainConfig)} | MODEL_SETTINGS,
                 "transformer.train")
 
 

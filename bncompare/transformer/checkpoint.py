@@ -40,10 +40,11 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict, fields, is_dataclass, replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
+from filelock import FileLock, Timeout
 
 import bncompare
 from bncompare.codeversion import TRAIN_PARTS, code_version
@@ -52,7 +53,15 @@ from bncompare.files import atomic_write, probe_writable
 from bncompare.networks.graph import Graph
 from bncompare.transformer import distributed, snapshot
 from bncompare.transformer.model import InContextTransformer, TransformerConfig
-from bncompare.transformer.train import TRAIN_CODE_VERSION, TrainConfig, TrainRun, build_model, train
+from bncompare.transformer.train import (
+    TrainConfig,
+    TrainRun,
+    build_model,
+    graph_signature,
+    prior_signature,
+    run_fingerprint,
+    train,
+)
 from bncompare.transformer.trainlog import LOG_CSV
 
 WEIGHTS, CONFIG = "model.pt", "config.json"
@@ -63,16 +72,6 @@ log = logging.getLogger(__name__)
 
 
 # ----- signatures -------------------------------------------------------------
-
-def graph_signature(graph: Graph) -> dict:
-    return {"names": list(graph.names), "cards": list(graph.cards), "parents": [list(p) for p in graph.parents]}
-
-
-def prior_signature(prior) -> dict:
-    if not is_dataclass(prior):
-        raise BNError(f"cannot describe prior of type {type(prior).__name__}: use DirichletPrior or UniformRangePrior")
-    return {"kind": type(prior).__name__, **asdict(prior)}
-
 
 def _describe(sig: dict) -> str:
     edges = [f"{sig['names'][p]}->{n}" for n, pa in zip(sig["names"], sig["parents"]) for p in pa]
@@ -187,17 +186,6 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("BNCOMPARE_CACHE") or Path.home() / ".cache" / "bncompare")
 
 
-def cache_key(graph: Graph, prior, cfg) -> str:
-    """sha256 of everything that determines the trained model: graph, prior, the full TrainConfig (defaults
-    included) and the training code's version (package version + a hash of the code it runs, so an upgrade or a
-    fix retrains). The device is left out: a model trained on a GPU serves CPU runs too."""
-    train_cfg = cfg.to_dict()
-    train_cfg.pop("device", None)
-    blob = {"graph": graph_signature(graph), "prior": prior_signature(prior), "train": train_cfg,
-            "code": [TRAIN_CODE_VERSION, code_version(TRAIN_PARTS)]}
-    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
-
-
 def check_writable(directory: Path) -> None:
     """``directory`` can take a checkpoint (created if needed), or a one-line BNError that says how to move it."""
     try:
@@ -224,25 +212,22 @@ def _cached(directory: Path, graph: Graph, key: str):
 
 def cache_entry(graph: Graph, prior, cfg: TrainConfig, cache_dir=None) -> Path:
     """The folder of the cache entry for this training (it may not exist yet)."""
-    return Path(cache_dir or default_cache_dir()) / "transformer" / cache_key(graph, prior, cfg)[:24]
+    return Path(cache_dir or default_cache_dir()) / "transformer" / run_fingerprint(graph, prior, cfg)[:24]
 
 
-def _lock_training(directory: Path):
+def _lock_training(directory: Path) -> FileLock | None:
     """Hold ``directory``'s training lock (an flock the kernel drops if the holder dies), waiting while another
-    process trains the same model; the open file descriptor, or None on a file system without locks."""
-    import fcntl
-
-    fd = os.open(directory / TRAIN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    process trains the same model; the held lock, or None on a file system without locks."""
+    lock = FileLock(directory / TRAIN_LOCK, mode=0o644, fallback_to_soft=False)  # soft locks outlive a process
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            lock.acquire(timeout=0)
+        except Timeout:
             log.info("another process is training %s: waiting for it to finish", directory)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-    except OSError:  # no locks here (some network file systems): train without one
-        os.close(fd)
+            lock.acquire()
+    except (OSError, NotImplementedError):  # no locks here (some network file systems): train without one
         return None
-    return fd
+    return lock
 
 
 def _find_or_lock(directory: Path, graph: Graph, key: str):
@@ -255,7 +240,7 @@ def _find_or_lock(directory: Path, graph: Graph, key: str):
     lock = _lock_training(directory)
     found = _cached(directory, graph, key) if lock is not None else None
     if found:
-        os.close(lock)
+        lock.release()
         return found, None
     return None, lock
 
@@ -297,7 +282,7 @@ def model_at_step(graph: Graph, prior, cfg: TrainConfig, step: int, cache_dir=No
     if step not in kept:
         raise BNError(f"no checkpoint after {step} training steps in {directory}: kept after {kept or 'none'}")
     model, meta = load_checkpoint(directory / STEPS / str(step), graph)
-    if meta.get("cache_key") != cache_key(graph, prior, cfg):
+    if meta.get("cache_key") != run_fingerprint(graph, prior, cfg):
         raise BNError(f"checkpoint {directory / STEPS / str(step)} belongs to another training; delete {directory}")
     return model
 
@@ -313,7 +298,7 @@ def trained_model(graph: Graph, prior, cfg=None, cache_dir=None, progress: bool 
     writes the entry, all ranks train (data-parallel) or get rank 0's cached model.
     """
     cfg = TrainConfig.from_dict(cfg) if isinstance(cfg, dict) else (cfg or TrainConfig())
-    key = cache_key(graph, prior, cfg)
+    key = run_fingerprint(graph, prior, cfg)
     directory = cache_entry(graph, prior, cfg, cache_dir)
     world = distributed.current()
     found, lock, error = None, None, None
@@ -349,6 +334,6 @@ def trained_model(graph: Graph, prior, cfg=None, cache_dir=None, progress: bool 
             snapshot.remove(directory)
     finally:
         if lock is not None:
-            os.close(lock)  # releases the flock
+            lock.release()
     distributed.barrier(world)  # the entry is complete when any rank returns
     return model, history

@@ -102,10 +102,11 @@ def construct_model(
     S, M, D = lay.n_onehot, lay.n_nodes, lay.d_out
     G, OA, OUT = lay.d_in, lay.d_in + S, lay.d_in + 2 * S  # where g, o (attention average), out start
     d_model = lay.d_in + 2 * S + D
-    cfg = TransformerConfig(
-        d_in=lay.d_in, d_out=D, d_model=d_model, n_layer=2, n_head=1, d_ff=S,
-        norm="none", attention="softmax", output="probs",
-    )
+    cfg = TransformerConfig(  # every setting spelled out: the construction relies on each
+        d_model=d_model, n_layer=2, n_head=1, d_ff=S, norm="none", attention="softmax",
+        context_attention="full", attn_scale="fixed", mlp="relu", query_view="prefix", output="probs",
+        match_scores=False,
+    ).for_layout(lay)
     model = InContextTransformer(cfg).to(torch.float64)  # write the weights in float64, cast at the end
     children = [[c for c in range(M) if m in graph.parents[c]] for m in range(M)]
     n_pa = [len(pa) for pa in graph.parents]

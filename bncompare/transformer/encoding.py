@@ -59,6 +59,26 @@ class Layout:
         return self.n_onehot + 1 + m
 
     @property
+    def values(self) -> slice:
+        """A token's one-hots of every node's value."""
+        return slice(0, self.n_onehot)
+
+    @property
+    def targets(self) -> slice:
+        """A token's one-hot of the node it asks for."""
+        return slice(self.n_onehot + 1, self.n_onehot + 1 + self.n_nodes)
+
+    @staticmethod
+    def context_rows(n_context: int) -> slice:
+        """The context rows of a sequence ``[sink, n_context rows, queries...]``."""
+        return slice(1, 1 + n_context)
+
+    @staticmethod
+    def query_rows(n_context: int) -> slice:
+        """Every token after the context rows (the queries, then any tokens a readout adds)."""
+        return slice(1 + n_context, None)
+
+    @property
     def sink_flag(self) -> int:
         return self.n_onehot + 1 + self.n_nodes
 

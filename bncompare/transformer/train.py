@@ -5,10 +5,9 @@ One training step:
 1. draw ``batch_size`` fresh CPT sets from the prior (one per sequence; the
    structure is fixed), all in one vectorized call;
 2. split the batch into ``length_groups`` groups and draw one context length
-   ``n`` per group (log-uniform or uniform over ``[n_context_min,
-   n_context_max]``), so no padding is needed and every step sees short and
-   long contexts; then ``n`` context rows and ``n_queries`` query samples per
-   sequence from that sequence's CPTs;
+   ``n`` per group (log-uniform or uniform over ``[0, n_context_max]``), so no
+   padding is needed and every step sees short and long contexts; then ``n``
+   context rows and ``n_queries`` query samples per sequence from that sequence's CPTs;
 3. one forward pass per group answers every target of every query;
 4. cross-entropy against the chosen target (optionally weighted per target by
    its support in the context, ``loss_weight_power``), AdamW step, cosine
@@ -48,7 +47,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from bncompare.codeversion import TRAIN_PARTS, code_version
 from bncompare.errors import BNError
 from bncompare.estimators.counting import count_tables, mle_rows
 from bncompare.metrics.conditional import tv
@@ -64,7 +64,8 @@ from bncompare.networks.sampling import sample
 from bncompare.runtime import DEVICES, flush_denormals, single_thread
 from bncompare.transformer import distributed, snapshot
 from bncompare.transformer.encoding import Layout, encode
-from bncompare.transformer.model import InContextTransformer, TransformerConfig
+from bncompare.transformer.model import GRAPH_FIELDS, InContextTransformer, TransformerConfig
+from bncompare.transformer.readouts import TRAINED_OUTPUTS
 from bncompare.transformer.trainlog import TrainLog
 
 # Bump when a change to this file changes what a given config trains: it is part
@@ -72,38 +73,23 @@ from bncompare.transformer.trainlog import TrainLog
 TRAIN_CODE_VERSION = "3"
 
 LOSSES = ("true_cpt", "sample", "mle")
-SAMPLINGS = ("loguniform", "uniform", "fixed")
+SAMPLINGS = ("loguniform", "uniform")
 
 # Seed streams derived from TrainConfig.seed.
 STREAM_TASKS, STREAM_INIT, STREAM_EVAL = 0, 1, 2
 log = logging.getLogger(__name__)
 
 
-MODEL_FIELDS = ("d_model", "n_layer", "n_head", "d_ff", "norm", "attention", "context_attention", "attn_scale",
-                "qk_norm", "attn_temp_init", "mlp", "query_view", "output", "match_scores", "evidence_rounds")
-OUTPUTS = ("logits", "mixture")  # what a trained model may emit ("probs" is the construction's)
-
-
-@dataclass
+@dataclass(init=False)
 class TrainConfig:
-    # model (fields of TransformerConfig; see model.py for what each does)
-    d_model: int = 64
-    n_layer: int = 2
-    n_head: int = 2  # few wide heads: one head must score every parent of a target at once
-    d_ff: int = 256
-    norm: str = "layer"  # "layer" | "none"
-    attention: str = "softmax"  # "softmax" | "softmax_1"
-    context_attention: str = "self"  # "full" | "self"
-    attn_scale: str = "learned"  # "fixed" | "learned" | "log_n"
-    qk_norm: bool = False
-    attn_temp_init: float = 1.0
-    mlp: str = "swiglu"  # "relu" | "swiglu"
-    query_view: str = "prefix"  # "prefix" | "parents"
-    output: str = "mixture"  # "mixture" | "logits": how the answer is read out (see model.py)
-    match_scores: bool = True  # the mixture readout also scores rows by the query's values they match
-    # > 0: the readout searches each target's parents in context, this many rounds (see model.py's
-    # EvidenceReadout; it replaces the one-guess readout, so match_scores no longer applies)
-    evidence_rounds: int = 0
+    """How one model is trained; ``model`` holds the model's own settings (:class:`TransformerConfig`).
+
+    A model setting may also be given flat, beside the training's (``TrainConfig(steps=100, n_head=4)``,
+    ``transformer.train.n_head=4`` in a study): it is filed under ``model``, where its one default lives.
+    Giving one both ways is an error.
+    """
+
+    model: TransformerConfig = field(default_factory=TransformerConfig)
     # optimization
     steps: int = 2000
     batch_size: int = 16
@@ -114,8 +100,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     # data
     n_context_max: int = 500
-    n_context_min: int = 0
-    context_sampling: str = "uniform"  # "uniform" | "loguniform" | "fixed" (always n_context_max)
+    context_sampling: str = "uniform"  # "uniform" | "loguniform" (over 0..n_context_max)
     length_groups: int = 4  # context lengths per step: the batch is split into this many groups
     n_queries: int = 8  # query samples per sequence; each asks for every node
     loss: str = "true_cpt"  # "true_cpt" | "sample" | "mle"
@@ -130,14 +115,40 @@ class TrainConfig:
     eval_tasks: int = 128
     eval_lengths: tuple[int, ...] = (1, 10, 100, 500)  # may exceed n_context_max: length generalization
 
+    def __init__(self, model: TransformerConfig | dict | None = None, **settings):
+        own = {f.name: f for f in fields(self)}
+        flat = {k: settings.pop(k) for k in list(settings) if k in MODEL_SETTINGS and k not in own}
+        unknown = sorted(set(settings) - set(own))
+        if unknown:
+            raise BNError(f"unknown TrainConfig fields {unknown}; known fields are {sorted(own)} "
+                          f"and the model's {sorted(MODEL_SETTINGS)}")
+        if model is None or isinstance(model, dict):
+            model = dict(model or {})
+            twice = sorted(set(flat) & set(model))
+            if twice:
+                raise BNError(f"TrainConfig: {twice} given both flat and under model: give each once")
+            model = _model_config({**model, **flat})
+        elif isinstance(model, TransformerConfig):
+            model = replace(model, **flat) if flat else model
+        else:
+            raise BNError(f"TrainConfig.model must be a mapping of model settings, got {type(model).__name__}")
+        for name, f in own.items():
+            if name != "model":
+                setattr(self, name, settings.get(name, f.default))
+        self.model = model
+        self.__post_init__()
+
     def __post_init__(self):
         self.eval_lengths = tuple(int(n) for n in self.eval_lengths)
         if self.loss not in LOSSES:
             raise BNError(f"unknown training loss {self.loss!r}; choose one of {list(LOSSES)}")
         if self.context_sampling not in SAMPLINGS:
             raise BNError(f"unknown context sampling {self.context_sampling!r}; choose one of {list(SAMPLINGS)}")
-        if self.output not in OUTPUTS:
-            raise BNError(f"a trained model's output must be one of {list(OUTPUTS)}, got {self.output!r}")
+        if self.model.output not in TRAINED_OUTPUTS:
+            raise BNError(f"a trained model's output must be one of {list(TRAINED_OUTPUTS)}, got {self.model.output!r}")
+        set_by_hand = [name for name in GRAPH_FIELDS if getattr(self.model, name) is not None]
+        if set_by_hand:
+            raise BNError(f"TrainConfig.model: {set_by_hand} come from the graph; do not set them")
         if self.device not in DEVICES:
             raise BNError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
         for name in ("steps", "batch_size", "n_queries", "length_groups"):
@@ -145,35 +156,42 @@ class TrainConfig:
                 raise BNError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.length_groups > self.batch_size:
             raise BNError(f"TrainConfig.length_groups={self.length_groups} exceeds batch_size={self.batch_size}")
-        if not 0 <= self.n_context_min <= self.n_context_max:
-            raise BNError(f"TrainConfig needs 0 <= n_context_min <= n_context_max, "
-                          f"got {self.n_context_min}, {self.n_context_max}")
+        if self.n_context_max < 0:
+            raise BNError(f"TrainConfig.n_context_max must be >= 0, got {self.n_context_max}")
         if not self.lr > 0:
             raise BNError(f"TrainConfig.lr must be > 0, got {self.lr}")
-        self.model_config(None)  # the model fields are validated where they are defined
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise BNError(f"unknown TrainConfig fields {unknown}; known fields are {sorted(known)}")
+        """The config of ``{"steps": 2000, "model": {"n_head": 2}}`` (or ``{"steps": 2000, "n_head": 2}``);
+        an unknown key is a one-line BNError."""
         return cls(**d)
 
     def to_dict(self) -> dict:
+        """The fields as plain JSON values, the model's nested under ``model``."""
         d = asdict(self)
+        d["model"] = {k: v for k, v in self.model.to_dict().items() if k not in GRAPH_FIELDS}  # never set here
         d["eval_lengths"] = list(self.eval_lengths)
         return d
 
-    def model_config(self, graph: Graph | None) -> TransformerConfig:
-        """The TransformerConfig for ``graph`` (``None``: only validate the model fields)."""
-        layout = Layout(graph.cards) if graph is not None else None
-        try:
-            return TransformerConfig(d_in=layout.d_in if layout else 1, d_out=layout.d_out if layout else 1,
-                                     cards=tuple(graph.cards) if graph is not None else (1,),
-                                     **{f: getattr(self, f) for f in MODEL_FIELDS})
-        except BNError as e:
-            raise BNError(f"TrainConfig: {e}") from None
+    def model_config(self, graph: Graph) -> TransformerConfig:
+        """The TransformerConfig of a model for ``graph``."""
+        return self.model.for_layout(Layout(graph.cards))
+
+
+MODEL_SETTINGS = frozenset(f.name for f in fields(TransformerConfig)) - set(GRAPH_FIELDS)
+
+
+def _model_config(d: dict) -> TransformerConfig:
+    """A TransformerConfig from a mapping; an unknown or bad setting is a one-line BNError."""
+    d = {k: v for k, v in d.items() if not (k in GRAPH_FIELDS and v is None)}  # unset, as asdict gives them
+    unknown = sorted(set(d) - MODEL_SETTINGS)
+    if unknown:
+        raise BNError(f"unknown TrainConfig.model fields {unknown}; known fields are {sorted(MODEL_SETTINGS)}")
+    try:
+        return TransformerConfig(**d)
+    except BNError as e:
+        raise BNError(f"TrainConfig.model: {e}") from None
 
 
 def stream_seed(seed: int, stream: int, rank: int = 0) -> int:
@@ -201,10 +219,8 @@ class TrainRun:
 # ----- tasks ----------------------------------------------------------------
 
 def draw_length(cfg: TrainConfig, gen: torch.Generator) -> int:
-    lo, hi = cfg.n_context_min, cfg.n_context_max
+    lo, hi = 0, cfg.n_context_max
     u = float(torch.rand((), generator=gen, dtype=torch.float64))
-    if cfg.context_sampling == "fixed":
-        return hi
     if cfg.context_sampling == "uniform":
         return lo + min(int(u * (hi - lo + 1)), hi - lo)
     # log-uniform on n + 1 over [lo + 1, hi + 2): as many steps in [1, 10) as in [10, 100)
@@ -473,14 +489,28 @@ def train(graph: Graph, prior, cfg: TrainConfig | None = None, progress: bool = 
     return model, history
 
 
+def graph_signature(graph: Graph) -> dict:
+    """The graph as plain JSON values: names, cardinalities and parents."""
+    return {"names": list(graph.names), "cards": list(graph.cards), "parents": [list(p) for p in graph.parents]}
+
+
+def prior_signature(prior) -> dict:
+    """The prior as plain JSON values (its kind and fields); a one-line BNError for a prior it cannot describe."""
+    if not is_dataclass(prior):
+        raise BNError(f"cannot describe prior of type {type(prior).__name__}: use DirichletPrior or UniformRangePrior")
+    return {"kind": type(prior).__name__, **asdict(prior)}
+
+
 def run_fingerprint(graph: Graph, prior, cfg: TrainConfig) -> str:
-    """Names one training (graph, prior, config, code) apart from the device: a snapshot resumes only its own."""
+    """sha256 of everything that determines a trained model: graph, prior, the full TrainConfig (defaults
+    included) and the training code's version (package version + a hash of the code it runs, so an upgrade or a
+    fix retrains). The device is left out: a model trained on a GPU serves CPU runs too. It keys the model cache
+    and tells a snapshot which training it belongs to."""
     train_cfg = cfg.to_dict()
     train_cfg.pop("device", None)
-    prior_desc = asdict(prior) if hasattr(prior, "__dataclass_fields__") else repr(prior)
-    blob = {"graph": [list(graph.names), list(graph.cards), [list(p) for p in graph.parents]],
-            "prior": [type(prior).__name__, prior_desc], "train": train_cfg, "code": TRAIN_CODE_VERSION}
-    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+    blob = {"graph": graph_signature(graph), "prior": prior_signature(prior), "train": train_cfg,
+            "code": [TRAIN_CODE_VERSION, code_version(TRAIN_PARTS)]}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
 def _restore(snap, model, opt, gen, world, cfg: TrainConfig) -> bool:
@@ -507,7 +537,7 @@ def describe_run(graph: Graph, cfg: TrainConfig, world, groups: list[int], devic
     precision = "bf16 autocast" if device.type == "cuda" else "fp32"
     return (f"training on {graph.n_nodes} nodes: {cfg.steps} steps{f' (resuming at step {start})' if start else ''}, "
             f"{split}, {cfg.length_groups} context lengths per step, lr {cfg.lr:.3g} "
-            f"(warmup {cfg.warmup} steps, {cosine}), d_model {cfg.d_model} x {cfg.n_layer} layers, "
+            f"(warmup {cfg.warmup} steps, {cosine}), d_model {cfg.model.d_model} x {cfg.model.n_layer} layers, "
             f"{device} {precision}")
 
 

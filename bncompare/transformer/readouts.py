@@ -1,0 +1,339 @@
+"""How the transformer's final states become an answer: the readouts, behind one interface.
+
+Every readout is a module ``readout(h, h_seen, tokens, n_context) -> (out, weights)`` with
+
+- ``h`` (B, Lq + extra, D): the final (normed) states of every token after the context rows: the
+  queries, then the ``extra`` tokens the readout added itself (:meth:`Readout.add_tokens`);
+- ``h_seen`` (B, 1 + N, D): the sink's and the context rows' states at the last block's input (the last
+  block computes only the tokens after the context);
+- ``tokens`` the raw input, the readout's own tokens included;
+- ``out`` (B, Lq, d_out) and ``weights`` (B, 1, Lq, 1 + N) on [sink, rows], or None for a readout that
+  attends to nothing (then ``attention_layers`` is 0).
+
+Which one a model uses is ``TransformerConfig.output``, looked up in :data:`READOUTS` and nowhere else:
+
+- ``"logits"``: a linear head;
+- ``"probs"``: the construction's linear head, whose outputs already are probabilities;
+- ``"mixture"``: one more attention over the sink and the context rows reads out the target's own
+  values, so the answer is a mixture of observed values and a learned prior (the form of every
+  counting estimator); ``match_scores`` adds learned per-node gains on matching values;
+- ``"evidence"``: a search for the target's parents in context, ``evidence_rounds`` rounds.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bncompare.errors import BNError
+from bncompare.transformer.encoding import Layout, onehots
+
+# A readout is built from a model.TransformerConfig ("cfg" below); this module does not import model.py,
+# which imports it.
+
+
+def norm_layer(cfg) -> nn.Module:
+    """A pre-norm LayerNorm, or nothing (``norm="none"``, the construction's)."""
+    return nn.LayerNorm(cfg.d_model) if cfg.norm == "layer" else nn.Identity()
+
+
+class Readout(nn.Module):
+    """What every readout shares: the settings check, its extra tokens (none), its attention maps (none) and
+    how its outputs become probabilities (a softmax)."""
+
+    module_name = "readout"  # the model holds it under this name (its weights' keys start with it)
+    attention_layers = 0  # attention maps it adds to a model's return_weights
+    trainable = True  # a TrainConfig may choose it
+    match_scores = False  # it reads TransformerConfig.match_scores
+
+    @classmethod
+    def check(cls, cfg) -> None:
+        """A one-line BNError when ``cfg`` does not fit this readout."""
+        if cfg.match_scores and not cls.match_scores:
+            raise BNError(f"match_scores needs output='mixture', got output={cfg.output!r} "
+                          "(set match_scores=false too)")
+
+    def add_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The input with this readout's own tokens appended after the queries."""
+        return tokens
+
+    def probabilities(self, out: torch.Tensor) -> torch.Tensor:
+        """Outputs restricted to a node's states -> its probabilities."""
+        return torch.softmax(out, -1)
+
+
+class LogitsReadout(Readout, nn.Linear):
+    """A linear head on each query's final state (held as the model's ``head``, as checkpoints name it)."""
+
+    module_name = "head"
+
+    def __init__(self, cfg):
+        nn.Linear.__init__(self, cfg.d_model, cfg.d_out)
+
+    def forward(self, h, h_seen, tokens, n_context: int):
+        """Each query's outputs, a linear map of its state; no attention weights."""
+        return nn.Linear.forward(self, h), None
+
+
+class ProbsReadout(LogitsReadout):
+    """The construction's linear head: it already emits probabilities, renormalized on a node's states."""
+
+    trainable = False
+
+    def probabilities(self, out: torch.Tensor) -> torch.Tensor:
+        return out.clamp_min(0) / out.clamp_min(0).sum(-1, keepdim=True)
+
+
+class _ValueReadout(Readout):
+    """A readout that reads the target's values out of the context rows' tokens (it needs ``cards``)."""
+
+    attention_layers = 1
+
+    @classmethod
+    def check(cls, cfg) -> None:
+        super().check(cfg)
+        if cfg.cards is not None and (not cfg.cards or max(cfg.cards) != cfg.d_out):
+            raise BNError(f"output={cfg.output!r} needs the nodes' cardinalities (cards) with max(cards) == d_out")
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.layout = Layout(tuple(cfg.cards))
+        for name, t in slot_maps(cfg.cards, cfg.d_out).items():
+            self.register_buffer(name, t, persistent=False)
+
+
+def slot_maps(cards: tuple[int, ...], d_out: int) -> dict[str, torch.Tensor]:
+    """Where each node's values sit among the S one-hot slots of a token:
+    ``node_of_slot`` (M, S), ``state_of_slot`` (S, d_out) and ``valid`` (M, d_out), the states a node has."""
+    S, M = sum(cards), len(cards)
+    node_of_slot, state_of_slot = torch.zeros(M, S), torch.zeros(S, d_out)
+    valid = torch.zeros(M, d_out, dtype=torch.bool)
+    at = 0
+    for m, c in enumerate(cards):
+        node_of_slot[m, at : at + c] = 1
+        state_of_slot[at : at + c, :c] = torch.eye(c)
+        valid[m, :c] = True
+        at += c
+    return {"node_of_slot": node_of_slot, "state_of_slot": state_of_slot, "valid": valid}
+
+
+class MixtureReadout(_ValueReadout):
+    """The answer as a mixture: one attention over the sink and the context rows, whose values are each
+    row's one-hot of the query's target node; the sink's value is a learned prior distribution.
+
+    With weights w_sink and w_r it returns log(w_sink * prior + sum_r w_r * onehot(x_r[target])):
+    Dirichlet posterior means have exactly this form, so the head needs no function approximation
+    to turn counts into probabilities, only the right weights.
+    """
+
+    match_scores = True
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.norm_k = norm_layer(cfg)
+        self.q = nn.Linear(cfg.d_model, cfg.d_model)
+        self.k = nn.Linear(cfg.d_model, cfg.d_model)
+        self.prior = nn.Linear(cfg.d_model, cfg.d_out)
+        self.log_temp = nn.Parameter(torch.zeros(1))
+        # per-node weight of a matching value
+        self.gain = nn.Linear(cfg.d_model, self.layout.n_nodes) if cfg.match_scores else None
+
+    def forward(self, h, h_seen, tokens, n_context: int):
+        """The query states h weigh the sink and the context rows (h_seen): the mixture's log-probabilities."""
+        values, rows, queries = self.layout.values, Layout.context_rows(n_context), Layout.query_rows(n_context)
+        q, k = self.q(h), self.k(self.norm_k(h_seen))
+        scale = self.log_temp.exp() / math.sqrt(q.shape[-1])
+        scores = (q @ k.transpose(-1, -2)) * scale  # (B, Lq, 1 + N)
+        if self.gain is not None:  # + sum over nodes n of g_n [x_r[n] == the query's shown value of n]
+            shown = tokens[:, queries, values] * (self.gain(h) @ self.node_of_slot)  # (B, Lq, S)
+            scores = scores + F.pad(shown @ tokens[:, rows, values].transpose(-1, -2), (1, 0))
+        w = torch.softmax(scores, -1)  # (B, Lq, 1 + N)
+        target = tokens[:, queries, self.layout.targets]  # (B, Lq, M) one-hot of the target node
+        seen = w[..., 1:] @ tokens[:, rows, values]  # (B, Lq, S): weighted values of every node
+        from_rows = (seen * (target @ self.node_of_slot)) @ self.state_of_slot  # the target's slots only
+        prior = self.prior(h).masked_fill(~(target @ self.valid.to(target.dtype)).bool(), float("-inf"))
+        probs = from_rows + w[..., :1] * torch.softmax(prior, -1)
+        return torch.log(probs.clamp_min(1e-30)), w[:, None]
+
+
+class EvidenceReadout(_ValueReadout):
+    """The answer as an evidence-weighted average of mixture readouts: a search for the parents, in context.
+
+    A hypothesis about target t is a gain g_n >= 0 for each node n before t. For a query, a context row
+    weighs exp(sum_n g_n [x_r[n] == x_q[n]]) and the sink exp(beta + sum_n g_n) times a learned prior over
+    t's states. With every gain 0 or very large, the answer is the Dirichlet posterior mean given the
+    parent set {n : g_n large}, whose prior weighs exp(beta) fully matching rows.
+
+    A hypothesis' evidence is its leave-one-out log-likelihood on the context: each row's value of t
+    predicted from the other rows. For a Dirichlet model this measures, like the marginal likelihood,
+    how well a parent set explains the data without rewarding extra parents that only fit noise.
+
+    Structure token t (an extra token that shows nothing and asks for t) proposes g = G sigmoid(z).
+    The hypotheses are g and its one-node edits (g_n -> G - g_n: add a missing parent or drop one).
+    They are mixed with weights softmax(c + lambda * evidence); each further round starts from the
+    mixture's mean gains. G grows like log(N + 2), as in Scalable-Softmax, so with a fixed learned
+    multiple a row that misses a parent weighs a vanishing share as N grows.
+
+    Cost: the evidence for target t needs only its t + 1 hypotheses and the nodes up to t, and rows
+    that show the same values score the same: when those nodes have at most ``MAX_CONFIGS`` joint
+    configurations, the context is counted into them and the products run over configurations (at
+    most 128 for 7 binary nodes) rather than rows. A round costs B * sum_t (t + 1) * U_t^2 for
+    U_t = min(configurations of nodes 0..t, N).
+    """
+
+    MAX_CONFIGS = 512
+    match_scores = True  # allowed, and not read: the hypotheses' gains do the matching
+
+    @classmethod
+    def check(cls, cfg) -> None:
+        super().check(cfg)
+        if cfg.evidence_rounds < 1:
+            raise BNError(f"evidence_rounds must be >= 1, got {cfg.evidence_rounds}")
+        if cfg.query_view != "prefix":
+            raise BNError("output='evidence' needs query_view='prefix' (it searches the parents a query is not "
+                          f"shown), got query_view={cfg.query_view!r}")
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        D, M = cfg.d_model, len(cfg.cards)
+        self.rounds, self.n_slots, self.n_nodes = cfg.evidence_rounds, sum(cfg.cards), M
+        self.guess = nn.Linear(D, M)  # z: how likely each node is a parent of the token's target
+        self.level = nn.Linear(D, 1)  # G / log(N + 2), through a softplus
+        self.strength = nn.Linear(D, 1)  # beta: log of the prior's weight, in fully matching rows
+        self.plausible = nn.Linear(D, M + 1)  # c: prior log-odds of the guess and of each edit
+        self.prior = nn.Linear(D, cfg.d_out)
+        self.log_lambda = nn.Parameter(torch.zeros(1))
+        earlier = torch.ones(M, M).tril(-1)  # [t, n]: node n comes before t, so a query for t shows it
+        self.register_buffer("earlier", earlier, persistent=False)
+        self.register_buffer("edit", torch.eye(M), persistent=False)
+        allowed = torch.cat([torch.ones(M, 1), earlier], 1).bool()  # the guess, and edits of earlier nodes
+        self.register_buffer("allowed", allowed, persistent=False)
+        self.prefix_slots = [sum(cfg.cards[: t + 1]) for t in range(M)]  # the slots of nodes 0..t
+        for t in range(M):  # configs_t: every joint configuration of nodes 0..t (none when there are too many)
+            self.register_buffer(f"configs_{t}", _all_configs(cfg.cards[: t + 1], self.MAX_CONFIGS), persistent=False)
+        self.count_configs = True  # False: every product runs over rows (the same numbers, slower)
+
+    def add_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """One structure token per node, after the queries: it asks for its node and shows nothing."""
+        structure = tokens.new_zeros(tokens.shape[0], self.n_nodes, tokens.shape[-1])
+        structure[:, :, self.layout.targets] = torch.eye(self.n_nodes, dtype=tokens.dtype, device=tokens.device)
+        return torch.cat([tokens, structure], 1)
+
+    def forward(self, h, h_seen, tokens, n_context: int):
+        """The structure tokens' states (the last M of h) search the parents; the queries' pick their target's."""
+        N, n_queries = n_context, h.shape[1] - self.n_nodes
+        h_struct = h[:, n_queries:]  # (B, M, D)
+        tokens = tokens[:, : tokens.shape[1] - self.n_nodes]  # without the structure tokens
+        values, queries = self.layout.values, Layout.query_rows(N)
+        rows = tokens[:, Layout.context_rows(N), values]
+        basis, counts, row_config = self._count(rows, getattr(self, f"configs_{self.n_nodes - 1}"))
+        value = (basis[:, :, None, :] * self.node_of_slot) @ self.state_of_slot  # (B|1, U, M, d_out)
+
+        G = F.softplus(self.level(h_struct) + 1.0) * math.log(N + 2)  # (B, M, 1); the offsets are the start
+        gains = G * torch.sigmoid(self.guess(h_struct) - 2.0) * self.earlier  # (B, M, M): few parents at first
+        beta = self.strength(h_struct) + self.valid.sum(-1, keepdim=True).log()  # (B, M, 1): Dirichlet(1) at first
+        log_prior = self.prior(h_struct).masked_fill(~self.valid, float("-inf")).log_softmax(-1)  # (B, M, d_out)
+        plausible = self.plausible(h_struct).masked_fill(~self.allowed, float("-inf"))
+        tables = self._context_tables(rows)  # the same in every round
+        for _ in range(self.rounds):
+            hyp = torch.cat([gains[:, :, None], gains[:, :, None] * (1 - self.edit)
+                             + ((G - gains) * self.earlier)[:, :, None] * self.edit], 2)  # (B, M, M + 1, M)
+            evidence = self._evidence(hyp, beta, log_prior, tables)  # (B, M, M + 1)
+            mix = torch.softmax(plausible + self.log_lambda.exp() * evidence, -1)
+            gains = (mix[..., None] * hyp).sum(2)
+
+        # each query: its target's hypotheses, scored on the values it shows
+        target = tokens[:, queries, self.layout.targets]  # (B, Lq, M)
+        pick = lambda t: torch.einsum("bqt,bt...->bq...", target, t)  # noqa: E731
+        shown_q = tokens[:, queries, values]
+        g_q = pick(hyp) * (shown_q @ self.node_of_slot.T)[:, :, None]  # (B, Lq, K, M)
+        scores = (shown_q[:, :, None] * (g_q @ self.node_of_slot)) @ basis.transpose(-1, -2)[:, None]  # (B, Lq, K, U)
+        weight = torch.exp(scores - g_q.sum(-1, keepdim=True)) * counts[:, None, None]  # each configuration's
+        sink = pick(beta).exp()[..., None]  # (B, Lq, 1, 1)
+        norm = sink + weight.sum(-1, keepdim=True)  # (B, Lq, K, 1)
+        value_q = torch.einsum("bqt,buto->bquo", target, value.expand(target.shape[0], -1, -1, -1))
+        # (B, Lq, K, d_out); the prior is exponentiated before it is picked: 0 * -inf is nan
+        probs = (sink * pick(log_prior.exp())[:, :, None] + weight @ value_q) / norm
+        mix_q = pick(mix)[..., None]  # (B, Lq, K, 1)
+        probs = (mix_q * probs).sum(2)
+        w_rows = (mix_q * weight / counts.clamp_min(1)[:, None, None] / norm).sum(2)  # one row's weight
+        w = torch.cat([(mix_q * sink / norm).sum(2), torch.gather(w_rows, 2, row_config[:, None].expand(
+            -1, w_rows.shape[1], -1))], -1)
+        return torch.log(probs.clamp_min(1e-30)), w[:, None]
+
+    def _count(self, rows: torch.Tensor, configs: torch.Tensor):
+        """The context as configurations and their counts: (basis (B|1, U, S), counts (B, U), each row's
+        configuration (B, N)). With more configurations than rows, every row is its own configuration."""
+        B, N, _ = rows.shape
+        if N <= configs.shape[0] or configs.shape[0] == 0 or not self.count_configs:
+            return rows, rows.new_ones(B, N), torch.arange(N, device=rows.device).expand(B, N)
+        index = (rows @ configs.T).argmax(-1)  # (B, N): the one configuration that shows all of a row's values
+        counts = torch.zeros(B, configs.shape[0], dtype=rows.dtype, device=rows.device)
+        counts.scatter_add_(1, index, torch.ones_like(index, dtype=rows.dtype))
+        return configs[None], counts, index
+
+    def _context_tables(self, rows):
+        """Per target t = 1..M-1, what its evidence needs from the context (none without rows)."""
+        if rows.shape[1] == 0:
+            return []
+        tables = []
+        for t in range(1, self.n_nodes):
+            basis, counts, _ = self._count(rows[..., : self.prefix_slots[t]], getattr(self, f"configs_{t}"))
+            tables.append(self._context_table(basis, counts, t))
+        return tables
+
+    def _context_table(self, basis, counts, t: int):
+        """basis (B|1, U, S_t) the one-hots of nodes 0..t of each configuration, counts (B, U) ->
+        same (B|1, t, U * U): 1 where configurations u and v agree on node n (a pair's score is then one
+        product); own (B|1, U, d_out): each configuration's value of t; and the counts."""
+        U, width = basis.shape[1], basis.shape[2]
+        same = torch.einsum("bus,ns,bvs->bnuv", basis, self.node_of_slot[:t, :width], basis)
+        own = (basis * self.node_of_slot[t, :width]) @ self.state_of_slot[:width]
+        return same.reshape(same.shape[0], t, U * U), own, counts
+
+    def _evidence(self, hyp, beta, log_prior, tables):
+        """(B, M, K): each hypothesis' leave-one-out log-likelihood (0 where it is not allowed)."""
+        B, M, K, _ = hyp.shape
+        if not tables:  # no rows: no evidence
+            return hyp.new_zeros(B, M, K)
+        out = [hyp.new_zeros(B, K)]  # the first node has nothing to search
+        for t, table in enumerate(tables, 1):
+            ll = self._loo_loglik(hyp[:, t, : t + 1, :t], beta[:, t], log_prior[:, t], *table)
+            out.append(F.pad(ll, (0, K - t - 1)))
+        return torch.stack(out, 1)
+
+    def _loo_loglik(self, hyp, beta, log_prior, same, own, counts):
+        """Sum over context rows of log p(row's value of t | the other rows), for each of K hypotheses on the
+        nodes before t: hyp (B, K, t), beta (B, 1), log_prior (B, d_out) and t's context table -> (B, K)."""
+        B, K, _ = hyp.shape
+        U = own.shape[1]
+        scores = (hyp @ same).reshape(B, K, U, U)
+        near = torch.exp(scores - hyp.sum(-1)[..., None, None])  # 1 for a configuration and itself
+        # the rows near each configuration u, by their value of t (u's own rows included)
+        by_value = (near.reshape(B, K * U, U) @ (own * counts[..., None])).reshape(B, K, U, -1)
+        agree = (by_value * own[:, None]).sum(-1) - 1  # the other rows with u's value of t
+        every = by_value.sum(-1) - 1  # all the other rows
+        sink = beta.exp()[:, :, None]  # (B, 1, 1)
+        prior_own = (own * log_prior.exp()[:, None]).sum(-1)[:, None]  # (B, 1, U)
+        log_p = torch.log(agree.clamp_min(0) + sink * prior_own) - torch.log(every.clamp_min(0) + sink)
+        return (counts[:, None] * log_p).sum(-1)
+
+
+def _all_configs(cards: tuple[int, ...], limit: int) -> torch.Tensor:
+    """One-hots of every joint configuration of the nodes (C, S), or (0, S) when there are more than ``limit``."""
+    if math.prod(cards) > limit:
+        return torch.zeros(0, sum(cards))
+    grids = torch.cartesian_prod(*[torch.arange(c) for c in cards]).reshape(-1, len(cards))  # (C, M) even for M = 1
+    return onehots(Layout(cards), grids)
+
+
+# The one place a readout kind is looked up: TransformerConfig.output -> its class.
+READOUTS: dict[str, type[Readout]] = {
+    "logits": LogitsReadout,
+    "probs": ProbsReadout,
+    "mixture": MixtureReadout,
+    "evidence": EvidenceReadout,
+}
+TRAINED_OUTPUTS = tuple(kind for kind, readout in READOUTS.items() if readout.trainable)
