@@ -53,8 +53,12 @@ def train_defaults() -> dict:
 
 
 def register_configs() -> None:
-    """The ``max`` resolver and ``transformer_defaults`` (conf/transformer/*.yaml start from it)."""
+    """The ``max`` resolver, ``study_defaults`` (the base of ``conf/config.yaml``) and ``transformer_defaults``
+    (``conf/transformer/*.yaml`` start from it)."""
+    from bncompare.studies.spec import study_defaults
+
     OmegaConf.register_new_resolver("max", _max, replace=True)
+    ConfigStore.instance().store(name="study_defaults", node=study_defaults())
     ConfigStore.instance().store(name="transformer_defaults", node=train_defaults())
 
 

@@ -29,7 +29,6 @@ from bncompare.codeversion import code_version
 from bncompare.errors import BNError
 from bncompare.files import lock_dir, probe_writable
 from bncompare.metrics.summary import cell_summary
-from bncompare.networks.priors import make_prior
 from bncompare.runtime import resolve_device
 from bncompare.studies import registry
 from bncompare.studies.budget import check_budget
@@ -114,7 +113,7 @@ def estimator_records(spec: StudySpec, estimators: dict) -> dict:
 
 def truth_record(spec: StudySpec, graph, truth, prior) -> dict:
     """What the truth of an episode is (truth.json): its kind, the priors, and how far real CPTs are from them."""
-    truth_prior = make_prior(spec.truth_prior["kind"], **spec.truth_prior["params"])
+    truth_prior = spec.built_truth_prior
     return {"kind": truth.kind, "truth": truth.truth, "prior": prior.describe(),
             "eval_prior": truth_prior.describe() if spec.eval_prior else None,
             "headline": truth.headline,

@@ -1,22 +1,112 @@
-"""A study's settings, validated: plain dataclasses built from the (resolved) Hydra config.
+"""A study's settings: a typed schema of the config, and the validated :class:`StudySpec` built from it.
 
-Every problem is a :class:`BNError` with a one-line message naming the setting,
-so the command line can print it and exit with code 2.
+The schema (:class:`StudyConfig` and its parts) holds every study default, once: the command line gets
+them through Hydra's config store (``study_defaults``, the base that ``conf/config.yaml`` composes on),
+Python callers of :func:`study_spec` get the same ones. OmegaConf checks the types and refuses unknown
+keys; :func:`study_spec` adds the checks of values and across fields, in one place. Every problem is a
+:class:`BNError` with a one-line message naming the setting, so the command line can print it and exit
+with code 2.
 """
 from __future__ import annotations
 
-import math
+import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
 
 from bncompare.errors import BNError
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # estimator names become file names
-# Every top-level key a study config may have: anything else (a typo, +nosuchkey=5) is refused, not ignored.
-TOP_LEVEL = {"seed", "device", "context_lens", "episodes", "queries", "batch_size", "reference", "fidelity",
-             "diagnostics", "study_name", "out_dir", "report", "progress", "graph", "prior", "transformer",
-             "estimators", "tv_reference", "eval_prior"}
 
+
+# ----- the schema: the config as a user writes it, with every default ------------------------------------
+
+@dataclass
+class GraphConfig:
+    name: str | None = None  # a family, a bundled network, random_dags, sachs_data or file (see --help)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PriorConfig:
+    kind: str = "dirichlet"
+    params: dict[str, Any] = field(default_factory=dict)
+    bayes_alpha: Any = None  # the Dirichlet estimators' pseudo-count (conf/prior/*.yaml: params.alpha, checked there)
+
+
+@dataclass
+class EvalPriorConfig:
+    kind: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EstimatorConfig:
+    kind: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    subset: int | None = None  # run on the first `subset` episodes of each cell only (slow baselines)
+    context_lens: list[int] | None = None  # run only at these of the study's lengths (None = all)
+    mirrors: str | None = None  # the fast estimator this one should agree with
+    label: str | None = None  # legend text (defaults to the name)
+    budget_of: str | None = None  # this is that estimator at another compute budget (joined on the cost page)
+
+
+@dataclass
+class FidelityConfig:
+    max_exact_states: int = 65536  # exact joint TV/KL up to this many joint states, Monte Carlo beyond
+    mc_samples: int = 300  # generated (and true) samples per episode for the Monte Carlo measures
+    # joint metrics on the first k episodes of each cell (None: all; a transformer's exact joint asks
+    # 2^M states x M targets, ~8x its conditional cost on tree-7)
+    episodes: int | None = 128
+
+
+@dataclass
+class DiagnosticsConfig:
+    attention_episodes: int = 10  # episodes per cell for the attention diagnostic of transformer estimators
+
+
+@dataclass
+class TransformerSection:
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig settings, checked against its fields
+    cache_dir: str | None = None
+
+
+@dataclass
+class StudyConfig:
+    seed: int = 0  # fixes every draw of the study (and the trained transformer's seed)
+    device: str = "auto"  # auto | cpu | cuda (estimators that run on tensors use it)
+    context_lens: list[int] = field(default_factory=lambda: [1, 2, 5, 10, 20, 50, 100, 200, 500])
+    episodes: int = 500  # episodes per context length: fresh CPT set + context + queries each
+    queries: int = 16  # query samples per episode; each one asks every node
+    batch_size: int = 64  # episodes per vectorized call, in whole blocks of 32 (never changes the numbers)
+    reference: str | None = None  # excess errors are measured against this estimator (None: no excess)
+    tv_reference: str | None = None  # the conditional-TV reference (None: the one above)
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    study_name: str = "default"
+    out_dir: str | None = None  # conf/config.yaml: reports/<graph>/<study>-seed<seed>
+    report: bool = True  # write report.pdf at the end
+    progress: bool = True  # tqdm progress bars
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    eval_prior: EvalPriorConfig | None = None  # the truth's prior when it is not the training prior
+    transformer: TransformerSection = field(default_factory=TransformerSection)
+    estimators: dict[str, EstimatorConfig | None] = field(default_factory=dict)
+
+
+# Set by conf/config.yaml and its groups, so left out of the command line's base.
+_FROM_GROUPS = ("out_dir", "graph", "prior", "eval_prior", "transformer", "estimators")
+
+
+def study_defaults() -> dict:
+    """The schema's defaults as a plain mapping: the base that ``conf/config.yaml`` composes on."""
+    from omegaconf import OmegaConf
+
+    defaults = OmegaConf.to_container(OmegaConf.structured(StudyConfig))
+    return {k: v for k, v in defaults.items() if k not in _FROM_GROUPS}
+
+
+# ----- the validated study -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class EstimatorSpec:
@@ -45,15 +135,18 @@ class StudySpec:
     queries: int
     batch_size: int
     estimators: tuple[EstimatorSpec, ...]
-    reference: str | None = None  # the KL (log-loss) reference: excess of every metric but cond_tv
-    tv_reference: str | None = None  # the conditional-TV reference (None: the KL reference, not TV-optimal)
-    max_exact_states: int = 2**16
-    mc_samples: int = 1000
-    fidelity_episodes: int | None = None
-    attention_episodes: int = 10
-    device: str = "auto"
-    progress: bool = True
-    eval_prior: dict | None = None  # the truth's CPT prior when it is not the training prior (None: the same)
+    reference: str | None  # the KL (log-loss) reference: excess of every metric but cond_tv
+    tv_reference: str | None  # the conditional-TV reference (None: the KL reference, not TV-optimal)
+    max_exact_states: int
+    mc_samples: int
+    fidelity_episodes: int | None
+    attention_episodes: int
+    device: str
+    progress: bool
+    eval_prior: dict | None  # the truth's CPT prior when it is not the training prior (None: the same)
+    # the two priors, built once (priors.make_prior); the dicts above are their config form, part of cell keys
+    built_prior: Any = field(repr=False, compare=False)
+    built_truth_prior: Any = field(repr=False, compare=False)
 
     @property
     def truth_prior(self) -> dict:
@@ -84,87 +177,66 @@ class StudySpec:
                 "fidelity_episodes": self.fidelity_episodes, "attention_episodes": self.attention_episodes}
 
 
-# ----- validation helpers ---------------------------------------------------------
+# ----- from a config to a StudySpec ---------------------------------------------------------------------------
 
-def _int(value, what: str, low: int | None = None) -> int:
-    bad = isinstance(value, bool) or not isinstance(value, (int, float))
-    if bad or not math.isfinite(value) or value != int(value):
-        raise BNError(f"{what} must be an integer, got {value!r}")
-    value = int(value)
-    if low is not None and value < low:
+def typed_config(cfg: dict) -> StudyConfig:
+    """``cfg`` merged onto the schema: types converted, defaults filled in, unknown keys refused (one line)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+    cfg = {k: v for k, v in cfg.items() if not (k == "graph" and v is None)}  # reported below as missing
+    if isinstance(cfg.get("context_lens"), (int, float)) and not isinstance(cfg.get("context_lens"), bool):
+        cfg["context_lens"] = [cfg["context_lens"]]  # one length needs no brackets
+    schema = OmegaConf.structured(StudyConfig)
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(schema, cfg))
+    except ConfigKeyError as e:
+        where = str(e.full_key).rpartition(".")[0] or "config"
+        allowed = sorted(f.name for f in fields(e.object_type)) if is_dataclass(e.object_type) else []
+        raise BNError(f"{where}: unknown keys [{str(e.key)!r}]; allowed keys are {allowed}") from None
+    except OmegaConfBaseException as e:
+        message = str(e).splitlines()[0]
+        value = re.match(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", message)
+        if value:
+            kind = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}.get(value[2], value[2])
+            raise BNError(f"{e.full_key} must be {kind}, got {value[1]}") from None
+        raise BNError(f"{e.full_key}: {message}") from None
+
+
+def _at_least(value, what: str, low: int):
+    if value is not None and value < low:
         raise BNError(f"{what} must be >= {low}, got {value}")
     return value
 
 
-def _opt_int(value, what: str, low: int | None = None) -> int | None:
-    return None if value is None else _int(value, what, low)
-
-
-def _dict(value, what: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise BNError(f"{what} must be a mapping, got {value!r}")
-    return dict(value)
-
-
-def _lens(value, what: str) -> tuple[int, ...]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise BNError(f"{what} must be a non-empty list of context lengths, e.g. [1,10,100], got {value!r}")
-    out = []
-    for v in value:
-        n = _int(v, f"{what} entry", None)
+def _lens(values: list[int], what: str) -> tuple[int, ...]:
+    if not values:
+        raise BNError(f"{what} must be a non-empty list of context lengths, e.g. [1,10,100], got {values!r}")
+    for n in values:
         if n < 0:
             raise BNError(f"{what}: context length must be >= 0, got {n}")
-        out.append(n)
-    if len(set(out)) != len(out):
-        raise BNError(f"{what} lists a context length twice: {out}")
-    return tuple(sorted(out))
+    if len(set(values)) != len(values):
+        raise BNError(f"{what} lists a context length twice: {list(values)}")
+    return tuple(sorted(values))
 
 
-def _check_keys(d: dict, allowed: set, what: str) -> None:
-    unknown = sorted(set(d) - allowed)
-    if unknown:
-        raise BNError(f"{what}: unknown keys {unknown}; allowed keys are {sorted(allowed)}")
-
-
-def _check_transformer(tf: dict) -> None:
-    from dataclasses import fields
-
-    from bncompare.transformer.train import MODEL_SETTINGS, TrainConfig
-
-    _check_keys(tf, {"train", "cache_dir"}, "transformer")
-    _check_keys(_dict(tf.get("train"), "transformer.train"), {f.name for f in fields(TrainConfig)} | MODEL_SETTINGS,
-                "transformer.train")
-
-
-def estimator_specs(entries, lens: tuple[int, ...]) -> tuple[EstimatorSpec, ...]:
-    """Estimator entries ``{name: {kind, params, subset, context_lens, mirrors, label}}``; null entries are dropped."""
+def estimator_specs(entries: dict[str, EstimatorConfig | None]) -> tuple[EstimatorSpec, ...]:
+    """The study's estimators from their typed entries; null entries (``~estimators.x``) are dropped."""
     from bncompare.studies.registry import KINDS
 
-    entries = _dict(entries, "estimators")
     specs = []
     for name, e in entries.items():
         if e is None:
             continue
-        name = str(name)
         if not NAME.match(name):
             raise BNError(f"estimator name {name!r} may only use letters, digits, '_', '.', '-'")
-        e = _dict(e, f"estimators.{name}")
-        _check_keys(e, {"kind", "params", "subset", "context_lens", "mirrors", "label", "budget_of"},
-                    f"estimators.{name}")
-        kind = e.get("kind")
-        if kind not in KINDS:
-            raise BNError(f"estimators.{name}: unknown kind {kind!r}; choose one of {', '.join(sorted(KINDS))}")
-        own = e.get("context_lens")
+        if e.kind not in KINDS:
+            raise BNError(f"estimators.{name}: unknown kind {e.kind!r}; choose one of {', '.join(sorted(KINDS))}")
         # only where the study has them: a study over other lengths simply skips this estimator
-        own = None if own is None else _lens(own, f"estimators.{name}.context_lens")
+        own = None if e.context_lens is None else _lens(e.context_lens, f"estimators.{name}.context_lens")
         specs.append(EstimatorSpec(
-            name=name, kind=kind, params=_dict(e.get("params"), f"estimators.{name}.params"),
-            subset=_opt_int(e.get("subset"), f"estimators.{name}.subset", 1), context_lens=own,
-            mirrors=e.get("mirrors"), label=e.get("label"), budget_of=e.get("budget_of"),
+            name=name, kind=e.kind, params=dict(e.params), subset=_at_least(e.subset, f"estimators.{name}.subset", 1),
+            context_lens=own, mirrors=e.mirrors, label=e.label, budget_of=e.budget_of,
         ))
     if not specs:
         raise BNError("no estimators to compare: the estimators config is empty")
@@ -181,76 +253,74 @@ def estimator_specs(entries, lens: tuple[int, ...]) -> tuple[EstimatorSpec, ...]
     return tuple(specs)
 
 
-def study_spec(cfg: dict) -> StudySpec:
-    """Validate a resolved config (a plain dict, e.g. ``OmegaConf.to_container(cfg, resolve=True)``)."""
-    from bncompare.networks.priors import make_prior
-
-    _check_keys(cfg, TOP_LEVEL, "config")
-    if cfg.get("graph") is None:
-        raise BNError("graph is missing; choose one, e.g. graph=tree (see --help)")
-    graph = _dict(cfg.get("graph"), "graph")
-    if not graph.get("name"):
-        raise BNError("graph.name is missing")
-    _check_keys(graph, {"name", "options"}, "graph")
-    graph = {"name": str(graph["name"]), "options": _dict(graph.get("options"), "graph.options")}
-    prior = _dict(cfg.get("prior"), "prior")
-    _check_keys(prior, {"kind", "params", "bayes_alpha"}, "prior")
-    make_prior(prior.get("kind", "dirichlet"), **_dict(prior.get("params"), "prior.params"))  # valid values only
-    eval_prior = _eval_prior(cfg.get("eval_prior"))
-    _check_transformer(_dict(cfg.get("transformer"), "transformer"))
-    lens = _lens(cfg.get("context_lens"), "context_lens")
-    fid = _dict(cfg.get("fidelity"), "fidelity")
-    _check_keys(fid, {"max_exact_states", "mc_samples", "episodes"}, "fidelity")
-    diag = _dict(cfg.get("diagnostics"), "diagnostics")
-    _check_keys(diag, {"attention_episodes"}, "diagnostics")
-    device = cfg.get("device", "auto")
-    if device not in ("auto", "cpu", "cuda"):
-        raise BNError(f"device must be auto, cpu or cuda, got {device!r}")
-    estimators = estimator_specs(cfg.get("estimators"), lens)
-    names = {e.name for e in estimators}
-    reference, tv_reference = cfg.get("reference"), cfg.get("tv_reference")
-    if reference is None:
-        tv_reference = None  # no reference, no excess errors at all
+def _check_references(reference, tv_reference, estimators: tuple[EstimatorSpec, ...]) -> None:
+    by_name = {e.name: e for e in estimators}
     for key, ref in (("reference", reference), ("tv_reference", tv_reference)):
         if ref is None:
             continue
-        if ref not in names:
-            raise BNError(f"{key} {ref!r} is not one of the estimators {sorted(names)} "
+        if ref not in by_name:
+            raise BNError(f"{key} {ref!r} is not one of the estimators {sorted(by_name)} "
                           f"(add it, or set {key}=null)")
-        e = next(e for e in estimators if e.name == ref)
-        if e.subset is not None or e.context_lens is not None:
+        if by_name[ref].subset is not None or by_name[ref].context_lens is not None:
             raise BNError(f"{key} {ref!r} must run on every episode and context length (no subset)")
-    return StudySpec(
-        graph=graph,
-        prior={"kind": prior.get("kind", "dirichlet"), "params": _dict(prior.get("params"), "prior.params")},
-        seed=_int(cfg.get("seed", 0), "seed", 0),
-        context_lens=lens,
-        episodes=_int(cfg.get("episodes"), "episodes", 1),
-        queries=_int(cfg.get("queries"), "queries", 1),
-        batch_size=_int(cfg.get("batch_size"), "batch_size", 1),
-        estimators=estimators,
-        reference=reference,
-        tv_reference=tv_reference,
-        max_exact_states=_int(fid.get("max_exact_states", 2**16), "fidelity.max_exact_states", 1),
-        mc_samples=_int(fid.get("mc_samples", 1000), "fidelity.mc_samples", 1),
-        fidelity_episodes=_opt_int(fid.get("episodes"), "fidelity.episodes", 0),
-        attention_episodes=_int(diag.get("attention_episodes", 10), "diagnostics.attention_episodes", 0),
-        device=device,
-        progress=bool(cfg.get("progress", True)),
-        eval_prior=eval_prior,
-    )
 
 
-def _eval_prior(value) -> dict | None:
-    """``eval_prior`` ({kind, params}) validated, or None (the truth's prior is the training prior)."""
+def _check_train_keys(train: dict) -> None:
+    from dataclasses import fields
+
+    from bncompare.transformer.train import MODEL_SETTINGS, TrainConfig
+
+    unknown = sorted(set(train) - {f.name for f in fields(TrainConfig)} - set(MODEL_SETTINGS))
+    if unknown:
+        raise BNError(f"transformer.train: unknown keys {unknown}; allowed keys are "
+                      f"{sorted({f.name for f in fields(TrainConfig)} | set(MODEL_SETTINGS))}")
+
+
+def study_spec(cfg: dict) -> StudySpec:
+    """Validate a resolved config (a plain dict, e.g. ``OmegaConf.to_container(cfg, resolve=True)``).
+
+    The command line validates each job's config before Hydra starts; the same config given again (when
+    the job runs) is not checked a second time."""
+    key = json.dumps(cfg, sort_keys=True, default=str)
+    if key not in _VALIDATED:
+        _VALIDATED.clear()  # one study at a time: keep the last only
+        _VALIDATED[key] = _build_spec(cfg)
+    return _VALIDATED[key]
+
+
+_VALIDATED: dict[str, StudySpec] = {}
+
+
+def _build_spec(cfg: dict) -> StudySpec:
     from bncompare.networks.priors import make_prior
 
-    if value is None:
-        return None
-    value = _dict(value, "eval_prior")
-    _check_keys(value, {"kind", "params"}, "eval_prior")
-    if not value.get("kind"):
-        raise BNError("eval_prior.kind is missing; choose eval_prior=dirichlet or eval_prior=uniform (or same)")
-    params = _dict(value.get("params"), "eval_prior.params")
-    make_prior(value["kind"], **params)
-    return {"kind": str(value["kind"]), "params": params}
+    c = typed_config(cfg)
+    if not c.graph.name:
+        raise BNError("graph is missing; choose one, e.g. graph=tree (see --help)")
+    if c.device not in ("auto", "cpu", "cuda"):
+        raise BNError(f"device must be auto, cpu or cuda, got {c.device!r}")
+    prior = {"kind": c.prior.kind, "params": dict(c.prior.params)}
+    eval_prior = None
+    if c.eval_prior is not None:
+        if not c.eval_prior.kind:
+            raise BNError("eval_prior.kind is missing; choose eval_prior=dirichlet or eval_prior=uniform (or same)")
+        eval_prior = {"kind": c.eval_prior.kind, "params": dict(c.eval_prior.params)}
+    built_prior = make_prior(prior["kind"], **prior["params"])  # refuses invalid values
+    built_truth_prior = make_prior(eval_prior["kind"], **eval_prior["params"]) if eval_prior else built_prior
+    _check_train_keys(c.transformer.train)
+    lens = _lens(c.context_lens, "context_lens")
+    estimators = estimator_specs(c.estimators)
+    tv_reference = c.tv_reference if c.reference is not None else None  # no reference, no excess errors at all
+    _check_references(c.reference, tv_reference, estimators)
+    return StudySpec(
+        graph={"name": c.graph.name, "options": dict(c.graph.options)}, prior=prior,
+        seed=_at_least(c.seed, "seed", 0), context_lens=lens, episodes=_at_least(c.episodes, "episodes", 1),
+        queries=_at_least(c.queries, "queries", 1), batch_size=_at_least(c.batch_size, "batch_size", 1),
+        estimators=estimators, reference=c.reference, tv_reference=tv_reference,
+        max_exact_states=_at_least(c.fidelity.max_exact_states, "fidelity.max_exact_states", 1),
+        mc_samples=_at_least(c.fidelity.mc_samples, "fidelity.mc_samples", 1),
+        fidelity_episodes=_at_least(c.fidelity.episodes, "fidelity.episodes", 0),
+        attention_episodes=_at_least(c.diagnostics.attention_episodes, "diagnostics.attention_episodes", 0),
+        device=c.device, progress=c.progress, eval_prior=eval_prior,
+        built_prior=built_prior, built_truth_prior=built_truth_prior,
+    )

@@ -29,7 +29,7 @@ from bncompare.errors import BNError
 from bncompare.networks.families import get_graph, is_real, load_network
 from bncompare.networks.graph import Graph
 from bncompare.networks.network import CPTBatch
-from bncompare.networks.priors import RandomDAGPrior, make_prior
+from bncompare.networks.priors import RandomDAGPrior
 from bncompare.networks.sampling import sample
 from bncompare.studies.protocol import BLOCK
 from bncompare.studies.spec import StudySpec
@@ -315,8 +315,7 @@ SOURCES: dict[str, Callable] = {"sachs_data": sachs_data_source, "file": file_so
 def build_problem(spec: StudySpec):
     """(graph, truth, prior) of a study; ``prior`` is the training prior, the truth draws from ``spec.truth_prior``."""
     name, options = spec.graph["name"], spec.graph["options"]
-    prior = make_prior(spec.prior["kind"], **spec.prior["params"])
-    truth_prior = make_prior(spec.truth_prior["kind"], **spec.truth_prior["params"])
+    prior, truth_prior = spec.built_prior, spec.built_truth_prior
     source = SOURCES.get(name) or (real_network_source if is_real(name) else synthetic_source)
     graph, truth = source(spec, options, truth_prior)
     if spec.eval_prior is not None and truth.truth != "prior":

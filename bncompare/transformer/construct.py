@@ -79,7 +79,7 @@ def _check_settings(mode: str, alpha: float, beta: float) -> None:
 
 
 def error_bound(mode: str, beta: float, n_context: int, alpha: float = 1.0, card: int = 2) -> float:
-    """Upper bound on |constructed - counting| for any probability, with ``n_context`` rows."""
+    """Upper bound on ``|constructed - counting|`` for any probability, with ``n_context`` rows."""
     _check_settings(mode, alpha, beta)
     if mode == "dirichlet":
         return min(1.0, n_context * math.exp(-beta) / (alpha * card))

@@ -1,4 +1,4 @@
-"""The trained transformer behind the common estimator interface.
+"""The trained transformer behind the common estimator interface::
 
     est = TrainedTransformer({"steps": 3000})
     est.prepare(graph, DirichletPrior(1.0), seed=0)   # trains, or loads the cached model
