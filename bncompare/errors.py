@@ -14,3 +14,22 @@ def exit_with(message: str, code: int = 2):
 
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
     sys.exit(code)
+
+
+def check_setting_types(settings, what: str) -> None:
+    """Refuse a field of the dataclass ``settings`` whose value is not of its default's type (one line).
+
+    The defaults declare the types: a whole number where the default is an int, a number where it is a
+    float, true/false where it is a bool, text where it is a string. Fields defaulting to None are free."""
+    from dataclasses import MISSING, fields
+    from numbers import Integral, Real
+
+    kinds = {bool: ((bool,), "true or false"), int: ((Integral,), "a whole number"),
+             float: ((Real,), "a number"), str: ((str,), "text")}
+    for f in fields(settings):
+        if f.default is MISSING or type(f.default) not in kinds:
+            continue
+        allowed, name = kinds[type(f.default)]
+        value = getattr(settings, f.name)
+        if not isinstance(value, allowed) or (isinstance(value, bool) and type(f.default) is not bool):
+            raise BNError(f"{what}.{f.name} must be {name}, got {value!r}")

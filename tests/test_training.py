@@ -5,6 +5,7 @@ steps, short contexts), so the whole file runs in seconds on a CPU.
 """
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -397,3 +398,15 @@ def test_trained_mixture_model_answers_are_its_training_probabilities(tmp_path):
     for m, p in enumerate(probs):
         assert torch.allclose(p.sum(-1), torch.ones_like(p[..., 0]))
         assert torch.allclose(p.float(), want[:, :, m, : graph.cards[m]], atol=1e-5)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"n_head": "abc"}, "model.n_head must be a whole number, got 'abc'"),
+    ({"match_scores": 3}, "model.match_scores must be true or false, got 3"),
+    ({"steps": 2.5}, "TrainConfig.steps must be a whole number, got 2.5"),
+    ({"lr": "fast"}, "TrainConfig.lr must be a number, got 'fast'"),
+    ({"steps": True}, "TrainConfig.steps must be a whole number, got True"),
+])
+def test_settings_of_the_wrong_type_are_one_line_errors(settings, message):
+    with pytest.raises(BNError, match=re.escape(message)):
+        TrainConfig.from_dict(settings)

@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bncompare.errors import BNError
+from bncompare.errors import BNError, check_setting_types
 from bncompare.transformer.encoding import Layout
 from bncompare.transformer.readouts import READOUTS, norm_layer
 
@@ -81,6 +81,7 @@ class TransformerConfig:
     cards: tuple[int, ...] | None = None  # the nodes' cardinalities (from the graph)
 
     def __post_init__(self):
+        check_setting_types(self, "model")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise BNError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")

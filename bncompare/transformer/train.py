@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from bncompare.codeversion import TRAIN_PARTS, code_version
-from bncompare.errors import BNError
+from bncompare.errors import BNError, check_setting_types
 from bncompare.estimators.counting import count_tables, mle_rows
 from bncompare.metrics.conditional import tv
 from bncompare.networks.graph import Graph
@@ -139,6 +139,7 @@ class TrainConfig:
         self.__post_init__()
 
     def __post_init__(self):
+        check_setting_types(self, "TrainConfig")
         self.eval_lengths = tuple(int(n) for n in self.eval_lengths)
         if self.loss not in LOSSES:
             raise BNError(f"unknown training loss {self.loss!r}; choose one of {list(LOSSES)}")
