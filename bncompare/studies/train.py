@@ -104,8 +104,15 @@ def main(argv: list[str] | None = None) -> None:
         try:
             for name, est in chosen:
                 train_one(name, est, graph, prior, spec, args, world)
+            distributed.barrier(world)  # every rank is done before any leaves
         finally:
             distributed.shutdown()
+        if world.distributed:
+            # Everything is written (atomically) and flushed: skip the interpreter's teardown, where torch's
+            # communication threads could still abort a finished worker (SIGABRT, about 1 run in 15 under load).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
     except BNError as e:
         from bncompare.studies.run import one_line
 
