@@ -270,10 +270,10 @@ def _check_train_keys(train: dict) -> None:
 
     from bncompare.transformer.train import MODEL_SETTINGS, TrainConfig
 
-    unknown = sorted(set(train) - {f.name for f in fields(TrainConfig)} - set(MODEL_SETTINGS))
+    allowed = {f.name for f in fields(TrainConfig)} | set(MODEL_SETTINGS)
+    unknown = sorted(set(train) - allowed)
     if unknown:
-        raise BNError(f"transformer.train: unknown keys {unknown}; allowed keys are "
-                      f"{sorted({f.name for f in fields(TrainConfig)} | set(MODEL_SETTINGS))}")
+        raise BNError(f"transformer.train: unknown keys {unknown}; allowed keys are {sorted(allowed)}")
 
 
 def study_spec(cfg: dict) -> StudySpec:
