@@ -8,6 +8,13 @@ learned state lives in attributes ending in ``_``::
     probs = est.predict_proba(queries)        # queries: (B, Q, M) -> list over nodes of (B, Q, d_m)
     est.cpts_                                 # full CPTs (list of (B, n_configs, d_m)) or None
 
+``predict(queries, nodes)`` is the one call every family answers: each node's predictive
+distribution in the layout of the graph's variables. Discrete: ``(B, Q, d_m)`` probabilities
+(the same as ``predict_proba``). Linear-Gaussian (:class:`GaussianEstimator`, contexts and
+queries are float rows): ``(B, Q, 3)`` Student-t parameters ``(df, loc, scale)``, ``df = inf``
+a Normal (:mod:`bncompare.networks.gaussian`); ``network_`` is then the fitted network as a
+parameter batch (one ``(B, k_m + 2)`` tensor per node), or None when the estimator has none.
+
 ``predict_proba(queries, nodes)`` returns, for each requested node ``m``, the
 estimator's predictive distribution of ``x_m`` given the query's values on the
 nodes before ``m`` (in topological order). Values at ``m`` and later are ignored.
@@ -27,6 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from bncompare.errors import BNError
+from bncompare.networks.gaussian import GaussianBatch, check_real_data
 from bncompare.networks.graph import Graph, check_data
 from bncompare.networks.network import CPTBatch
 
@@ -36,6 +44,7 @@ class Tags:
     """What an estimator is and can do; class-level, so known before anything is fitted."""
 
     family: str = "counting"  # counting | library | constructed | trained: how it gets its answer
+    variables: str = "discrete"  # the kind of network variables it fits (Graph.variables): discrete | gaussian
     graph_agnostic: bool = False  # never uses the parents, only the prefix of earlier variables
     has_attention: bool = False  # after fit, ``model_`` is an InContextTransformer (attention diagnostics)
     has_history: bool = False  # after prepare, ``history_`` is its training curve (a list of per-step dicts)
@@ -85,11 +94,17 @@ class Estimator:
     def predict_proba(self, queries: torch.Tensor, nodes: Sequence[int] | None = None) -> list[torch.Tensor]:
         raise NotImplementedError
 
+    def predict(self, queries: torch.Tensor, nodes: Sequence[int] | None = None) -> list[torch.Tensor]:
+        """Each requested node's predictive distribution in its family's layout (see the module docstring)."""
+        return self.predict_proba(queries, nodes)
+
     # ----- shared helpers -------------------------------------------------
+    read_data = staticmethod(check_data)  # validates contexts and queries of this estimator's variables
+
     def _start_fit(self, graph: Graph, contexts) -> torch.Tensor:
         if not isinstance(graph, Graph):
             raise BNError(f"{self.name}: fit needs a Graph, got {type(graph).__name__}")
-        contexts = check_data(graph, contexts, "context")
+        contexts = self.read_data(graph, contexts, "context")
         if contexts.dim() != 3:
             raise BNError(f"context must have shape (B, N, M), got {tuple(contexts.shape)}")
         self.graph_ = graph
@@ -98,9 +113,9 @@ class Estimator:
 
     def _check_queries(self, queries, nodes) -> tuple[torch.Tensor, list[int]]:
         if not hasattr(self, "graph_"):
-            raise BNError(f"{self.name}: call fit before predict_proba")
+            raise BNError(f"{self.name}: call fit before predict")
         g = self.graph_
-        queries = check_data(g, queries, "query")
+        queries = self.read_data(g, queries, "query")
         if queries.dim() != 3 or queries.shape[0] != self.n_contexts_:
             raise BNError(
                 f"queries must have shape (B={self.n_contexts_}, Q, {g.n_nodes}), got {tuple(queries.shape)}"
@@ -124,3 +139,14 @@ class TableEstimator(Estimator):
         queries = queries.to(self.cpts_[0].device)
         batch = torch.arange(queries.shape[0], device=queries.device)[:, None]
         return [self.cpts_[m][batch, self.graph_.config_index(queries, m)] for m in nodes]
+
+
+class GaussianEstimator(Estimator):
+    """An estimator of a linear-Gaussian network: float contexts, Student-t (or Normal) predictions."""
+
+    tags = Tags(variables="gaussian")
+    network_: GaussianBatch | None = None
+    read_data = staticmethod(check_real_data)
+
+    def predict_proba(self, queries, nodes=None):
+        raise BNError(f"{self.name}: a linear-Gaussian prediction is a density, not a table; call predict")

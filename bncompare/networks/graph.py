@@ -1,4 +1,8 @@
-"""The structure of a discrete Bayesian network: named nodes, cardinalities, parents.
+"""The structure of a Bayesian network: named nodes, cardinalities, parents, and the kind of variables.
+
+``variables`` says what every node holds: ``"discrete"`` (states 0..card-1, a CPT per
+node) or ``"gaussian"`` (one real number; card is 1, the width of the value; each node
+is linear-Gaussian in its parents, :mod:`bncompare.networks.gaussian`).
 
 Nodes are always stored in a topological order, so node ``m``'s parents all have
 indices ``< m``. A parent configuration is coded in mixed radix with the LAST
@@ -17,6 +21,7 @@ import torch
 from bncompare.errors import BNError
 
 MAX_CPT_ENTRIES = 2**40  # exact Python ints, far below int64 overflow; memory is the study budget's job
+VARIABLES = ("discrete", "gaussian")  # the kinds of variable a network can hold
 
 
 @dataclass(frozen=True)
@@ -24,14 +29,20 @@ class Graph:
     names: tuple[str, ...]
     cards: tuple[int, ...]
     parents: tuple[tuple[int, ...], ...]
+    variables: str = "discrete"
 
     def __post_init__(self):
+        if self.variables not in VARIABLES:
+            raise BNError(f"variables must be one of {', '.join(VARIABLES)}, got {self.variables!r}")
+        min_card = 2 if self.variables == "discrete" else 1
         if len(set(self.names)) != len(self.names):
             raise BNError(f"duplicate node names in {list(self.names)}")
         if not (len(self.names) == len(self.cards) == len(self.parents)):
             raise BNError("names, cards and parents must have the same length")
         for m, (name, card) in enumerate(zip(self.names, self.cards)):
-            if int(card) < 2:
+            if self.variables == "gaussian" and int(card) != 1:
+                raise BNError(f"node {name!r} is linear-Gaussian (one real value), so its card is 1, not {card}")
+            if int(card) < min_card:
                 raise BNError(f"node {name!r} has cardinality {card}; every node needs at least 2 states")
             for p in self.parents[m]:
                 if not 0 <= p < m:
@@ -52,12 +63,16 @@ class Graph:
         edges: Iterable[tuple[str, str]],
         cards: int | Mapping[str, int] | Sequence[int] = 2,
         parent_order: Mapping[str, Sequence[str]] | None = None,
+        variables: str = "discrete",
     ) -> Graph:
         """Build a graph from edges; nodes are sorted topologically (stable w.r.t. ``nodes``).
 
         ``parent_order`` fixes the order of a node's parents (it matters for the CPT
-        layout); by default parents keep the order of ``nodes``.
+        layout); by default parents keep the order of ``nodes``. A ``variables="gaussian"``
+        graph has card 1 everywhere (``cards`` is then ignored).
         """
+        if variables == "gaussian":
+            cards = 1
         nodes = [str(n) for n in nodes]
         if len(set(nodes)) != len(nodes):
             raise BNError(f"duplicate node names in {nodes}")
@@ -99,6 +114,7 @@ class Graph:
             names=tuple(order),
             cards=tuple(card_of[n] for n in order),
             parents=tuple(tuple(index[p] for p in pa[n]) for n in order),
+            variables=variables,
         )
 
     @classmethod
@@ -106,13 +122,17 @@ class Graph:
         """The inverse of :meth:`to_dict` (each node's parents keep their order: the CPT layout)."""
         names, parents = list(record["names"]), list(record["parents"])
         edges = [(p, child) for child, ps in zip(names, parents) for p in ps]
-        return cls.from_edges(names, edges, list(record["cards"]), dict(zip(names, parents)))
+        return cls.from_edges(names, edges, list(record["cards"]), dict(zip(names, parents)),
+                              record.get("variables", "discrete"))
 
     def to_dict(self) -> dict:
         """The graph as plain data: node names, cardinalities, and each node's parents by name, in CPT order
         (what graph.json and a network spec hold)."""
-        return {"names": list(self.names), "cards": list(self.cards),
-                "parents": [[self.names[p] for p in ps] for ps in self.parents]}
+        out = {"names": list(self.names), "cards": list(self.cards),
+               "parents": [[self.names[p] for p in ps] for ps in self.parents]}
+        if self.variables != "discrete":  # discrete graph.json files stay as they were
+            out["variables"] = self.variables
+        return out
 
     # ----- derived quantities -------------------------------------------
     @property
@@ -166,6 +186,8 @@ class Graph:
         return np.stack([g.reshape(-1) for g in grids], axis=1)
 
     def __repr__(self) -> str:
+        if self.variables == "gaussian":
+            return f"Graph({self.n_nodes} linear-Gaussian nodes, {len(self.edges)} edges)"
         return f"Graph({self.n_nodes} nodes, {len(self.edges)} edges, cards={list(self.cards)})"
 
 
@@ -200,6 +222,9 @@ def _find_cycle(remaining: dict[str, set[str]]) -> list[str]:
 
 def check_data(graph: Graph, x, what: str = "data") -> torch.Tensor:
     """Validate samples ``x`` of shape ``(..., M)`` and return them as a long tensor."""
+    if graph.variables != "discrete":
+        raise BNError(f"{what}: this estimator reads discrete states, but the network's variables are "
+                      f"{graph.variables} (use an estimator made for them)")
     if not isinstance(x, torch.Tensor):
         x = torch.as_tensor(np.asarray(x))
     if x.dtype.is_floating_point:

@@ -21,6 +21,7 @@ from bncompare.networks.network import CPTBatch
 
 @dataclass(frozen=True)
 class DirichletPrior:
+    variables = "discrete"  # the kind of network it draws parameters for (Graph.variables)
     alpha: float = 1.0
 
     def __post_init__(self):
@@ -47,6 +48,7 @@ class DirichletPrior:
 
 @dataclass(frozen=True)
 class UniformRangePrior:
+    variables = "discrete"
     dirichlet_alpha = None  # not a Dirichlet prior: no closed-form Bayes predictor
     low: float = 0.1
     high: float = 0.9
@@ -89,8 +91,48 @@ def _standard_gamma(alpha: torch.Tensor, generator: torch.Generator | None) -> t
     return out.clamp_min(1e-300)
 
 
+@dataclass(frozen=True)
+class NIGPrior:
+    """The conjugate Normal-inverse-gamma prior of a linear-Gaussian node, independently per node.
+
+    sigma^2 ~ InvGamma(a, b); given sigma^2, (intercept, weights) ~ N(mean, sigma^2 / precision * I).
+    Under it the exact posterior predictive of each node is a Student-t
+    (:class:`bncompare.estimators.gaussian.NIGPosterior`): the log-loss and KL reference.
+    """
+
+    variables = "gaussian"
+    dirichlet_alpha = None  # not a CPT prior
+    mean: float = 0.0
+    precision: float = 1.0
+    a: float = 3.0
+    b: float = 2.0
+
+    def __post_init__(self):
+        for name in ("precision", "a", "b"):
+            if not getattr(self, name) > 0:
+                raise BNError(f"NIG prior {name} must be > 0, got {getattr(self, name)}")
+
+    def sample(self, graph: Graph, n_sets: int, generator: torch.Generator | None = None) -> list:
+        """G parameter sets (a parameter batch, :mod:`bncompare.networks.gaussian`)."""
+        if graph.variables != "gaussian":
+            raise BNError(f"prior nig draws linear-Gaussian parameters; the graph's variables are {graph.variables}")
+        out = []
+        for pa in graph.parents:
+            g = _standard_gamma(torch.full((n_sets,), float(self.a), dtype=torch.float64), generator)
+            s2 = self.b / g  # InvGamma(a, b): b / Gamma(a, 1)
+            z = torch.randn(n_sets, len(pa) + 1, generator=generator, dtype=torch.float64)
+            beta = self.mean + z * torch.sqrt(s2 / self.precision)[:, None]
+            out.append(torch.cat([beta, torch.sqrt(s2)[:, None]], -1))
+        return out
+
+    def describe(self) -> str:
+        return (f"NIG(mean {self.mean:g}, precision {self.precision:g}, sigma^2 ~ InvGamma({self.a:g}, {self.b:g}))"
+                " per node")
+
+
 def make_prior(kind: str = "dirichlet", **kw):
-    kinds = {"dirichlet": DirichletPrior, "uniform": UniformRangePrior, "random_dag": RandomDAGPrior}
+    kinds = {"dirichlet": DirichletPrior, "uniform": UniformRangePrior, "random_dag": RandomDAGPrior,
+             "nig": NIGPrior}
     if kind not in kinds:
         raise BNError(f"unknown prior {kind!r}; choose one of {sorted(kinds)}")
     allowed = sorted(f.name for f in fields(kinds[kind]))
@@ -117,6 +159,7 @@ class RandomDAGPrior:
     drawn per task from U[p_low, p_high]. ``max_parents`` keeps the latest ones.
     """
 
+    variables = "discrete"
     p_low: float = 0.2
     p_high: float = 0.8
     alpha: float = 1.0
