@@ -180,6 +180,10 @@ class GaussianNet:
         return [torch.tensor([[b, *w, s]], dtype=torch.float64, device=device)
                 for b, w, s in zip(self.intercepts, self.weights, self.sigmas)]
 
+    def parameter_batch(self) -> GaussianBatch:
+        """The network's parameters as a batch of one (what a study's truth holds)."""
+        return self.params()
+
     def sample(self, n: int, seed: int = 0) -> torch.Tensor:
         """``n`` rows as a float64 tensor (n, M) (columns in ``self.names`` order)."""
         return sample_gaussian(self.graph, self.params(), n, torch.Generator().manual_seed(seed))[0]

@@ -49,6 +49,10 @@ class BayesNet:
         """The CPTs as a CPT batch with G = 1."""
         return [torch.as_tensor(c, dtype=dtype, device=device)[None] for c in self.cpts]
 
+    def parameter_batch(self) -> CPTBatch:
+        """The network's parameters as a batch of one (the layout of its variables: here a CPT batch)."""
+        return self.cpt_batch()
+
     def sample(self, n: int, seed: int = 0) -> torch.Tensor:
         """``n`` samples as a long tensor of shape ``(n, M)`` (columns in ``self.names`` order)."""
         gen = torch.Generator().manual_seed(seed)

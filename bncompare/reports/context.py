@@ -51,6 +51,12 @@ class Ctx:
         return optimal_here(self.data.entry(self.graph, e), self.data.config_of(self.graph))
 
     @property
+    def variables(self) -> str:
+        """What the graph's nodes hold (graph.json): discrete or gaussian; it chooses the report's pages."""
+        dag = self.data.runs_of(self.graph)[0].dag
+        return dag.variables if dag is not None else "discrete"
+
+    @property
     def headline(self) -> str:
         """The metric the pages lead with, as the truth declares it (held-out log-loss on real data)."""
         truth = self.data.runs_of(self.graph)[0].truth

@@ -64,7 +64,7 @@ def draw_dag(ax, graph: Graph, fontsize: float | None = None) -> None:
     texts = {}
     for m in range(n):
         x, y = pos[m]
-        label = graph.names[m] if graph.cards[m] == 2 else f"{graph.names[m]}\n({graph.cards[m]} states)"
+        label = graph.names[m] if graph.cards[m] <= 2 else f"{graph.names[m]}\n({graph.cards[m]} states)"  # 1: real
         texts[m] = ax.text(x, y, label, ha="center", va="center", fontsize=fontsize, zorder=3,
                            bbox=dict(boxstyle="round,pad=0.35", fc="#dbe9f6", ec="#2b5d8a", lw=1))
     for m in range(n):

@@ -154,27 +154,31 @@ def _frontier(ax, ctx: Ctx, n: int, metric: str, ylabel: str) -> bool:
     return True
 
 
-def cost_accuracy_page(pdf, ctx: Ctx) -> None:
+ACCURACY = (("query_nll", "log-loss", "excess log-loss (nats per value)"),
+            ("cond_tv", "conditional TV", "excess conditional TV"))  # (metric, name, axis label) per row
+
+
+def cost_accuracy_page(pdf, ctx: Ctx, accuracy=ACCURACY) -> None:
+    """Error against cost, one row of panels per ``accuracy`` entry (the discrete study: log-loss and TV)."""
     title = f"{ctx.graph}: cost against accuracy"
     lens = _cost_lengths(ctx)
-    if not lens or not ctx.has("query_nll_excess"):
+    if not lens or not ctx.has(f"{accuracy[0][0]}_excess"):
         message_page(pdf, title, "no paired excess errors or timings in this run: no cost-accuracy frontier")
         return
-    ref = ctx.styles.label(ctx.reference) if ctx.reference else "the reference"
-    tv_ref = ctx.styles.label(ctx.reference_of("cond_tv") or "")
+    against = ", ".join(f"{name} over '{ctx.styles.label(ctx.reference_of(metric) or '') or 'the reference'}'"
+                        for metric, name, _ in accuracy)
     train = _training_seconds(ctx)
-    fig, axes = plt.subplots(2, len(lens), figsize=PAGE, squeeze=False)
+    fig, axes = plt.subplots(len(accuracy), len(lens), figsize=PAGE, squeeze=False)
     header(fig, title, "each estimator's error against its wall-clock seconds per context at the context lengths "
            f"where the most estimators ran. Error: paired excess over the reference on the estimator's own episodes "
-           f"(log-loss over '{ref}', conditional TV over '{tv_ref}'; 0 = the reference; squares: run on a subset "
+           f"({against}; 0 = the reference; squares: run on a subset "
            f"of episodes), so points over different episodes compare fairly. Error bars: 95% intervals; "
            + ctx.band_note() + ". "
            "Grey lines join an estimator to its other budgets (declared budget_of): Pyro with more or fewer "
            "draws or steps, the trained transformer at checkpoints along its training (same cost per context)."
            + (f" Training the transformer took {train}, paid once per study, not per context." if train else ""))
     for j, n in enumerate(lens):
-        for i, (metric, label) in enumerate((("query_nll", "excess log-loss (nats per value)"),
-                                             ("cond_tv", "excess conditional TV"))):
+        for i, (metric, _, label) in enumerate(accuracy):
             if not _frontier(axes[i, j], ctx, n, metric, label):
                 no_data(axes[i, j], f"no {metric}_excess at N = {n}")
     fig.tight_layout(rect=(0, 0.1, 1, 0.86))

@@ -7,7 +7,8 @@
 
 The report reads only the run directories (see :mod:`bncompare.reports.data`):
 it renders the same on a machine that never ran the study. The pages come in
-the order of :data:`GRAPH_PAGES`, each one a function ``(pdf, ctx)``.
+the order of :data:`GRAPH_PAGES` (:data:`PAGES` for linear-Gaussian
+networks), each one a function ``(pdf, ctx)``.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from bncompare import rundir
 from bncompare.errors import BNError, exit_with
-from bncompare.reports import evaluation_pages, panels, study_pages, transformer_pages
+from bncompare.reports import evaluation_pages, gaussian_pages, panels, study_pages, transformer_pages
 from bncompare.reports.context import make_ctx
 from bncompare.reports.data import ReportData, load
 from bncompare.reports.plots import setup_style
@@ -40,6 +41,9 @@ GRAPH_PAGES = (
     transformer_pages.agnostic_page,
     study_pages.agreement_page,
 )
+
+
+PAGES = {"discrete": GRAPH_PAGES, "gaussian": gaussian_pages.PAGES}  # by the kind of the graph's variables
 
 
 def write_report(paths, out=None) -> Path:
@@ -66,7 +70,7 @@ def render(data: ReportData, out: Path) -> Path:
                 study_pages.overview_page(pdf, data)
             for graph in data.graphs:
                 ctx = make_ctx(data, graph)
-                for page in GRAPH_PAGES:
+                for page in PAGES[ctx.variables]:
                     page(pdf, ctx)
             info = pdf.infodict()
             info["Title"] = f"bncompare report: {', '.join(data.graphs)}"

@@ -275,7 +275,7 @@ def agreement_page(pdf, ctx: Ctx) -> None:
         ax.set_ylabel("conditional TV of the baseline (same episode)", fontsize=8)
         ax.legend(fontsize=6)
     ax = fig.add_axes([0.39, 0.07, 0.27, 0.4])
-    _paired_panel(ax, ctx, pairs)
+    paired_panel(ax, ctx, pairs)
     ax = fig.add_axes([0.72, 0.07, 0.26, 0.4])
     for e, _ in pairs:
         d = ctx.comb[(ctx.comb["estimator"] == e) & (ctx.comb["metric"] == "agree_tv") & (ctx.comb["node"] == "all")]
@@ -289,9 +289,9 @@ def agreement_page(pdf, ctx: Ctx) -> None:
     save(pdf, fig)
 
 
-def _paired_panel(ax, ctx: Ctx, pairs) -> None:
-    """Conditional TV minus the mirror's on the same episodes, ± 1.96 SE: how a subset baseline compares."""
-    d = ctx.comb[(ctx.comb["metric"] == "cond_tv_vs_mirror") & (ctx.comb["node"] == "all")]
+def paired_panel(ax, ctx: Ctx, pairs, metric: str = "cond_tv", name: str = "cond. TV") -> None:
+    """``metric`` minus the mirror's on the same episodes, ± 1.96 SE: how a subset baseline compares."""
+    d = ctx.comb[(ctx.comb["metric"] == f"{metric}_vs_mirror") & (ctx.comb["node"] == "all")]
     drawn = False
     for i, (e, _) in enumerate(pairs):
         x = d[d["estimator"] == e].sort_values("context_len")
@@ -307,7 +307,7 @@ def _paired_panel(ax, ctx: Ctx, pairs) -> None:
     ax.axhline(0, color="black", lw=0.8)
     ax.set_yscale("symlog", linthresh=1e-4)
     set_xscale(ax, ctx.lens)
-    ax.set_ylabel(f"cond. TV minus the mirror's, same episodes (±{Z} SE; symlog)", fontsize=8)
+    ax.set_ylabel(f"{name} minus the mirror's, same episodes (±{Z} SE; symlog)", fontsize=8)
     ax.set_title("paired difference to the mirrored estimator", fontsize=9)
     ax.legend(fontsize=6)
 

@@ -9,10 +9,17 @@ Calibration pools the whole cell: :func:`calibration_rows` turns the bin sums of
 every episode into cell rows (``episode = CELL``): the reliability diagram and ECE.
 The numbers come from :mod:`bncompare.metrics`; their statistics are made later,
 by :func:`bncompare.metrics.summary.cell_summary`.
+
+Those are the rows of a discrete network. What is measured depends on the kind of
+variables, so :data:`METRIC_SETS` gives one :class:`MetricSet` per kind
+(``Graph.variables``); linear-Gaussian rows are in :mod:`bncompare.studies.evaluate_gaussian`.
+The loop of :func:`evaluate_cell` is the same for both.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -24,23 +31,9 @@ from bncompare.metrics.scores import brier, calibration_sums, ece_with_se, log_l
 from bncompare.metrics.summary import CELL
 from bncompare.networks.graph import Graph
 from bncompare.runtime import resolve_device
+from bncompare.studies.frames import COLUMNS, per_node, scalar
 from bncompare.studies.protocol import SUB_GENERATED, SUB_TRUE_MC, Batch, Episodes, fit_groups
 from bncompare.studies.spec import EstimatorSpec, StudySpec
-
-COLUMNS = ["episode", "node", "metric", "value"]
-
-
-def per_node(names, metric: str, episodes: np.ndarray, values: torch.Tensor, overall: torch.Tensor) -> pd.DataFrame:
-    """Rows of ``values`` (B, M) per node and ``overall`` (B,) as node 'all'."""
-    v = torch.cat([values, overall[:, None]], 1).cpu().numpy()
-    B, K = v.shape
-    return pd.DataFrame({"episode": np.repeat(episodes, K), "node": np.tile(list(names) + ["all"], B),
-                         "metric": metric, "value": v.reshape(-1)})
-
-
-def scalar(metric: str, episodes: np.ndarray, values, node: str = "all") -> pd.DataFrame:
-    v = np.asarray(values.cpu() if torch.is_tensor(values) else values, dtype=np.float64).reshape(-1)
-    return pd.DataFrame({"episode": episodes, "node": node, "metric": metric, "value": v})
 
 
 def timing_rows(episodes: np.ndarray, t0: float, t1: float, t2: float) -> list[pd.DataFrame]:
@@ -150,6 +143,51 @@ def attention_rows(model, graph: Graph, batch: Batch) -> list[pd.DataFrame]:
     return parts
 
 
+@dataclass(frozen=True)
+class MetricSet:
+    """What a cell measures on networks of one kind of variables; every function returns a list of frames."""
+
+    width: Callable  # (graph, m) -> the columns of node m's prediction
+    batch_rows: Callable  # (est, graph, batch, preds) -> rows of each episode from the predictions
+    fit_rows: Callable  # (est, graph, part) -> rows of the fitted estimator itself, right after its fit
+    cell_sums: Callable  # (est, graph, batch, preds) -> per-episode sums pooled over the cell (np.ndarray)
+    cell_rows: Callable  # (names, sums) -> rows of the whole cell (episode = CELL) from the pooled sums
+    agreement_rows: Callable  # (graph, batch, preds, mirror_preds) -> rows against the mirrored estimator
+    fidelity_rows: Callable  # (est, graph, spec, batch, context_len) -> joint measures of est fitted on batch
+
+
+def discrete_batch_rows(est, graph: Graph, batch: Batch, probs: list[torch.Tensor]) -> list[pd.DataFrame]:
+    scored = floored(probs, est.zero_below_)
+    return conditional_rows(graph, batch, scored) + score_rows(graph, batch, scored)
+
+
+def discrete_cell_sums(est, graph: Graph, batch: Batch, probs: list[torch.Tensor]) -> np.ndarray:
+    scored = floored(probs, est.zero_below_)
+    return torch.stack([calibration_sums(p, batch.queries[..., m]) for m, p in enumerate(scored)], 1).numpy()
+
+
+def discrete_fidelity_rows(est, graph: Graph, spec: StudySpec, batch: Batch, context_len: int):
+    return fidelity_rows(est, graph, spec, batch, context_len, n_joint_states(graph) <= spec.max_exact_states)
+
+
+DISCRETE = MetricSet(lambda graph, m: graph.cards[m], discrete_batch_rows, lambda *_: [], discrete_cell_sums,
+                     calibration_rows, agreement_rows, discrete_fidelity_rows)
+
+
+def _gaussian() -> MetricSet:
+    from bncompare.studies import evaluate_gaussian as g  # imported when a Gaussian study needs it
+
+    return MetricSet(g.width, g.batch_rows, g.fit_rows, g.cell_sums, g.cell_rows, g.agreement_rows, g.fidelity_rows)
+
+
+METRIC_SETS = {"discrete": lambda: DISCRETE, "gaussian": _gaussian}  # by Graph.variables
+
+
+def metric_set(graph: Graph) -> MetricSet:
+    """The measures of a cell on ``graph``, by the kind of its variables."""
+    return METRIC_SETS[graph.variables]()
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -161,15 +199,15 @@ def evaluate_cell(episodes: Episodes, est, espec: EstimatorSpec, context_len: in
     ``mirror`` (a fast estimator) adds the agreement metrics on the same episodes.
     """
     graph, spec = episodes.graph, episodes.spec
+    metrics = metric_set(graph)
     device = resolve_device(spec.device)
     n_eps = spec.episodes if espec.subset is None else min(espec.subset, spec.episodes)
-    exact = n_joint_states(graph) <= spec.max_exact_states
     parts: list[pd.DataFrame] = []
     attention_left = spec.attention_episodes if est.tags.has_attention else 0
-    calibration: list[np.ndarray] = []  # per-episode bin sums (B, M, 3, bins): ECE pools the whole cell
+    pooled: list[np.ndarray] = []  # per-episode sums the whole cell pools (discrete: calibration bins)
     # Rows are made per batch; fits per fit group (the batch itself unless episodes have their own DAGs).
     for batch in episodes.batches(context_len, n_eps, spec.batch_size):
-        probs, other = _empty(graph, batch), _empty(graph, batch)
+        preds, other = _empty(metrics, graph, batch), _empty(metrics, graph, batch)
         for fit_graph, part in fit_groups(batch, graph, est.tags.graph_agnostic):
             at = torch.as_tensor(np.searchsorted(batch.episodes, part.episodes))
             ctx, qry = part.contexts.to(device), part.queries.to(device)
@@ -178,14 +216,14 @@ def evaluate_cell(episodes: Episodes, est, espec: EstimatorSpec, context_len: in
             est.fit(fit_graph, ctx)
             _sync(device)
             t1 = time.perf_counter()
-            for m, p in enumerate(est.predict_proba(qry)):
-                probs[m][at] = p.to("cpu", torch.float64)
+            for m, p in enumerate(est.predict(qry)):
+                preds[m][at] = p.to("cpu", torch.float64)
             _sync(device)
             t2 = time.perf_counter()
-            parts += timing_rows(part.episodes, t0, t1, t2)
+            parts += timing_rows(part.episodes, t0, t1, t2) + metrics.fit_rows(est, fit_graph, part)
             if mirror is not None:
                 mirror.fit(fit_graph, ctx)
-                for m, p in enumerate(mirror.predict_proba(qry)):
+                for m, p in enumerate(mirror.predict(qry)):
                     other[m][at] = p.to("cpu", torch.float64)
 
             # joint measures on the first ``fidelity_episodes`` episodes only
@@ -194,24 +232,24 @@ def evaluate_cell(episodes: Episodes, est, espec: EstimatorSpec, context_len: in
             if k > 0:
                 if k < part.size:
                     est.fit(fit_graph, ctx[:k])  # predictions for the kept contexts only
-                parts += fidelity_rows(est, graph, spec, part if k == part.size else part.head(k), context_len, exact)
+                parts += metrics.fidelity_rows(est, graph, spec, part if k == part.size else part.head(k),
+                                               context_len)
 
             if attention_left > 0:
                 k = min(attention_left, part.size)
                 attention_left -= k
                 parts += attention_rows(est.model_, graph, part.head(k))
-        scored = floored(probs, est.zero_below_)
-        parts += conditional_rows(graph, batch, scored) + score_rows(graph, batch, scored)
-        calibration.append(torch.stack([calibration_sums(p, batch.queries[..., m]) for m, p in enumerate(scored)],
-                                       1).numpy())
+        parts += metrics.batch_rows(est, graph, batch, preds)
+        pooled.append(metrics.cell_sums(est, graph, batch, preds))
         if mirror is not None:
-            parts += agreement_rows(graph, batch, probs, other)
-    if calibration:
-        parts += calibration_rows(graph.names, np.concatenate(calibration))
+            parts += metrics.agreement_rows(graph, batch, preds, other)
+    if pooled:
+        parts += metrics.cell_rows(graph.names, np.concatenate(pooled))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
 
 
-def _empty(graph: Graph, batch: Batch) -> list[torch.Tensor]:
-    """Per-node (B, Q, d_m) tensors that the fit groups fill in."""
+def _empty(metrics: MetricSet, graph: Graph, batch: Batch) -> list[torch.Tensor]:
+    """Per-node (B, Q, width) tensors that the fit groups fill in."""
     B, Q = batch.queries.shape[:2]
-    return [torch.full((B, Q, d), float("nan"), dtype=torch.float64) for d in graph.cards]
+    return [torch.full((B, Q, metrics.width(graph, m)), float("nan"), dtype=torch.float64)
+            for m in range(graph.n_nodes)]

@@ -32,6 +32,16 @@ KINDS: dict[str, tuple[str, str] | Callable] = {
     "constructed": ("bncompare.transformer.construct", "ConstructedTransformer"),
     "trained": ("bncompare.transformer.trained", "TrainedTransformer"),
     "transformer_agnostic": ("bncompare.transformer.agnostic", "StructureAgnosticTransformer"),
+    # linear-Gaussian networks (variables=gaussian)
+    "gaussian_mle": ("bncompare.estimators.gaussian", "LeastSquares"),
+    "gaussian_ridge": ("bncompare.estimators.gaussian", "Ridge"),
+    "nig_posterior": ("bncompare.estimators.gaussian", "NIGPosterior"),
+    "gaussian_naive": ("bncompare.estimators.gaussian", "NaiveLeastSquares"),
+    "pgmpy_gaussian": ("bncompare.estimators.gaussian_libraries", "PgmpyLinearGaussian"),
+    "pyro_gaussian_nuts": ("bncompare.estimators.gaussian_libraries", "PyroGaussianNUTS"),
+    "pyro_gaussian_svi": ("bncompare.estimators.gaussian_libraries", "PyroGaussianSVI"),
+    "constructed_gd": ("bncompare.transformer.gd_construct", "ConstructedGD"),
+    "gaussian_trained": ("bncompare.transformer.trained_gaussian", "TrainedGaussianTransformer"),
 }
 
 

@@ -141,10 +141,16 @@ class Plan:
         return [c for c in self.cells if c not in self.found]
 
 
-def build_estimators(spec: StudySpec, truth) -> dict:
+def build_estimators(spec: StudySpec, graph, truth) -> dict:
     """Every estimator of the study, built from its settings (nothing prepared yet); one that cannot run on
-    this truth is refused."""
+    this graph or truth is refused."""
     estimators = {e.name: registry.build(e.kind, e.params) for e in spec.estimators}
+    other = [name for name, est in estimators.items() if est.tags.variables != graph.variables]
+    if other:
+        kinds = sorted({estimators[n].tags.variables for n in other})
+        raise BNError(f"estimators {other} fit {'/'.join(kinds)} networks, but graph {graph_label(spec)!r} holds "
+                      f"{graph.variables} variables; drop them (" + " ".join(f"~estimators.{n}" for n in other)
+                      + f") or use estimators={graph.variables}")
     if truth.per_episode_graphs:
         fixed = [name for name, est in estimators.items() if est.tags.one_structure]
         if fixed:
@@ -259,7 +265,7 @@ def run_study(config: dict, out_dir) -> Path:
     out = lock_dir(check_out_dir(out_dir))  # one run per folder; a no-op when the command line holds it
     graph, truth, prior = build_problem(spec)
     check_budget(spec, graph)  # refuse before allocating: one line with the amount and the setting to lower
-    estimators = build_estimators(spec, truth)
+    estimators = build_estimators(spec, graph, truth)
     store = CellStore(out)
     plan = plan_run(spec, estimators, truth, store, out)
     write_run_manifest(out, config, spec, graph, truth, prior, estimators)

@@ -87,6 +87,7 @@ class StudyConfig:
     out_dir: str | None = None  # conf/config.yaml: reports/<graph>/<study>-seed<seed>
     report: bool = True  # write report.pdf at the end
     progress: bool = True  # tqdm progress bars
+    variables: str = "discrete"  # discrete | gaussian: the kind of network (conf/variables/*.yaml)
     graph: GraphConfig = field(default_factory=GraphConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
     eval_prior: EvalPriorConfig | None = None  # the truth's prior when it is not the training prior
@@ -95,7 +96,7 @@ class StudyConfig:
 
 
 # Set by conf/config.yaml and its groups, so left out of the command line's base.
-_FROM_GROUPS = ("out_dir", "graph", "prior", "eval_prior", "transformer", "estimators")
+_FROM_GROUPS = ("out_dir", "variables", "graph", "prior", "eval_prior", "transformer", "estimators")
 
 
 def study_defaults() -> dict:
@@ -143,6 +144,7 @@ class StudySpec:
     attention_episodes: int
     device: str
     progress: bool
+    variables: str  # discrete | gaussian: what the graph's nodes hold (checked against the graph when built)
     eval_prior: dict | None  # the truth's CPT prior when it is not the training prior (None: the same)
     # the two priors, built once (priors.make_prior); the dicts above are their config form, part of cell keys
     built_prior: Any = field(repr=False, compare=False)
@@ -265,6 +267,19 @@ def _check_references(reference, tv_reference, estimators: tuple[EstimatorSpec, 
             raise BNError(f"{key} {ref!r} must run on every episode and context length (no subset)")
 
 
+def _check_variables(variables: str, prior_kind: str, prior, truth_prior) -> None:
+    """The study's kind of variables is one the priors draw parameters for."""
+    from bncompare.networks.graph import VARIABLES
+
+    if variables not in VARIABLES:
+        raise BNError(f"variables must be one of {', '.join(VARIABLES)}, got {variables!r}")
+    for what, p in (("prior", prior), ("eval_prior", truth_prior)):
+        if p and p.variables != variables:
+            hint = "prior=nig" if variables == "gaussian" else "prior=dirichlet"
+            raise BNError(f"{what} {p.describe()} draws parameters of {p.variables} networks, but the study's "
+                          f"variables are {variables}; use {hint}")
+
+
 def _check_train_keys(train: dict) -> None:
     from dataclasses import fields
 
@@ -307,6 +322,7 @@ def _build_spec(cfg: dict) -> StudySpec:
         eval_prior = {"kind": c.eval_prior.kind, "params": dict(c.eval_prior.params)}
     built_prior = make_prior(prior["kind"], **prior["params"])  # refuses invalid values
     built_truth_prior = make_prior(eval_prior["kind"], **eval_prior["params"]) if eval_prior else built_prior
+    _check_variables(c.variables, prior["kind"], built_prior, eval_prior and built_truth_prior)
     _check_train_keys(c.transformer.train)
     lens = _lens(c.context_lens, "context_lens")
     estimators = estimator_specs(c.estimators)
@@ -321,6 +337,6 @@ def _build_spec(cfg: dict) -> StudySpec:
         mc_samples=_at_least(c.fidelity.mc_samples, "fidelity.mc_samples", 1),
         fidelity_episodes=_at_least(c.fidelity.episodes, "fidelity.episodes", 0),
         attention_episodes=_at_least(c.diagnostics.attention_episodes, "diagnostics.attention_episodes", 0),
-        device=c.device, progress=c.progress, eval_prior=eval_prior,
+        device=c.device, progress=c.progress, variables=c.variables, eval_prior=eval_prior,
         built_prior=built_prior, built_truth_prior=built_truth_prior,
     )

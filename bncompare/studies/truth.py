@@ -30,7 +30,7 @@ from bncompare.networks.families import get_graph, is_real, load_network
 from bncompare.networks.graph import Graph
 from bncompare.networks.network import CPTBatch
 from bncompare.networks.priors import RandomDAGPrior
-from bncompare.networks.sampling import sample
+from bncompare.networks.variables import sample_rows
 from bncompare.studies.protocol import BLOCK
 from bncompare.studies.spec import StudySpec
 
@@ -53,7 +53,7 @@ class TaskSource:
         """(cpts, contexts (n, N, M), queries (n, Q, M), graphs) of block ``k``, drawn with ``gen``;
         ``graphs`` lists each episode's own DAG, or is None when all share the study graph."""
         cpts = self.draw(graph, n, gen)
-        return cpts, sample(graph, cpts, context_len, gen), sample(graph, cpts, n_queries, gen), None
+        return cpts, sample_rows(graph, cpts, context_len, gen), sample_rows(graph, cpts, n_queries, gen), None
 
     def describe(self, graph: Graph, prior) -> str:
         """A few lines for the report's DAG page: what the truth of an episode is."""
@@ -88,7 +88,7 @@ class FixedTruth(TaskSource):
         self.reference_network = network
 
     def draw(self, graph: Graph, n: int, gen: torch.Generator) -> CPTBatch:
-        return [c.expand(n, -1, -1) for c in self.cpts]
+        return [c.expand(n, *c.shape[1:]) for c in self.cpts]
 
     def describe(self, graph: Graph, prior) -> str:
         real = torch.cat([c.reshape(-1) for c in self.cpts])
@@ -105,6 +105,33 @@ class FixedTruth(TaskSource):
             f"  min entry: {real.min():.2g} vs {float(smallest):.2g} (median)",
             f"  entries < 0.01: {share(real, lambda x: x < 0.01)} vs {share(fake, lambda x: x < 0.01)}",
             f"  entries > 0.99: {share(real, lambda x: x > 0.99)} vs {share(fake, lambda x: x > 0.99)}"])
+
+
+class GaussianPriorTruth(PriorTruth):
+    """Fresh linear-Gaussian parameters from the prior for every episode."""
+
+    def describe(self, graph: Graph, prior) -> str:
+        where = f"the structure of {self.structure_of}, " if self.structure_of else ""
+        return textwrap.fill(f"Truth (truth=prior): {where}fresh parameters per episode from {prior.describe()}.",
+                             48)
+
+
+class FixedGaussianTruth(FixedTruth):
+    """A linear-Gaussian network's own parameters in every episode."""
+
+    def describe(self, graph: Graph, prior) -> str:
+        weights = torch.cat([c[0, 1:-1] for c in self.cpts])
+        sigmas = torch.stack([c[0, -1] for c in self.cpts])
+        spread = (f"|weight| median {float(weights.abs().median()):.2g}, max {float(weights.abs().max()):.2g}; "
+                  if weights.numel() else "")
+        return textwrap.fill(f"Truth (truth=bundled): the network's own parameters in every episode ({spread}"
+                             f"sigma {float(sigmas.min()):.2g} to {float(sigmas.max()):.2g}). The trained "
+                             f"transformer learns from {prior.describe()}.", 48)
+
+
+# The task source of a network's own parameters (bundled) or of prior draws, by the kind of its variables.
+FIXED_TRUTH = {"discrete": FixedTruth, "gaussian": FixedGaussianTruth}
+PRIOR_TRUTH = {"discrete": PriorTruth, "gaussian": GaussianPriorTruth}
 
 
 class SplitTruth(TaskSource):
@@ -176,7 +203,7 @@ class FreshDAGTruth(TaskSource):
         cpts, adj = self.prior.sample(graph, n, gen, return_parents=True)
         dags = [Graph(graph.names, graph.cards, tuple(tuple(int(i) for i in a[:, m].nonzero().flatten())
                                                      for m in range(graph.n_nodes))) for a in adj]
-        return cpts, sample(graph, cpts, context_len, gen), sample(graph, cpts, n_queries, gen), dags
+        return cpts, sample_rows(graph, cpts, context_len, gen), sample_rows(graph, cpts, n_queries, gen), dags
 
     def describe(self, graph: Graph, prior) -> str:
         return textwrap.fill(f"Truth: a fresh DAG and CPT set per episode, {self.prior.describe()}. Estimators "
@@ -220,9 +247,10 @@ def _truth_option(options: dict, name: str, choices=TRUTHS) -> str:
 
 def network_truth(net, truth: str, prior, what: str) -> TaskSource:
     """The network's own CPTs (bundled), or fresh prior draws on its structure (prior)."""
+    graph = net if isinstance(net, Graph) else net.graph
     if truth == "prior":
-        return PriorTruth(prior, structure_of=what)
-    return FixedTruth([c[None] for c in net.cpts], net)
+        return PRIOR_TRUTH[graph.variables](prior, structure_of=what)
+    return FIXED_TRUTH[graph.variables](net.parameter_batch(), net)
 
 
 def real_network_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, TaskSource]:
@@ -286,7 +314,7 @@ def synthetic_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, Task
         graph = get_graph(name, **options)
     except TypeError as e:
         raise BNError(f"bad graph options {options} for {name!r}: {e}") from None
-    return graph, PriorTruth(prior)
+    return graph, PRIOR_TRUTH[graph.variables](prior)
 
 
 RANDOM_DAGS_OPTIONS = {"n", "card", "p", "max_parents", "truth"}
@@ -318,6 +346,10 @@ def build_problem(spec: StudySpec):
     prior, truth_prior = spec.built_prior, spec.built_truth_prior
     source = SOURCES.get(name) or (real_network_source if is_real(name) else synthetic_source)
     graph, truth = source(spec, options, truth_prior)
+    if graph.variables != spec.variables:
+        hint = "variables=gaussian prior=nig" if graph.variables == "gaussian" else "variables=discrete prior=dirichlet"
+        raise BNError(f"graph {graph_label(spec)!r} holds {graph.variables} variables, but the study's are "
+                      f"{spec.variables}; add {hint}")
     if spec.eval_prior is not None and truth.truth != "prior":
         raise BNError(f"eval_prior sets the prior the truth is drawn from, but graph={name}'s truth is "
                       f"{truth.truth} (not drawn from a prior); drop eval_prior, or use graph.options.truth=prior")
