@@ -8,6 +8,10 @@ Synthetic families (structure only; CPTs come from a prior):
 
 Real networks (structure AND CPTs, read offline from the BIF files bundled in
 the pgmpy wheel): asia, cancer, earthquake, survey, sachs, child, insurance, alarm.
+
+Linear-Gaussian names (``gaussian-tree``, ``gaussian-random-N``, ecoli70, magic-niab,
+magic-irri, arth150; :mod:`bncompare.networks.gaussian_families`) are accepted by the same
+functions; :func:`load_network` then returns a ``GaussianNet``.
 """
 from __future__ import annotations
 
@@ -116,7 +120,9 @@ def available() -> list[str]:
     for fam in ("chain", "tree", "general"):
         names += [fam] + [f"{fam}-{n}" for n in PAPER_SIZES]
     names += ["star", "star-N", "collider", "collider-N", "complete", "complete-N", "random", "random-N"]
-    return names + list(REAL_NETWORKS)
+    from bncompare.networks.gaussian_families import gaussian_names
+
+    return names + list(REAL_NETWORKS) + gaussian_names()
 
 
 def _parse(name: str) -> tuple[str, int | None]:
@@ -130,6 +136,10 @@ def _parse(name: str) -> tuple[str, int | None]:
 
 def get_graph(name: str, **kw) -> Graph:
     """The structure of a named family or real network, e.g. ``get_graph("tree-7")``."""
+    from bncompare.networks import gaussian_families
+
+    if gaussian_families.is_gaussian_name(name):
+        return gaussian_families.get_gaussian_graph(name, **kw)
     fam, n = _parse(name)
     if fam in REAL_NETWORKS:
         return load_network(fam).graph
@@ -142,11 +152,22 @@ def get_graph(name: str, **kw) -> Graph:
 
 
 def is_real(name: str) -> bool:
+    from bncompare.networks import gaussian_families
+
+    if gaussian_families.is_gaussian_name(name):
+        return str(name).strip().lower() in gaussian_families.REAL_GAUSSIAN_NETWORKS
     return _parse(name)[0] in REAL_NETWORKS
 
 
 def load_network(name: str, seed: int = 0, prior=None, **kw) -> BayesNet:
-    """A network with CPTs: the bundled CPTs for real networks, a prior draw otherwise."""
+    """A network with CPTs: the bundled CPTs for real networks, a prior draw otherwise.
+
+    A linear-Gaussian name gives a ``GaussianNet`` (bundled parameters, or a draw from ``prior``,
+    default ``NIGPrior()``)."""
+    from bncompare.networks import gaussian_families
+
+    if gaussian_families.is_gaussian_name(name):
+        return gaussian_families.load_gaussian(name, seed, prior, **kw)
     fam, _ = _parse(name)
     if fam in REAL_NETWORKS:
         return _load_real(fam)
