@@ -112,6 +112,10 @@ def test_spec_example_and_weight_forms():
                                    B={"parents": ["A"], "weights": {"A": 2.0}, "intercept": 0.0, "sigma": 0.5},
                                    C={"parents": ["B", "A"], "weights": [0.3, -1.0], "intercept": 1, "sigma": 2}))
     assert bits(same) == bits(net)
+    given_order = load_gaussian_spec(spec(A={"intercept": 0, "sigma": 1}, B={"intercept": 0, "sigma": 1},
+                                          C={"parents": ["A", "B"], "weights": {"B": 0.3, "A": -1.0},
+                                             "intercept": 0, "sigma": 1}))
+    assert given_order.weights[2] == (-1.0, 0.3)  # a mapping is read in the order of 'parents'
 
 
 def test_spec_round_trip_exact_through_dict_json_and_yaml(tmp_path):

@@ -1,6 +1,6 @@
 """Bayesian networks: structure, CPTs, named families, priors, samplers, I/O."""
 from bncompare.networks.families import available, get_graph, is_real, load_network, random_dag
-from bncompare.networks.gaussian_families import get_gaussian_graph, network_variables
+from bncompare.networks.gaussian_families import get_gaussian_graph, network_variables  # registers the names
 from bncompare.networks.gaussian_io import (
     gaussian_spec_structure,
     load_gaussian_network,

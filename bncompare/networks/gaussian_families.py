@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from bncompare.errors import BNError
+from bncompare.networks.families import PAPER_SIZES, SYNTHETIC, NetworkNames, register_names
 from bncompare.networks.gaussian import GaussianNet, from_params
 from bncompare.networks.gaussian_io import REAL_GAUSSIAN_NETWORKS, load_gaussian_network
 from bncompare.networks.graph import Graph
@@ -42,8 +43,6 @@ def network_variables(name) -> str:
 
 def gaussian_names() -> list[str]:
     """Every linear-Gaussian name :func:`get_gaussian_graph` accepts."""
-    from bncompare.networks.families import PAPER_SIZES
-
     names = []
     for fam in ("chain", "tree", "general"):
         names += [f"{PREFIX}{fam}"] + [f"{PREFIX}{fam}-{n}" for n in PAPER_SIZES]
@@ -53,8 +52,6 @@ def gaussian_names() -> list[str]:
 
 
 def _family(name: str) -> tuple[str, int | None]:
-    from bncompare.networks.families import SYNTHETIC
-
     m = re.fullmatch(r"gaussian-([a-z]+)(?:-(\d+))?", name)
     if not m or m.group(1) not in SYNTHETIC:
         raise BNError(f"unknown Gaussian network {name!r}; valid names: {', '.join(gaussian_names())}")
@@ -72,8 +69,6 @@ def get_gaussian_graph(name, **kw) -> Graph:
         if kw:
             raise BNError(f"the real network {name!r} takes no options, got {sorted(kw)}")
         return load_gaussian_network(name).graph
-    from bncompare.networks.families import SYNTHETIC
-
     fam, n = _family(name)
     if "card" in kw:
         raise BNError(f"{name!r} is linear-Gaussian: its nodes hold real values, so there is no card option")
@@ -100,3 +95,13 @@ def load_gaussian(name, seed: int = 0, prior=None, **kw) -> GaussianNet:
     if getattr(prior, "variables", None) != "gaussian":
         raise BNError(f"{name!r} is linear-Gaussian: its parameters come from a Gaussian prior (nig), not {prior!r}")
     return from_params(graph, prior.sample(graph, 1, torch.Generator().manual_seed(int(seed))))
+
+
+def is_real_gaussian(name) -> bool:
+    """Whether ``name`` is one of the real linear-Gaussian networks bundled with pgmpy."""
+    return _normalized(name) in REAL_GAUSSIAN_NETWORKS
+
+
+# families.get_graph / load_network / is_real / available answer these names through this module
+register_names(NetworkNames(owns=is_gaussian_name, names=gaussian_names, graph=get_gaussian_graph,
+                            network=load_gaussian, real=is_real_gaussian))
