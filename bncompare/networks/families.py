@@ -8,11 +8,18 @@ Synthetic families (structure only; CPTs come from a prior):
 
 Real networks (structure AND CPTs, read offline from the BIF files bundled in
 the pgmpy wheel): asia, cancer, earthquake, survey, sachs, child, insurance, alarm.
+
+Other kinds of network register their names here (:func:`register_names`): the
+linear-Gaussian ones (``gaussian-tree``, ``gaussian-random-N``, ecoli70, magic-niab,
+magic-irri, arth150; :mod:`bncompare.networks.gaussian_families`) are then accepted by
+the same functions, and :func:`load_network` returns a ``GaussianNet`` for them.
 """
 from __future__ import annotations
 
 import re
 import string
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
@@ -110,13 +117,38 @@ SYNTHETIC = {
 }
 
 
+@dataclass(frozen=True)
+class NetworkNames:
+    """Names of another kind of network, answered by its own module (which registers itself here,
+    so this module needs not import it)."""
+
+    owns: Callable[[str], bool]  # is this name one of mine?
+    names: Callable[[], list[str]]  # every name, for available()
+    graph: Callable[..., Graph]  # (name, **kw) -> Graph
+    network: Callable[..., object]  # (name, seed, prior, **kw) -> a network with parameters
+    real: Callable[[str], bool]  # a real network (bundled parameters)?
+
+
+REGISTERED: list[NetworkNames] = []
+
+
+def register_names(names: NetworkNames) -> None:
+    """Make :func:`get_graph`, :func:`load_network`, :func:`is_real` and :func:`available` know more names."""
+    if names not in REGISTERED:
+        REGISTERED.append(names)
+
+
+def _registered(name) -> NetworkNames | None:
+    return next((r for r in REGISTERED if r.owns(name)), None)
+
+
 def available() -> list[str]:
     """Every name :func:`get_graph` and :func:`load_network` accept."""
     names = []
     for fam in ("chain", "tree", "general"):
         names += [fam] + [f"{fam}-{n}" for n in PAPER_SIZES]
     names += ["star", "star-N", "collider", "collider-N", "complete", "complete-N", "random", "random-N"]
-    return names + list(REAL_NETWORKS)
+    return names + list(REAL_NETWORKS) + [n for r in REGISTERED for n in r.names()]
 
 
 def _parse(name: str) -> tuple[str, int | None]:
@@ -130,6 +162,8 @@ def _parse(name: str) -> tuple[str, int | None]:
 
 def get_graph(name: str, **kw) -> Graph:
     """The structure of a named family or real network, e.g. ``get_graph("tree-7")``."""
+    if other := _registered(name):
+        return other.graph(name, **kw)
     fam, n = _parse(name)
     if fam in REAL_NETWORKS:
         return load_network(fam).graph
@@ -142,11 +176,17 @@ def get_graph(name: str, **kw) -> Graph:
 
 
 def is_real(name: str) -> bool:
+    if other := _registered(name):
+        return other.real(name)
     return _parse(name)[0] in REAL_NETWORKS
 
 
 def load_network(name: str, seed: int = 0, prior=None, **kw) -> BayesNet:
-    """A network with CPTs: the bundled CPTs for real networks, a prior draw otherwise."""
+    """A network with CPTs: the bundled CPTs for real networks, a prior draw otherwise.
+
+    A registered name (a linear-Gaussian one) gives that module's network: a ``GaussianNet``."""
+    if other := _registered(name):
+        return other.network(name, seed, prior, **kw)
     fam, _ = _parse(name)
     if fam in REAL_NETWORKS:
         return _load_real(fam)
