@@ -130,9 +130,17 @@ class NIGPrior:
                 " per node")
 
 
-def make_prior(kind: str = "dirichlet", **kw):
+def prior_class(kind: str):
+    """The prior class of ``kind`` (its class attribute ``variables`` says what networks it draws for)."""
     kinds = {"dirichlet": DirichletPrior, "uniform": UniformRangePrior, "random_dag": RandomDAGPrior,
              "nig": NIGPrior}
+    if kind not in kinds:
+        raise BNError(f"unknown prior {kind!r}; choose one of {sorted(kinds)}")
+    return kinds[kind]
+
+
+def make_prior(kind: str = "dirichlet", **kw):
+    kinds = {kind: prior_class(kind)}
     if kind not in kinds:
         raise BNError(f"unknown prior {kind!r}; choose one of {sorted(kinds)}")
     allowed = sorted(f.name for f in fields(kinds[kind]))

@@ -136,7 +136,7 @@ def preflight(argv: list[str]) -> None:
     from bncompare.files import lock_dir
     from bncompare.studies.guard import check_config, job_configs
     from bncompare.studies.runner import check_out_dir
-    from bncompare.studies.spec import study_spec
+    from bncompare.studies.spec import check_variables_first, study_spec
 
     args, _ = get_args_parser().parse_known_args(argv)
     if args.experimental_rerun is not None:
@@ -154,6 +154,7 @@ def preflight(argv: list[str]) -> None:
                       "(e.g. hydra.sweep.dir=reports/my-sweep)")
     for job in jobs:
         app = OmegaConf.masked_copy(job, [k for k in job if k != "hydra"])
+        check_variables_first(OmegaConf.to_container(app, resolve=False))  # before the estimators read the prior
         try:
             study_spec(OmegaConf.to_container(app, resolve=True))
         except BNError:

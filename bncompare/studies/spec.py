@@ -280,6 +280,21 @@ def _check_variables(variables: str, prior_kind: str, prior, truth_prior) -> Non
                           f"variables are {variables}; use {hint}")
 
 
+def check_variables_first(cfg: dict) -> None:
+    """The study's variables against its prior's, before the estimators' settings read the prior's parameters
+    (a Gaussian set names ``${prior.params.mean}``, which a Dirichlet prior does not have)."""
+    from bncompare.networks.priors import prior_class
+
+    variables, prior = cfg.get("variables", "discrete"), cfg.get("prior")
+    kind = prior.get("kind") if isinstance(prior, dict) else None
+    if isinstance(variables, str) and isinstance(kind, str):
+        drawn = prior_class(kind).variables
+        if drawn != variables:
+            hint = "prior=nig" if variables == "gaussian" else "prior=dirichlet"
+            raise BNError(f"prior {kind} draws parameters of {drawn} networks, but the study's variables are "
+                          f"{variables}; use {hint}")
+
+
 def _check_train_keys(train: dict) -> None:
     from dataclasses import fields
 
@@ -309,6 +324,7 @@ _VALIDATED: dict[str, StudySpec] = {}
 def _build_spec(cfg: dict) -> StudySpec:
     from bncompare.networks.priors import make_prior
 
+    check_variables_first(cfg)
     c = typed_config(cfg)
     if not c.graph.name:
         raise BNError("graph is missing; choose one, e.g. graph=tree (see --help)")

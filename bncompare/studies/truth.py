@@ -268,8 +268,10 @@ FILE_SUFFIXES = {".bif": "bif", ".gz": "bif", ".yaml": "spec", ".yml": "spec", "
 
 
 def load_file_network(path, truth: str):
-    """The user's network file: BIF (.bif, .bif.gz) or a YAML/JSON spec -> a BayesNet, or (truth=prior) only
-    the Graph of a spec (no CPT is read or drawn). With truth=bundled every node needs its CPT in the file."""
+    """The user's network file: BIF (.bif, .bif.gz) or a YAML/JSON spec -> a BayesNet (a GaussianNet for a spec
+    with ``variables: gaussian``), or (truth=prior) only the Graph of a spec (no parameter is read or drawn).
+    With truth=bundled every node needs its parameters (a CPT, or intercept, weights and sigma) in the file."""
+    from bncompare.networks.gaussian_io import gaussian_spec_structure, load_gaussian_spec, spec_variables
     from bncompare.networks.io import load_bif, load_spec, parse_spec_text, read_text, spec_structure
 
     path = Path(path)
@@ -279,6 +281,14 @@ def load_file_network(path, truth: str):
     if kind == "bif":
         return load_bif(path)
     data = parse_spec_text(read_text(path, "network spec"), path.suffix == ".json", path)
+    if spec_variables(data) == "gaussian":
+        if truth == "prior":
+            return gaussian_spec_structure(data)
+        missing = [str(n) for n, body in data["nodes"].items() if not isinstance(body, dict) or "sigma" not in body]
+        if missing:
+            raise BNError(f"{path}: nodes {missing} have no parameters (intercept, weights, sigma); give them all "
+                          "or use graph.options.truth=prior")
+        return load_gaussian_spec(data)
     nodes = data.get("nodes") if isinstance(data, dict) else None
     if truth == "prior":
         return spec_structure(data)[0]
