@@ -166,6 +166,23 @@ def test_pgmpy_round_trip_exact_on_random_dags():
         assert bits(from_pgmpy(model)) == bits(net)
 
 
+def test_from_pgmpy_reads_parent_order_from_the_cpd_evidence():
+    from pgmpy.factors.continuous import LinearGaussianCPD
+    from pgmpy.models import LinearGaussianBayesianNetwork
+
+    model = LinearGaussianBayesianNetwork([("B", "C"), ("A", "C")])  # edges in the other order
+    model.add_cpds(LinearGaussianCPD("A", [1.0], 0.5), LinearGaussianCPD("B", [-1.0], 2.0),
+                   LinearGaussianCPD("C", [0.25, 3.0, -7.0], 1.5, ["A", "B"]))
+    net = from_pgmpy(model)
+    c = net.names.index("C")
+    assert [net.names[p] for p in net.graph.parents[c]] == ["A", "B"] and net.weights[c] == (3.0, -7.0)
+    assert to_pgmpy(net).get_cpds("C").evidence == ["A", "B"]
+    bare = LinearGaussianBayesianNetwork([("A", "B")])
+    bare.add_cpds(LinearGaussianCPD("A", [1.0], 0.5))
+    with pytest.raises(BNError, match="node 'B' has no LinearGaussianCPD"):
+        from_pgmpy(bare)
+
+
 def pgmpy_file_model(name):
     from importlib import resources
 
