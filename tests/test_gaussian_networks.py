@@ -166,6 +166,23 @@ def test_pgmpy_round_trip_exact_on_random_dags():
         assert bits(from_pgmpy(model)) == bits(net)
 
 
+def test_from_pgmpy_reads_parent_order_from_the_cpd_evidence():
+    from pgmpy.factors.continuous import LinearGaussianCPD
+    from pgmpy.models import LinearGaussianBayesianNetwork
+
+    model = LinearGaussianBayesianNetwork([("B", "C"), ("A", "C")])  # edges in the other order
+    model.add_cpds(LinearGaussianCPD("A", [1.0], 0.5), LinearGaussianCPD("B", [-1.0], 2.0),
+                   LinearGaussianCPD("C", [0.25, 3.0, -7.0], 1.5, ["A", "B"]))
+    net = from_pgmpy(model)
+    c = net.names.index("C")
+    assert [net.names[p] for p in net.graph.parents[c]] == ["A", "B"] and net.weights[c] == (3.0, -7.0)
+    assert to_pgmpy(net).get_cpds("C").evidence == ["A", "B"]
+    bare = LinearGaussianBayesianNetwork([("A", "B")])
+    bare.add_cpds(LinearGaussianCPD("A", [1.0], 0.5))
+    with pytest.raises(BNError, match="node 'B' has no LinearGaussianCPD"):
+        from_pgmpy(bare)
+
+
 def pgmpy_file_model(name):
     from importlib import resources
 
@@ -208,18 +225,19 @@ def pgmpy_joint(model, names):
 
 
 def joint_agrees(net: GaussianNet, model) -> bool:
-    # pgmpy rounds its mean and covariance to 8 decimals: 5e-9 is the floor of any comparison
+    """Our joint equals pgmpy's to 1e-10 once rounded as pgmpy rounds its output (to 8 decimals)."""
     mean, cov = (t[0].numpy() for t in joint_gaussian(net.graph, net.params()))
     p_mean, p_cov = pgmpy_joint(model, net.names)
-    return bool(np.allclose(mean, p_mean, rtol=1e-12, atol=6e-9) and np.allclose(cov, p_cov, rtol=1e-12, atol=6e-9))
+    return bool(np.allclose(mean.round(8), p_mean, rtol=0, atol=1e-10)
+                and np.allclose(cov.round(8), p_cov, rtol=0, atol=1e-10))
 
 
 def test_joint_matches_pgmpy_to_joint_gaussian():
     for seed in range(15):
         net = random_net(seed, n=6 + seed % 5, p=0.6)
         assert joint_agrees(net, to_pgmpy(net)), seed
-    for name in ("ecoli70", "magic-niab"):
-        assert joint_agrees(load_gaussian_network(name), pgmpy_file_model(name))
+    for name in REAL_GAUSSIAN_NETWORKS:
+        assert joint_agrees(load_gaussian_network(name), pgmpy_file_model(name)), name
 
 
 def test_joint_check_fails_on_pgmpy_with_std_as_variance(monkeypatch):

@@ -102,16 +102,17 @@ def from_pgmpy(model) -> GaussianNet:
 def load_gaussian_network(name: str) -> GaussianNet:
     """ecoli70, magic-niab, magic-irri or arth150, read offline from pgmpy's bundled JSON.
 
-    The parameters are those of bnlearn's repository. bnlearn documents a Gaussian node
+    The std-versus-variance convention, checked: bnlearn documents a Gaussian node
     (``bn.fit.gnode``) by its regression coefficients and ``sd``, the standard deviation of the
-    residuals. pgmpy's JSON files store, per node, ``coefficients`` (``(Intercept)`` and one per
-    parent), ``parents`` and a field named ``variance``; pgmpy's own reader takes
-    ``std = sqrt(variance)`` and its writer stores ``std ** 2``, so the field is read here as
-    bnlearn's ``sd`` squared: ``sigma = sqrt(variance)``, which gives exactly the sigma of
-    ``from_pgmpy(LinearGaussianBayesianNetwork.load(file))``. Whether the exporter squared
-    bnlearn's ``sd`` cannot be checked offline (the RDS files are not shipped); the values
-    (e.g. ecoli70 aceB: variance 0.0853, sigma 0.292) follow pgmpy's convention. The arcs of the
-    file are checked against the parents of its CPDs.
+    residuals. pgmpy's JSON files store per node ``coefficients`` (``(Intercept)`` and one per
+    parent), ``parents`` and ``variance``; pgmpy's converter from bnlearn objects
+    (``devtools/scripts/convert_bnrep_models.R`` in pgmpy's repository) writes
+    ``variance = sd^2``, pgmpy's reader takes ``std = sqrt(variance)`` and its writer stores
+    ``std ** 2``. So ``sigma = sqrt(variance)`` here, exactly the sigma of
+    ``from_pgmpy(LinearGaussianBayesianNetwork.load(file))`` (e.g. ecoli70 aceB: variance 0.0853,
+    sigma 0.2921). Every number in the files has 4 decimals (R's jsonlite rounds to 4 by default),
+    so the parameters are bnlearn's to about 4 decimals (the smallest variance, 0.0166 in
+    magic-irri, to 0.3%). The arcs of the file are checked against the parents of its CPDs.
     """
     if name not in REAL_GAUSSIAN_NETWORKS:
         raise BNError(f"unknown Gaussian network {name!r}; the bundled ones are {', '.join(REAL_GAUSSIAN_NETWORKS)}")
