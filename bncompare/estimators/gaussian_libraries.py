@@ -34,7 +34,7 @@ import torch
 
 from bncompare.errors import BNError
 from bncompare.estimators.base import GaussianEstimator, Tags
-from bncompare.estimators.gaussian import EMPTY_SIGMA, _positive, linear_prediction
+from bncompare.estimators.gaussian import EMPTY_SIGMA, _positive, linear_prediction, regressors, row_stats
 from bncompare.estimators.pgmpy_baselines import quiet_pgmpy
 from bncompare.networks.gaussian import normal, pack
 from bncompare.networks.priors import NIGPrior
@@ -108,16 +108,15 @@ def sigma2_site(name: str) -> str:
     return f"sigma2_{name}"
 
 
-def regression_stats(graph, contexts: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Per node the sufficient statistics of its regression on ``(1, parents)``: ``(X'X, X'y, y'y)``
-    of shapes (B, k + 1, k + 1), (B, k + 1), (B,)."""
-    B, N, _ = contexts.shape
-    ones = torch.ones(B, N, 1, dtype=torch.float64, device=contexts.device)
+def regression_stats(graph, contexts: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """Per node the statistics of its regression on its parents, centred: ``(Cxx, Cxy, Cyy, xbar, ybar)``
+    of shapes (B, k, k), (B, k), (B,), (B, k), (B,) (:class:`~bncompare.estimators.gaussian.RowStats` blocks)."""
+    stats = row_stats(contexts, regressors(graph))
     out = []
-    for m in range(graph.n_nodes):
-        X = torch.cat([ones, contexts[..., list(graph.parents[m])]], -1)
-        y = contexts[..., m]
-        out.append((X.transpose(-1, -2) @ X, (X.transpose(-1, -2) @ y[..., None])[..., 0], (y * y).sum(-1)))
+    for m, pa in enumerate(graph.parents):
+        pa = list(pa)
+        out.append((stats.block(pa, pa), stats.block([m], pa)[:, 0], stats.squares[:, m], stats.means[:, pa],
+                    stats.means[:, m]))
     return out
 
 
@@ -125,23 +124,26 @@ def nig_contexts_model(graph, prior: tuple[float, float, float, float], n_rows: 
     """B independent linear-Gaussian networks under the NIG prior, each observed through its own context.
 
     ``prior = (mean, precision, a, b)``; ``stats`` from :func:`regression_stats` of ``n_rows`` rows per
-    context. For one node, ``sigma2 ~ InvGamma(a, b)``, ``beta | sigma2 ~ N(mean, sigma2 / precision)``
-    per coordinate, and the rows contribute the Gaussian log-likelihood written on the statistics,
-    ``-N/2 log(2 pi sigma2) - (y'y - 2 beta'X'y + beta'X'X beta) / (2 sigma2)``, which is exactly
-    ``sum_i log N(y_i; x_i' beta, sigma2)``: the posterior is the one of the rows themselves.
+    context. For one node, ``sigma2 ~ InvGamma(a, b)``, ``beta = (b0, w) | sigma2 ~ N(mean, sigma2 /
+    precision)`` per coordinate, and the rows contribute ``-N/2 log(2 pi sigma2) - RSS(beta) / (2 sigma2)``
+    with ``RSS(beta) = Cyy - 2 w'Cxy + w'Cxx w + N (ybar - b0 - xbar'w)^2``, which is exactly
+    ``sum_i (y_i - b0 - x_i'w)^2``: the factor is ``sum_i log N(y_i; b0 + x_i'w, sigma2)``, and the
+    posterior is the one of the rows themselves.
     """
     mean, precision, a, b = prior
     B = stats[0][2].shape[0]
     with pyro.plate("contexts", B):
         for m, name in enumerate(graph.names):
-            xtx, xty, yty = stats[m]
-            k1 = xty.shape[-1]
+            cxx, cxy, cyy, mx, my = stats[m]
+            k1 = cxy.shape[-1] + 1
             s2 = pyro.sample(sigma2_site(name), dist.InverseGamma(torch.full((B,), a, dtype=torch.float64),
                                                                   torch.full((B,), b, dtype=torch.float64)))
             scale = torch.sqrt(s2 / precision)[:, None].expand(B, k1)
             beta = pyro.sample(beta_site(name), dist.Normal(torch.full_like(scale, mean), scale).to_event(1))
-            quad = yty - 2 * (beta * xty).sum(-1) + (beta * (xtx @ beta[..., None])[..., 0]).sum(-1)
-            pyro.factor(f"rows_{name}", -0.5 * n_rows * torch.log(2 * math.pi * s2) - quad / (2 * s2))
+            w = beta[..., 1:]
+            rss = (cyy - 2 * (w * cxy).sum(-1) + (w * (cxx @ w[..., None])[..., 0]).sum(-1)
+                   + n_rows * (my - beta[..., 0] - (mx * w).sum(-1)) ** 2)
+            pyro.factor(f"rows_{name}", -0.5 * n_rows * torch.log(2 * math.pi * s2) - rss / (2 * s2))
 
 
 def canonical_rows(contexts: torch.Tensor) -> torch.Tensor:
