@@ -11,6 +11,8 @@ from bncompare.estimators.counting import (
     count_tables,
     mle_rows,
 )
+from bncompare.estimators.gaussian import LeastSquares, NaiveLeastSquares, NIGPosterior, Ridge
+from bncompare.estimators.gaussian_libraries import PgmpyLinearGaussian, PyroGaussianNUTS, PyroGaussianSVI
 
 # pgmpy itself is imported only when a pgmpy estimator is fitted (~1-2 s); pyro costs ~0.15 s
 from bncompare.estimators.pgmpy_baselines import PgmpyBayes, PgmpyMLE
@@ -21,4 +23,6 @@ __all__ = [
     "PgmpyBayes", "PgmpyMLE",
     "PyroConjugate", "PyroNUTS", "PyroSVI", "TableEstimator", "UniformPosteriorMean", "UniformPosteriorMedian",
     "count_tables", "mle_rows",
+    "LeastSquares", "NaiveLeastSquares", "NIGPosterior", "PgmpyLinearGaussian", "PyroGaussianNUTS",
+    "PyroGaussianSVI", "Ridge",
 ]
