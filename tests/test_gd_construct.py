@@ -11,7 +11,14 @@ from bncompare.errors import BNError
 from bncompare.networks.gaussian import DF, LOC, SCALE, check_gaussian_batch, sample_gaussian
 from bncompare.networks.graph import Graph
 from bncompare.networks.priors import NIGPrior
-from bncompare.transformer.gd_construct import ConstructedGD, GDTransformer, context_tokens, n_features
+from bncompare.transformer.gd_construct import (
+    ConstructedGD,
+    GDTransformer,
+    context_tokens,
+    n_features,
+    query_tokens,
+    token_batch,
+)
 
 PROPERTY = settings(max_examples=100, derandomize=True, deadline=None)
 
@@ -67,22 +74,27 @@ def test_constructed_model_equals_explicit_gradient_steps(problem, steps, eta):
 
 @PROPERTY
 @given(problems(max_nodes=5), st.integers(1, 12))
-def test_every_context_token_holds_its_residual(problem, steps):
-    # the y slot of context token i after the last layer is y_i - w_k . x_i, computed in the textbook order too
-    graph, ctx, _ = problem
+def test_one_forward_pass_holds_residuals_and_predictions(problem, steps):
+    # the whole token matrix in one forward pass (memory form and textbook (T, N) scores alike): after the last
+    # layer context token i holds y_i - w_k . x_i and query token q holds -w_k . x_q
+    graph, ctx, qry = problem
     B, N, M = ctx.shape
-    D = n_features(graph)
+    Q, D = qry.shape[1], n_features(graph)
     model = GDTransformer(D, steps)
-    tokens = context_tokens(graph, ctx).reshape(B * M, N, D + 1)
-    out = model(tokens, N).reshape(B, M, N, D + 1)
-    explicit = model(tokens, N, explicit=True).reshape(B, M, N, D + 1)
+    tokens = token_batch(context_tokens(graph, ctx), query_tokens(graph, qry)).reshape(B * M, N + Q, D + 1)
+    out = model(tokens, N).reshape(B, M, N + Q, D + 1)
+    explicit = model(tokens, N, explicit=True).reshape(B, M, N + Q, D + 1)
     np.testing.assert_allclose(out.numpy(), explicit.numpy(), rtol=1e-10, atol=1e-10)
     for b in range(B):
         c = ctx[b].numpy()
         for m, pa in enumerate(graph.parents):
             X, y = design(c, pa), c[:, m]
             w = explicit_gd(X, y, steps, 1.0)
-            np.testing.assert_allclose(out[b, m, :, D].numpy(), y - X @ w, rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(out[b, m, :N, D].numpy(), y - X @ w, rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(out[b, m, N:, D].numpy(), -design(qry[b].numpy(), pa) @ w, rtol=1e-9,
+                                       atol=1e-9)
+            np.testing.assert_allclose(out[b, m, :, :D].numpy(), tokens.reshape(B, M, N + Q, D + 1)[b, m, :, :D]
+                                       .numpy() / math.sqrt(np.mean(np.sum(X * X, 1))), rtol=1e-12)
 
 
 @PROPERTY
