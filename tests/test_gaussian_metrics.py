@@ -230,3 +230,16 @@ def test_bad_input_is_one_line():
         coverage(torch.tensor([math.nan]))
     with pytest.raises(BNError, match="node 0"):
         param_err([torch.zeros(1, 3)], [torch.zeros(1, 2)])
+
+
+def test_student_t_log_density_keeps_full_precision_at_large_df():
+    # above df = 60 the normalizer comes from a series; 30-digit arithmetic is the reference
+    import mpmath as mp
+
+    mp.mp.dps = 30
+    for df in (59.0, 61.0, 62.0, 100.0, 1e4, 1e9):
+        nu = mp.mpf(df)
+        ref = mp.loggamma((nu + 1) / 2) - mp.loggamma(nu / 2) - mp.log(nu * mp.pi) / 2 - (nu + 1) / 2 * mp.log1p(
+            mp.mpf("0.25") / nu)
+        got = float(log_density(preds([[df, 0.0, 1.0]]), torch.tensor([0.5], dtype=torch.float64)))
+        assert abs(got - float(ref)) < 1e-14, df
