@@ -95,7 +95,7 @@ _EXPM1_SERIES = [1 / math.factorial(k) for k in range(2, 14)]  # e^x - 1 - x = x
 
 
 def _x_minus_log1p(x: torch.Tensor) -> torch.Tensor:
-    """``x - log(1 + x)`` without cancellation near 0 (a series below |x| = 0.1)."""
+    """``x - log(1 + x)`` without cancellation near 0 (a series below ``|x| = 0.1``)."""
     small = x.abs() < 0.1
     xs = torch.where(small, x, torch.zeros_like(x))
     return torch.where(small, xs.square() * _horner(xs, _LOG1P_SERIES),
@@ -103,7 +103,7 @@ def _x_minus_log1p(x: torch.Tensor) -> torch.Tensor:
 
 
 def _expm1_minus(x: torch.Tensor) -> torch.Tensor:
-    """``e^x - 1 - x`` without cancellation near 0 (a series below |x| = 0.1)."""
+    """``e^x - 1 - x`` without cancellation near 0 (a series below ``|x| = 0.1``)."""
     small = x.abs() < 0.1
     xs = torch.where(small, x, torch.zeros_like(x))
     return torch.where(small, xs.square() * _horner(xs, _EXPM1_SERIES), torch.expm1(x) - x)
