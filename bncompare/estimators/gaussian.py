@@ -139,7 +139,8 @@ def linear_prediction(params: torch.Tensor, queries: torch.Tensor, inputs: list[
     return normal(loc, sigma[:, None].expand_as(loc).clone())
 
 
-def _positive(name: str, value, owner: str) -> float:
+def positive_setting(name: str, value, owner: str) -> float:
+    """A setting that must be a finite number > 0, checked (one-line error naming it)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
         raise BNError(f"{owner}: {name} must be a finite number > 0, got {value!r}")
     return float(value)
@@ -179,8 +180,8 @@ class LeastSquares(_RegressionEstimator):
     minimum_norm = True  # below full rank: the minimum-norm weights, free intercept (as sklearn/pgmpy)
 
     def __init__(self, min_sigma: float = 1e-6, rcond: float = 1e-12):
-        self.min_sigma = _positive("min_sigma", min_sigma, self.name)
-        self.rcond = _positive("rcond", rcond, self.name)
+        self.min_sigma = positive_setting("min_sigma", min_sigma, self.name)
+        self.rcond = positive_setting("rcond", rcond, self.name)
 
     def _fit_node(self, stats, m):
         return least_squares_fit(stats, m, self._inputs(m), 0.0, self.rcond, self.min_sigma)
@@ -197,8 +198,8 @@ class Ridge(_RegressionEstimator):
     intercept_penalized = False
 
     def __init__(self, penalty: float = 1.0, min_sigma: float = 1e-6):
-        self.penalty = _positive("penalty", penalty, self.name)
-        self.min_sigma = _positive("min_sigma", min_sigma, self.name)
+        self.penalty = positive_setting("penalty", penalty, self.name)
+        self.min_sigma = positive_setting("min_sigma", min_sigma, self.name)
 
     def _fit_node(self, stats, m):
         return least_squares_fit(stats, m, self._inputs(m), self.penalty, min_sigma=self.min_sigma)
@@ -217,8 +218,8 @@ class NaiveLeastSquares(_RegressionEstimator):
     minimum_norm = True
 
     def __init__(self, min_sigma: float = 1e-6, rcond: float = 1e-12):
-        self.min_sigma = _positive("min_sigma", min_sigma, self.name)
-        self.rcond = _positive("rcond", rcond, self.name)
+        self.min_sigma = positive_setting("min_sigma", min_sigma, self.name)
+        self.rcond = positive_setting("rcond", rcond, self.name)
 
     def _inputs(self, m):
         return list(range(m))
@@ -307,6 +308,7 @@ class NIGPosterior(GaussianEstimator):
 
     def predict(self, queries, nodes=None):
         queries, nodes = self._check_queries(queries, nodes)
+        queries = queries.to(self.network_[0].device)
         out = []
         for m in nodes:
             Ln, mun, an, bn = self.posterior_[m]

@@ -34,7 +34,7 @@ import torch
 
 from bncompare.errors import BNError
 from bncompare.estimators.base import GaussianEstimator, Tags
-from bncompare.estimators.gaussian import EMPTY_SIGMA, _positive, linear_prediction, regressors, row_stats
+from bncompare.estimators.gaussian import EMPTY_SIGMA, linear_prediction, positive_setting, regressors, row_stats
 from bncompare.estimators.pgmpy_baselines import quiet_pgmpy
 from bncompare.networks.gaussian import normal, pack
 from bncompare.networks.priors import NIGPrior
@@ -55,7 +55,7 @@ class PgmpyLinearGaussian(GaussianEstimator):
     tags = Tags(family="library", variables="gaussian")
 
     def __init__(self, min_sigma: float = 1e-6):
-        self.min_sigma = _positive("min_sigma", min_sigma, self.name)
+        self.min_sigma = positive_setting("min_sigma", min_sigma, self.name)
 
     def fit(self, graph, contexts):
         contexts = self._start_fit(graph, contexts)
@@ -197,8 +197,8 @@ class _PyroGaussian(GaussianEstimator):
                               torch.sqrt(1 / (1 / d["sigma2"]).mean(0))) for d in self.draws_]
         return self
 
-    def _draw_means(self, queries, m):
-        """x' beta_s for every draw at every query: (S, B, Q), and sigma2_s (S, B, 1)."""
+    def draw_means(self, queries, m):
+        """Node m's Normal mixture at each query: the draws' means ``x' beta_s`` (S, B, Q), ``sigma2_s`` (S, B, 1)."""
         d = self.draws_[m]
         B, Q, _ = queries.shape
         x = torch.cat([torch.ones(B, Q, 1, dtype=torch.float64), queries[..., list(self.graph_.parents[m])]], -1)
@@ -209,7 +209,7 @@ class _PyroGaussian(GaussianEstimator):
         queries, nodes = self._check_queries(queries, nodes)
         out = []
         for m in nodes:
-            mu, s2 = self._draw_means(queries, m)
+            mu, s2 = self.draw_means(queries, m)
             loc = mu.mean(0)
             var = s2.mean(0) + ((mu - loc) ** 2).mean(0)  # the mixture's variance: E[sigma2] + Var[x' beta]
             out.append(normal(loc, torch.sqrt(var)))
@@ -220,7 +220,7 @@ class _PyroGaussian(GaussianEstimator):
         queries, nodes = self._check_queries(queries, nodes)
         out = []
         for m in nodes:
-            mu, s2 = self._draw_means(queries, m)
+            mu, s2 = self.draw_means(queries, m)
             logp = torch.distributions.Normal(mu, torch.sqrt(s2)).log_prob(queries[..., m][None])
             out.append(torch.logsumexp(logp, 0) - math.log(mu.shape[0]))
         return out
