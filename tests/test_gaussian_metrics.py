@@ -243,3 +243,27 @@ def test_student_t_log_density_keeps_full_precision_at_large_df():
             mp.mpf("0.25") / nu)
         got = float(log_density(preds([[df, 0.0, 1.0]]), torch.tensor([0.5], dtype=torch.float64)))
         assert abs(got - float(ref)) < 1e-14, df
+
+
+def test_kl_near_a_normal_matches_30_digit_quadrature():
+    # a Student-t with large df is close to a Normal: KL ~ 1/df^2, far below the O(1) terms it is made of
+    import mpmath as mp
+
+    mp.mp.dps = 30
+    cases = [(0.0, 1.0, 1000.0, 0.0, 1.0), (0.0, 1.0, 1e4, 0.0, 1.0), (0.3, 2.0, 300.0, 0.5, 1.9),
+             (0.0, 1.0, 0.002, -1.0, 0.3)]
+    for mu, sigma, df, loc, scale in cases:
+        m_, s_, n_, l_, c_ = map(mp.mpf, (mu, sigma, df, loc, scale))
+
+        def log_p(x, m_=m_, s_=s_):
+            return -mp.log(2 * mp.pi) / 2 - mp.log(s_) - ((x - m_) / s_) ** 2 / 2
+
+        def log_q(x, n_=n_, l_=l_, c_=c_):
+            return (mp.loggamma((n_ + 1) / 2) - mp.loggamma(n_ / 2) - mp.log(n_ * mp.pi) / 2 - mp.log(c_)
+                    - (n_ + 1) / 2 * mp.log1p(((x - l_) / c_) ** 2 / n_))
+
+        pts = sorted({m_ - 8 * s_, m_, m_ + 8 * s_, l_})
+        ref = float(mp.quad(lambda x: mp.exp(log_p(x)) * (log_p(x) - log_q(x)), [-mp.inf, *pts, mp.inf]))
+        got = float(kl_true_normal(torch.tensor([mu], dtype=torch.float64), torch.tensor([sigma], dtype=torch.float64),
+                                   preds([[df, loc, scale]])))
+        assert got == pytest.approx(ref, rel=1e-8, abs=0), (mu, sigma, df, loc, scale)

@@ -90,21 +90,23 @@ def _horner(x: torch.Tensor, coefs: list[float]) -> torch.Tensor:
     return out
 
 
-_LOG1P_SERIES = [(-1) ** k / k for k in range(2, 16)]  # x - log(1 + x) = x^2 (1/2 - x/3 + ...)
-_EXPM1_SERIES = [1 / math.factorial(k) for k in range(2, 14)]  # e^x - 1 - x = x^2 (1/2 + x/6 + ...)
+# Below |x| = 0.01 the direct formulas would lose up to 2 eps / |x| relative: series there (remainder < 1e-15).
+SERIES_BELOW = 0.01
+_LOG1P_SERIES = [(-1) ** k / k for k in range(2, 10)]  # x - log(1 + x) = x^2 (1/2 - x/3 + ...)
+_EXPM1_SERIES = [1 / math.factorial(k) for k in range(2, 9)]  # e^x - 1 - x = x^2 (1/2 + x/6 + ...)
 
 
 def _x_minus_log1p(x: torch.Tensor) -> torch.Tensor:
-    """``x - log(1 + x)`` without cancellation near 0 (a series below ``|x| = 0.1``)."""
-    small = x.abs() < 0.1
+    """``x - log(1 + x)`` without cancellation near 0 (a series below ``SERIES_BELOW``)."""
+    small = x.abs() < SERIES_BELOW
     xs = torch.where(small, x, torch.zeros_like(x))
     return torch.where(small, xs.square() * _horner(xs, _LOG1P_SERIES),
                        x - torch.log1p(torch.where(small, torch.zeros_like(x), x)))
 
 
 def _expm1_minus(x: torch.Tensor) -> torch.Tensor:
-    """``e^x - 1 - x`` without cancellation near 0 (a series below ``|x| = 0.1``)."""
-    small = x.abs() < 0.1
+    """``e^x - 1 - x`` without cancellation near 0 (a series below ``SERIES_BELOW``)."""
+    small = x.abs() < SERIES_BELOW
     xs = torch.where(small, x, torch.zeros_like(x))
     return torch.where(small, xs.square() * _horner(xs, _EXPM1_SERIES), torch.expm1(x) - x)
 

@@ -87,6 +87,7 @@ from bncompare.errors import BNError
 from bncompare.estimators.base import GaussianEstimator, Tags
 from bncompare.networks.gaussian import normal, pack
 from bncompare.networks.graph import Graph
+from bncompare.runtime import single_thread
 
 DEFAULT_STEPS = 10
 DEFAULT_ETA = 1.0
@@ -124,23 +125,22 @@ class ContextScale(nn.Module):
 class LinearSelfAttention(nn.Module):
     """One linear self-attention layer (no softmax) with a residual connection; context tokens are the keys.
 
-    ``e_j <- e_j + P (1/N) sum_i (W_V e_i)(W_K e_i . W_Q e_j)`` over the N context tokens ``e_i``.
+    ``e_j <- e_j + P (1/N) sum_i (W_V e_i)(W_K e_i . W_Q e_j)`` over the N context tokens ``e_i``; the four
+    (w, w) matrices are given (they are written in closed form, not learned).
     """
 
-    def __init__(self, width: int):
+    def __init__(self, W_Q: torch.Tensor, W_K: torch.Tensor, W_V: torch.Tensor, P: torch.Tensor):
         super().__init__()
-        self.W_Q = nn.Linear(width, width, bias=False, dtype=torch.float64)
-        self.W_K = nn.Linear(width, width, bias=False, dtype=torch.float64)
-        self.W_V = nn.Linear(width, width, bias=False, dtype=torch.float64)
-        self.proj = nn.Linear(width, width, bias=False, dtype=torch.float64)
+        self.W_Q, self.W_K, self.W_V, self.P = (nn.Parameter(w.to(torch.float64).clone(), requires_grad=False)
+                                                for w in (W_Q, W_K, W_V, P))
 
     def scores(self, tokens: torch.Tensor, n_context: int) -> torch.Tensor:
         """The attention matrix ``(batch, T, n_context)``: ``q_j . k_i / N`` (keys: the context tokens)."""
-        return self.W_Q(tokens) @ self.W_K(tokens[:, :n_context]).transpose(-1, -2) / n_context
+        return (tokens @ self.W_Q.T) @ (tokens[:, :n_context] @ self.W_K.T).transpose(-1, -2) / n_context
 
     def forward_explicit(self, tokens: torch.Tensor, n_context: int) -> torch.Tensor:
         """The textbook order, ``e + P(scores V)``: (batch, T, N) scores; :meth:`forward` gives the same."""
-        return tokens + self.proj(self.scores(tokens, n_context) @ self.W_V(tokens[:, :n_context]))
+        return tokens + (self.scores(tokens, n_context) @ (tokens[:, :n_context] @ self.W_V.T)) @ self.P.T
 
     def memory(self, context: torch.Tensor) -> torch.Tensor:
         """``K'V / N`` of the context tokens (batch, N, w): (batch, w, w), the layer's whole view of the context.
@@ -148,7 +148,7 @@ class LinearSelfAttention(nn.Module):
         ``K = E W_K'``, ``V = E W_V'``, so ``K'V = W_K (E'E) W_V'``: one pass over the tokens for their Gram matrix.
         """
         gram = context.transpose(-1, -2) @ context / context.shape[1]
-        return self.W_K.weight @ gram @ self.W_V.weight.T
+        return self.W_K @ gram @ self.W_V.T
 
     def attend(self, tokens: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """``e + P(q K'V / N)`` for every token, given the context's :meth:`memory`.
@@ -156,7 +156,7 @@ class LinearSelfAttention(nn.Module):
         ``q = W_Q e``, so the update is ``e (I + W_Q' M P')``: one (w, w) matrix per batch element.
         """
         eye = torch.eye(tokens.shape[-1], dtype=tokens.dtype, device=tokens.device)
-        return tokens @ (eye + self.W_Q.weight.T @ memory @ self.proj.weight.T)
+        return tokens @ (eye + self.W_Q.T @ memory @ self.P.T)
 
     def forward(self, tokens: torch.Tensor, n_context: int) -> torch.Tensor:
         return self.attend(tokens, self.memory(tokens[:, :n_context]))
@@ -184,18 +184,13 @@ class GDTransformer(nn.Module):
         self.n_features, self.steps, self.eta = n_features, steps, float(eta)
         width = n_features + 1
         self.embed = ContextScale(n_features)
-        self.layers = nn.ModuleList(LinearSelfAttention(width) for _ in range(steps))
         read_features = torch.zeros(width, width, dtype=torch.float64)
         read_features[:n_features, :n_features] = torch.eye(n_features, dtype=torch.float64)
         value = torch.zeros(width, width, dtype=torch.float64)
         value[n_features, n_features] = -self.eta  # the y slot, times -eta: the gradient step
-        with torch.no_grad():
-            for layer in self.layers:
-                layer.W_Q.weight.copy_(read_features)
-                layer.W_K.weight.copy_(read_features)
-                layer.W_V.weight.copy_(value)
-                layer.proj.weight.copy_(torch.eye(width, dtype=torch.float64))
-        self.requires_grad_(False)  # written, not trained
+        identity = torch.eye(width, dtype=torch.float64)
+        self.layers = nn.ModuleList(LinearSelfAttention(read_features, read_features, value, identity)
+                                    for _ in range(steps))
 
     @property
     def y_slot(self) -> int:
@@ -308,7 +303,7 @@ class ConstructedGD(GaussianEstimator):
             raise BNError(f"{self.name}: the context needs at least one row")
         D = n_features(graph)
         self.model_ = GDTransformer(D, self.steps, self.eta).to(contexts.device)
-        with torch.no_grad():
+        with torch.no_grad(), single_thread():  # (w, w) matrices per batch element: threads cost more (1.5x measured)
             self.cache_ = self.model_.encode(context_tokens(graph, contexts).reshape(B * M, N, D + 1))
             probes = self.model_.answer(probe_tokens(B, M, D, device=contexts.device).reshape(B * M, D, D + 1),
                                         self.cache_)
@@ -324,6 +319,6 @@ class ConstructedGD(GaussianEstimator):
         B, Q, M = queries.shape
         D = self.model_.n_features
         qry = query_tokens(self.graph_, queries.to(self.sigma_.device)).reshape(B * M, Q, D + 1)
-        with torch.no_grad():
+        with torch.no_grad(), single_thread():
             loc = read_predictions(self.model_, self.model_.answer(qry, self.cache_)).reshape(B, M, Q)
         return [normal(loc[:, m], self.sigma_[:, m, None].expand(B, Q)) for m in nodes]
