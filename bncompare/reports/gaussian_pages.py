@@ -14,7 +14,7 @@ import numpy as np
 from bncompare.reports import evaluation_pages, study_pages, transformer_pages
 from bncompare.reports.context import Ctx, header, save
 from bncompare.reports.dag import draw_dag
-from bncompare.reports.panels import Panel, PanelPage, excess_subtitle, panel_page, summary_lens, table_spread
+from bncompare.reports.panels import Panel, PanelPage, panel_page, summary_lens, table_spread
 from bncompare.reports.plots import PAGE, Z, fig_legend, line_panel, message_page, no_data, set_xscale, table
 
 
@@ -45,6 +45,8 @@ def dag_page(pdf, ctx: Ctx) -> None:
 
 def _error_note(ctx: Ctx) -> str:
     text = ("KL(true ‖ est.) is exact: closed form against a Normal prediction, 1-D quadrature against a Student-t. "
+            "It is infinite where an estimator answers a point mass (least squares with zero residuals, at N up to "
+            "the number of parents + 1: its declared sigma floor counts as 0); such means are triangles. "
             "param_err: relative error of the fitted weights (estimators with a fitted network only).")
     partial = ctx.partial & set(ctx.estimators)
     if partial:
@@ -60,7 +62,8 @@ ERROR = PanelPage(
     panels=(Panel("cond_kl", "conditional KL(true ‖ est.) (nats)", ylog=True),
             Panel("query_nll", "held-out log-loss (nats per value)", zero_line=False),
             Panel("crps", "CRPS (units of the variables)", ylog=True),
-            Panel("param_err", "relative error of the weights", ylog=True)),
+            Panel("param_err", "relative error of the weights", ylog=True),
+            Panel("cond_kl_inf_frac", "fraction of queries with infinite KL")),
     note=_error_note, grid=(2, 3), full_only=True,
 )
 
@@ -76,9 +79,23 @@ PER_NODE = PanelPage(
     panels=_node_panels, missing="no per-node results", per_page=16, max_panels=48, full_only=True,
 )
 
+def _excess_subtitle(ctx: Ctx) -> str:
+    ref = ctx.reference
+    what = ctx.optimal_for(ref)
+    text = (f"estimator error minus the reference's error on the same episodes (paired); below 0 = better than the "
+            f"reference '{ctx.styles.label(ref) if ref else '?'}'"
+            + (f", which minimizes expected {what}. " if what else ", not optimal under this study's truth. "))
+    if not ctx.truth_from_prior:
+        text += ("Here the truth is not drawn from the study prior, so the reference is a baseline, not the optimum: "
+                 "any estimator may beat it. ")
+    bands = f"95% t intervals across {len(ctx.seeds)} seeds" if len(ctx.seeds) > 1 else f"±{Z} SE"
+    return text + (f"Bands: {bands} of the paired difference; markers with error bars: estimators run on a subset "
+                   "of episodes. y axis: linear inside the grey band (typical noise level), logarithmic outside.")
+
+
 EXCESS = PanelPage(
     title="{graph}: excess error over the reference",
-    subtitle=excess_subtitle,
+    subtitle=_excess_subtitle,
     panels=(Panel("cond_kl_excess", "excess conditional KL (nats)", kind="excess"),
             Panel("query_nll_excess", "excess log-loss (nats per value)", kind="excess"),
             Panel("joint_kl_excess", "excess joint KL (nats)", kind="excess")),

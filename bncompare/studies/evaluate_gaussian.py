@@ -7,7 +7,13 @@ Per episode and node (and ``all``, the mean over nodes), each a mean over the ep
 - ``query_nll``: minus the log density of the query's value (nats per value), ``crps``: the continuous
   ranked probability score (in the variable's units);
 - ``cover50`` / ``cover90``: the share of query values inside the central 50% / 90% predictive interval;
-- ``param_err``: relative error of the fitted regression weights (estimators with a fitted network only).
+- ``param_err``: relative error of the fitted regression weights (estimators with a fitted network only);
+- ``cond_kl_inf_frac`` / ``query_nll_inf_frac``: the share of queries where they are infinite.
+
+A prediction whose scale is at or below the estimator's declared floor (``zero_below_``, tags
+``floors_are_zeros``: least squares with zero residuals, N <= parents + 1) is the rule's point mass, and is
+scored as one: infinite KL and log-loss, CRPS |x - loc|, PIT 0 or 1. So the MLE's answer at small N is
+infinitely wrong, as it is for discrete networks, instead of finite only because of the floor.
 
 Per cell (``episode = CELL``): the PIT histogram, ``pit_count@b`` for bins of width 1/PIT_BINS.
 Joint: ``joint_kl``, KL(true joint Normal || the joint Normal of the fitted network), closed form.
@@ -31,19 +37,43 @@ def width(graph: Graph, m: int) -> int:
     return 3
 
 
+def _point_mass(pred: torch.Tensor, zero_below: float) -> torch.Tensor:
+    """Where the prediction is the rule's point mass: its scale is at or below the declared floor."""
+    return pred[..., SCALE] <= zero_below if zero_below > 0 else torch.zeros(pred.shape[:-1], dtype=torch.bool)
+
+
+def _pit(pred: torch.Tensor, x: torch.Tensor, zero_below: float) -> torch.Tensor:
+    """F(x) under each prediction (a point mass: 0 below its location, 1 from it on)."""
+    point = _point_mass(pred, zero_below)
+    return torch.where(point, (x >= pred[..., LOC]).to(torch.float64), gm.cdf(pred, x))
+
+
+def _scores(pred: torch.Tensor, x: torch.Tensor, true_loc, true_scale, zero_below: float):
+    """(KL, log-loss, CRPS, PIT) of one node's predictions, point masses scored as such."""
+    kl, nll, crps = gm.kl_true_normal(true_loc, true_scale, pred), -gm.log_density(pred, x), gm.crps(pred, x)
+    point = _point_mass(pred, zero_below)
+    if point.any():
+        loc = pred[..., LOC]
+        kl, nll = kl.masked_fill(point, float("inf")), nll.masked_fill(point & (x != loc), float("inf"))
+        crps = torch.where(point, (x - loc).abs(), crps)
+    return kl, nll, crps, _pit(pred, x, zero_below)
+
+
 def batch_rows(est, graph: Graph, batch, preds: list[torch.Tensor]) -> list[pd.DataFrame]:
     x, ids, names = batch.queries, batch.episodes, graph.names
     truth = [true_conditional(graph, batch.cpts, x, m) for m in range(graph.n_nodes)]
-    kl = torch.stack([gm.kl_true_normal(t[..., LOC], t[..., SCALE], p) for t, p in zip(truth, preds)], -1)
-    nll = torch.stack([-gm.log_density(p, x[..., m]) for m, p in enumerate(preds)], -1)  # (B, Q, M)
-    crps = torch.stack([gm.crps(p, x[..., m]) for m, p in enumerate(preds)], -1)
-    pit = torch.stack([gm.cdf(p, x[..., m]) for m, p in enumerate(preds)], -1)
+    scored = [_scores(p, x[..., m], t[..., LOC], t[..., SCALE], est.zero_below_)
+              for m, (t, p) in enumerate(zip(truth, preds))]
+    kl, nll, crps, pit = (torch.stack(part, -1) for part in zip(*scored))  # (B, Q, M) each
+    kl_inf, nll_inf = torch.isinf(kl).to(torch.float64), torch.isinf(nll).to(torch.float64)
+    # an infinite value anywhere makes the episode's mean infinite: reported, not clipped
     rows = [per_node(names, "cond_kl", ids, kl.mean(1), kl.mean((1, 2))),
+            per_node(names, "cond_kl_inf_frac", ids, kl_inf.mean(1), kl_inf.mean((1, 2))),
             per_node(names, "query_nll", ids, nll.mean(1), nll.mean((1, 2))),
+            per_node(names, "query_nll_inf_frac", ids, nll_inf.mean(1), nll_inf.mean((1, 2))),
             per_node(names, "crps", ids, crps.mean(1), crps.mean((1, 2)))]
     for level in (50, 90):
-        tail = (1 - level / 100) / 2
-        inside = ((pit >= tail) & (pit <= 1 - tail)).to(torch.float64)
+        inside = gm.central_coverage(pit, level / 100).to(torch.float64)
         rows.append(per_node(names, f"cover{level}", ids, inside.mean(1), inside.mean((1, 2))))
     return rows
 
@@ -53,16 +83,16 @@ def fit_rows(est, graph: Graph, part) -> list[pd.DataFrame]:
     network = est.network_
     if network is None:
         return []
-    err = torch.stack([gm.param_err(t, e.to("cpu", torch.float64)) for t, e in zip(part.cpts, network)], -1)
-    return [per_node(graph.names, "param_err", part.episodes, err, err.mean(1))]
+    err = gm.param_err(part.cpts, [p.to("cpu", torch.float64) for p in network])  # (B, M)
+    return [per_node(graph.names, "param_err", part.episodes, err, err.nanmean(1))]
 
 
 def cell_sums(est, graph: Graph, batch, preds: list[torch.Tensor]) -> np.ndarray:
     """PIT counts per episode and node: (B, M, PIT_BINS)."""
-    x = batch.queries
-    pit = torch.stack([gm.cdf(p, x[..., m]) for m, p in enumerate(preds)], 1)  # (B, M, Q)
-    bins = (pit * PIT_BINS).long().clamp(0, PIT_BINS - 1)
-    return torch.nn.functional.one_hot(bins, PIT_BINS).sum(2).numpy().astype(np.float64)
+    x, zero = batch.queries, est.zero_below_
+    pit = [_pit(p, x[..., m], zero) for m, p in enumerate(preds)]
+    return np.array([[gm.pit_histogram(v[b], PIT_BINS).numpy() for v in pit] for b in range(x.shape[0])],
+                    dtype=np.float64)
 
 
 def cell_rows(names, sums: np.ndarray) -> list[pd.DataFrame]:
