@@ -379,3 +379,13 @@ def test_bad_settings_are_one_line():
                        (lambda: PyroGaussianNUTS(plate_size=0), "plate_size")]:
         with pytest.raises(BNError, match=word):
             make()
+
+
+@pytest.mark.parametrize("est", FAST[:5], ids=lambda e: e.name)
+def test_refit_on_another_graph_forgets_the_first(est):
+    chain = Graph.from_edges(list("ABCDEFG"), [(a, b) for a, b in zip("ABCDEF", "BCDEFG")], variables="gaussian")
+    _, x, q = draw(chain, 3, 12, Q=2, seed=16)
+    est.fit(TREE, draw(TREE, 2, 5, seed=17)[1])
+    again = est.fit(chain, x).predict(q)
+    fresh = type(est)(**est.get_params()).fit(chain, x).predict(q)
+    assert all(torch.equal(a, b) for a, b in zip(again, fresh))

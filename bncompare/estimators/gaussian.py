@@ -2,7 +2,8 @@
 
 Each node ``m`` is a linear regression of ``x_m`` on its parents (or, for the graph-agnostic
 naive estimator, on every earlier node), solved for all contexts at once with batched
-``(B, k, k)`` linear algebra; no loop over contexts.
+``(B, k, k)`` linear algebra; no loop over contexts. The rows are read once per fit, into each
+context's means and centred cross products (:func:`row_stats`); every node's fit reads its blocks.
 
 - ``LeastSquares`` ("mle"): the maximum-likelihood fit. Weights by least squares with a free
   intercept, ``sigma^2 = RSS / N`` (the MLE divisor, pgmpy's ``std_estimator="mle"``).
@@ -156,7 +157,8 @@ class _RegressionEstimator(GaussianEstimator):
         raise NotImplementedError
 
     def fit(self, graph, contexts):
-        stats = row_stats(self._start_fit(graph, contexts), {c for m in range(graph.n_nodes) for c in self._inputs(m)})
+        contexts = self._start_fit(graph, contexts)  # sets graph_, which _inputs reads
+        stats = row_stats(contexts, {c for m in range(graph.n_nodes) for c in self._inputs(m)})
         self.params_ = [self._fit_node(stats, m) for m in range(graph.n_nodes)]
         self.network_ = self.params_
         return self
