@@ -148,7 +148,14 @@ def positive_setting(name: str, value, owner: str) -> float:
 
 
 class _RegressionEstimator(GaussianEstimator):
-    """A least-squares-family estimator: one regression per node; predictions are Normals."""
+    """A least-squares-family estimator: one regression per node; predictions are Normals.
+
+    Its sigma floor ``min_sigma`` stands for a zero residual (the fit passes through every row), so it is
+    declared as such (``floors_are_zeros``, ``zero_below_``): the metrics score that answer as the point
+    mass it is.
+    """
+
+    tags = Tags(variables="gaussian", floors_are_zeros=True)
 
     def _inputs(self, m: int) -> list[int]:
         return list(self.graph_.parents[m])
@@ -161,6 +168,7 @@ class _RegressionEstimator(GaussianEstimator):
         stats = row_stats(contexts, {c for m in range(graph.n_nodes) for c in self._inputs(m)})
         self.params_ = [self._fit_node(stats, m) for m in range(graph.n_nodes)]
         self.network_ = self.params_
+        self.zero_below_ = self.min_sigma
         return self
 
     def predict(self, queries, nodes=None):
@@ -216,7 +224,7 @@ class NaiveLeastSquares(_RegressionEstimator):
     """
 
     name = "naive"
-    tags = Tags(variables="gaussian", graph_agnostic=True)
+    tags = Tags(variables="gaussian", graph_agnostic=True, floors_are_zeros=True)
     minimum_norm = True
 
     def __init__(self, min_sigma: float = 1e-6, rcond: float = 1e-12):

@@ -52,7 +52,7 @@ class PgmpyLinearGaussian(GaussianEstimator):
     """
 
     name = "pgmpy_mle"
-    tags = Tags(family="library", variables="gaussian")
+    tags = Tags(family="library", variables="gaussian", floors_are_zeros=True)  # min_sigma: a zero residual
 
     def __init__(self, min_sigma: float = 1e-6):
         self.min_sigma = positive_setting("min_sigma", min_sigma, self.name)
@@ -81,6 +81,7 @@ class PgmpyLinearGaussian(GaussianEstimator):
         for p in self.params_:
             p[:, -1].clamp_(min=self.min_sigma)
         self.network_ = self.params_
+        self.zero_below_ = self.min_sigma
         return self
 
     def predict(self, queries, nodes=None):

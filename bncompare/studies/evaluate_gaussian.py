@@ -7,7 +7,8 @@ Per episode and node (and ``all``, the mean over nodes), each a mean over the ep
 - ``query_nll``: minus the log density of the query's value (nats per value), ``crps``: the continuous
   ranked probability score (in the variable's units);
 - ``cover50`` / ``cover90``: the share of query values inside the central 50% / 90% predictive interval;
-- ``param_err``: relative error of the fitted regression weights (estimators with a fitted network only);
+- ``param_err``: relative error of the fitted intercept and weights, ||beta_hat - beta|| / ||beta||, per node
+  and (node ``all``) of all nodes' coefficients as one vector (estimators with a fitted network only);
 - ``cond_kl_inf_frac`` / ``query_nll_inf_frac``: the share of queries where they are infinite.
 
 A prediction whose scale is at or below the estimator's declared floor (``zero_below_``, tags
@@ -83,8 +84,13 @@ def fit_rows(est, graph: Graph, part) -> list[pd.DataFrame]:
     network = est.network_
     if network is None:
         return []
-    err = gm.param_err(part.cpts, [p.to("cpu", torch.float64) for p in network])  # (B, M)
-    return [per_node(graph.names, "param_err", part.episodes, err, err.nanmean(1))]
+    fitted = [p.to("cpu", torch.float64) for p in network]
+    err = gm.param_err(part.cpts, fitted)  # (B, M)
+    # the network's: all intercepts and weights as one vector (a node whose true beta is near 0 would
+    # dominate a mean of the nodes' ratios)
+    gap = sum(((f[:, :-1] - t[:, :-1]) ** 2).sum(-1) for t, f in zip(part.cpts, fitted))
+    size = sum((t[:, :-1] ** 2).sum(-1) for t in part.cpts)
+    return [per_node(graph.names, "param_err", part.episodes, err, torch.sqrt(gap / size))]
 
 
 def cell_sums(est, graph: Graph, batch, preds: list[torch.Tensor]) -> np.ndarray:

@@ -290,7 +290,7 @@ class ConstructedGD(GaussianEstimator):
     """
 
     name = "constructed_gd"
-    tags = Tags(family="constructed", variables="gaussian")
+    tags = Tags(family="constructed", variables="gaussian", floors_are_zeros=True)  # min_sigma: zero residuals
 
     def __init__(self, steps: int = DEFAULT_STEPS, eta: float = DEFAULT_ETA, min_sigma: float = DEFAULT_MIN_SIGMA):
         _check_settings(steps, eta, min_sigma)
@@ -310,6 +310,7 @@ class ConstructedGD(GaussianEstimator):
         coef = read_predictions(self.model_, probes).reshape(B, M, D)  # probe j answers w_k[j]
         sigma = read_sigma(self.model_, self.cache_.context_out).clamp_min(self.min_sigma).reshape(B, M)
         self.sigma_ = sigma
+        self.zero_below_ = self.min_sigma  # sigma at the floor: the k-step fit passes through every row
         self.network_ = [pack(coef[:, m, 0], coef[:, m, 1 : 1 + len(pa)], sigma[:, m])
                          for m, pa in enumerate(graph.parents)]
         return self
