@@ -93,9 +93,11 @@ def test_a_killed_training_resumes_to_the_uninterrupted_weights(tmp_path):
     assert [h["loss"] for h in hist] == [h["loss"] for h in whole_hist]
 
 
-def test_predictions_have_the_contract_shape_and_use_only_earlier_nodes(tmp_path):
+@pytest.mark.parametrize("output", ["conjugate", "student_t"])
+def test_predictions_have_the_contract_shape_and_use_only_earlier_nodes(tmp_path, output):
     g = gaussian_tree()
-    est = TrainedGaussianTransformer(TINY, cache_dir=tmp_path, progress=False).prepare(g, NIGPrior(), seed=0)
+    est = TrainedGaussianTransformer({**TINY, "output": output}, cache_dir=tmp_path, progress=False)
+    est.prepare(g, NIGPrior(), seed=0)
     _, ctx = rows(g, 4, 9, 2)
     _, qry = rows(g, 4, 5, 3)
     preds = est.fit(g, ctx).predict(qry)
@@ -187,3 +189,28 @@ def test_the_discrete_training_key_is_unchanged(tmp_path):
     entry = checkpoint.cache_entry(g, prior, cfg, tmp_path)
     assert entry == tmp_path / "transformer" / run_fingerprint(g, prior, cfg)[:24]
     assert checkpoint.recipe_of(cfg) is checkpoint.DISCRETE
+
+
+@pytest.mark.slow
+def test_default_training_reaches_the_bayes_predictive_on_gaussian_tree(tmp_path):
+    """The acceptance figure: trained / Bayes KL <= 1.10 at N >= 5 and below least squares at N <= 50."""
+    from bncompare.networks.gaussian import sample_gaussian, true_conditional
+    from bncompare.transformer.train_gaussian import least_squares_predictive
+
+    g, prior = gaussian_tree(), NIGPrior()
+    est = TrainedGaussianTransformer(None, cache_dir=tmp_path, progress=False).prepare(g, prior, seed=0)
+    for n in (1, 2, 5, 10, 20, 50, 100, 200, 500):
+        gen = torch.Generator().manual_seed(1000 + n)
+        params = prior.sample(g, 200, gen)
+        ctx, qry = sample_gaussian(g, params, n, gen), sample_gaussian(g, params, 8, gen)
+        preds = est.fit(g, ctx).predict(qry)
+        kl = {"trained": 0.0, "bayes": 0.0, "mle": 0.0}
+        for m in range(g.n_nodes):
+            true = true_conditional(g, params, qry, m)
+            for name, pred in (("trained", preds[m]), ("bayes", nig_predictive(g, prior, ctx, qry, m)),
+                               ("mle", least_squares_predictive(g, ctx, qry, m))):
+                kl[name] += float(kl_normal_to_prediction(true[..., 1], true[..., 2], pred).mean()) / g.n_nodes
+        if n >= 5:
+            assert kl["trained"] / kl["bayes"] <= 1.10, (n, kl)
+        if n <= 50:
+            assert kl["trained"] < kl["mle"], (n, kl)
