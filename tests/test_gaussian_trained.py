@@ -108,8 +108,10 @@ def test_predictions_have_the_contract_shape_and_use_only_earlier_nodes(tmp_path
     for m in range(g.n_nodes):
         changed = qry.clone()
         changed[..., m:] = torch.randn(changed[..., m:].shape, dtype=torch.float64) * 50
-        assert torch.equal(est.predict(changed, [m])[0], preds[m]), f"node {m} read a value at or after it"
-    assert torch.equal(est.predict(qry, [5, 2])[1], preds[2])
+        # equal up to float32 rounding (the backbone's; fewer query tokens may round differently)
+        assert torch.allclose(est.predict(changed, [m])[0], preds[m], rtol=1e-5, atol=1e-6), \
+            f"node {m} read a value at or after it"
+    assert torch.allclose(est.predict(qry, [5, 2])[1], preds[2], rtol=1e-5, atol=1e-6)
     with pytest.raises(BNError, match="call predict"):
         est.predict_proba(qry)
     with pytest.raises(BNError, match="gaussian"):
@@ -126,8 +128,11 @@ def test_conjugate_readout_with_the_true_prior_is_the_exact_posterior_predictive
         parents = {0} | {1 + p for p in g.parents[t]}
         table[t, :K] = torch.tensor([math.log(prior.precision) if j in parents else 30.0 for j in range(K)],
                                      dtype=torch.float64) / ro.GAIN
-        table[t, K : 2 * K] = torch.tensor([prior.mean if j in parents else 0.0 for j in range(K)], dtype=torch.float64)
-        table[t, 2 * K :] = torch.tensor([math.log(prior.a), math.log(prior.b)], dtype=torch.float64)
+        table[t, K : 2 * K] = torch.tensor([-30.0 if j in parents else 30.0 for j in range(K)],
+                                           dtype=torch.float64) / ro.GAIN
+        table[t, 2 * K : 3 * K] = torch.tensor([prior.mean if j in parents else 0.0 for j in range(K)],
+                                               dtype=torch.float64)
+        table[t, 3 * K :] = torch.tensor([math.log(prior.a), math.log(prior.b)], dtype=torch.float64)
     with torch.no_grad():
         ro.table.copy_(table.flatten())
         ro.from_state.weight.zero_()
