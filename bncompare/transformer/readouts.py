@@ -374,7 +374,8 @@ class ConjugateReadout(_GaussianReadout):
     the context through the backbone; its state, plus a learned per-target table, gives target t's prior:
     for each regressor j (the intercept and every node before t in topological order) a precision
     lambda_j = exp(l_j) + exp(k_j) S_jj (an absolute part and a part relative to the regressor's in-context
-    sum of squares S_jj) and a mean mu_j, and the inverse-gamma a, b. A large k_j pins the weight of j to
+    sum of squares S_jj) and a mean mu_j, and the inverse-gamma a, b. For a candidate parent, l and k are
+    a per-pair entry plus an offset shared by all pairs. A large k_j pins the weight of j to
     mu_j at any context length and scale: the model LEARNS which earlier nodes are t's parents (every one
     is a candidate) and the prior (k_j -> -inf and l_j -> log of the prior precision for a parent).
 
@@ -404,6 +405,9 @@ class ConjugateReadout(_GaussianReadout):
         start[:, K] = self.LOG_PRECISION[0] / self.GAIN
         start[:, K + 1 : 2 * K] = self.START_RELATIVE / self.GAIN
         self.table = nn.Parameter(start.flatten())
+        # one offset of l and one of k shared by every (target, candidate parent) pair: most candidates are no
+        # parent, and a shared offset learns that from all of them at once (one entry's gradient is mostly noise)
+        self.shared = nn.Parameter(torch.zeros(2))
         regressor = torch.cat([torch.ones(M, 1), torch.ones(M, M).tril(-1)], 1)  # [t, j]: j is a regressor of t
         self.register_buffer("regressor", regressor.double(), persistent=False)
 
@@ -421,7 +425,10 @@ class ConjugateReadout(_GaussianReadout):
         table = self.table.view(self.n_nodes, self.width).double()
         raw = table + self.from_state(h_struct).double()
         # the gain speeds up the table's log-precisions only: the state's part is not amplified (noise)
-        logs = (self.GAIN * table[:, : 2 * K] + raw[..., : 2 * K] - table[:, : 2 * K]).clamp(*self.LOG_PRECISION)
+        node = torch.zeros(2, K, dtype=table.dtype, device=table.device)
+        node[:, 1:] = 1  # the shared offsets apply to the candidate parents, not to the intercept
+        learned = table[:, : 2 * K] + (self.shared.double()[:, None] * node).flatten()
+        logs = (self.GAIN * learned + raw[..., : 2 * K] - table[:, : 2 * K]).clamp(*self.LOG_PRECISION)
         lam = logs[..., :K].exp() + logs[..., K:].exp() * sumsq[:, None]
         return (lam * self.regressor, raw[..., 2 * K : 3 * K] * self.regressor, raw[..., 3 * K].exp(),
                 raw[..., 3 * K + 1].exp())

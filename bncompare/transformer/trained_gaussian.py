@@ -25,6 +25,7 @@ from bncompare.transformer.train_gaussian import GaussianTrainConfig
 # What the default model ("conjugate" readout) computes rather than learns; see ConjugateReadout.
 CONJUGATE_COMPUTED = (
     "per-node in-context moments: sums over context rows of z z' for z = (1, x_1..x_M)",
+    "a regressor's prior precision as exp(l) + exp(k) * its in-context sum of squares (l, k learned)",
     "the Normal-inverse-gamma update of each target on its moments (a Cholesky solve), given the learned prior",
     "the update's Student-t posterior predictive (df 2 a_N, loc z' beta, scale^2 (b_N / a_N)(1 + z' A^-1 z))",
 )
@@ -80,11 +81,13 @@ class TrainedGaussianTransformer(GaussianEstimator):
     before m. The training loss is KL(true conditional || prediction) (:mod:`train_gaussian`).
 
     With the default readout (``output="conjugate"``, :class:`readouts.ConjugateReadout`) the model LEARNS,
-    for each target node, which earlier nodes are its parents and the prior of its regression (a precision
-    and a mean per regressor, the noise prior a, b), from a per-target table and the backbone's state of a
-    structure token that has read the context. It COMPUTES (``computed_parts``):
+    for each target node, which earlier nodes are its parents and the prior of its regression (per
+    regressor an absolute and a relative log-precision and a mean; the noise prior a, b), from a
+    per-target table and the backbone's state of a structure token that has read the context. It
+    COMPUTES (``computed_parts``):
 
     - per-node in-context moments: sums over context rows of z z' for z = (1, x_1..x_M);
+    - a regressor's precision, exp(l) + exp(k) times its in-context sum of squares;
     - the Normal-inverse-gamma update of each target on its moments, given the learned prior;
     - that update's Student-t posterior predictive.
 
