@@ -16,7 +16,8 @@ from bncompare.networks.graph import Graph
 from bncompare.networks.priors import DirichletPrior, NIGPrior
 from bncompare.transformer import checkpoint
 from bncompare.transformer.gaussian_tokens import encode_gaussian
-from bncompare.transformer.readouts import TRAINED_OUTPUTS
+from bncompare.transformer.model import InContextTransformer
+from bncompare.transformer.readouts import READOUTS, TRAINED_OUTPUTS
 from bncompare.transformer.train import (
     TRAIN_CODE_VERSION,
     TrainConfig,
@@ -128,11 +129,9 @@ def test_conjugate_readout_with_the_true_prior_is_the_exact_posterior_predictive
         parents = {0} | {1 + p for p in g.parents[t]}
         table[t, :K] = torch.tensor([math.log(prior.precision) if j in parents else 30.0 for j in range(K)],
                                      dtype=torch.float64) / ro.GAIN
-        table[t, K : 2 * K] = torch.tensor([-30.0 if j in parents else 30.0 for j in range(K)],
-                                           dtype=torch.float64) / ro.GAIN
-        table[t, 2 * K : 3 * K] = torch.tensor([prior.mean if j in parents else 0.0 for j in range(K)],
-                                               dtype=torch.float64)
-        table[t, 3 * K :] = torch.tensor([math.log(prior.a), math.log(prior.b)], dtype=torch.float64)
+        table[t, K : 2 * K] = torch.tensor([prior.mean if j in parents else 0.0 for j in range(K)],
+                                           dtype=torch.float64)
+        table[t, 2 * K :] = torch.tensor([math.log(prior.a), math.log(prior.b)], dtype=torch.float64)
     with torch.no_grad():
         ro.table.copy_(table.flatten())
         ro.from_state.weight.zero_()
@@ -194,6 +193,30 @@ def test_the_discrete_training_key_is_unchanged(tmp_path):
     entry = checkpoint.cache_entry(g, prior, cfg, tmp_path)
     assert entry == tmp_path / "transformer" / run_fingerprint(g, prior, cfg)[:24]
     assert checkpoint.recipe_of(cfg) is checkpoint.DISCRETE
+
+
+def test_what_is_computed_is_declared():
+    assert TrainedGaussianTransformer.computed_parts and all(isinstance(p, str) for p in
+                                                            TrainedGaussianTransformer.computed_parts)
+    assert TrainedGaussianTransformer().model_computed_parts() == TrainedGaussianTransformer.computed_parts
+    assert TrainedGaussianTransformer({"output": "student_t"}).model_computed_parts() == ()
+
+
+
+@pytest.mark.parametrize("kind", sorted(k for k, r in READOUTS.items() if r.variables == "gaussian"))
+def test_every_gaussian_readout_builds_and_answers_every_query(kind):
+    g = gaussian_tree()
+    cfg = GaussianTrainConfig(output=kind, d_model=16, d_ff=32).model_config(g)
+    model = InContextTransformer(cfg, seed=0).eval()
+    assert isinstance(model.readout_module, READOUTS[kind])
+    _, ctx = rows(g, 2, 9, 6)
+    _, qry = rows(g, 2, 3, 7)
+    with torch.no_grad():
+        out, weights = model(encode_gaussian(ctx, qry, range(g.n_nodes)), 9, return_weights=True)
+    assert out.shape == (2, 3 * g.n_nodes, 3) and out.dtype == torch.float64
+    assert len(weights) == model.n_attention_layers
+    with pytest.raises(BNError, match="densities"):
+        model.probabilities(out)
 
 
 @pytest.mark.slow

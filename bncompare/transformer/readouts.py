@@ -335,6 +335,7 @@ class _GaussianReadout(Readout):
     ``(df, loc, scale)`` (float64), the prediction layout of :mod:`bncompare.networks.gaussian`."""
 
     variables = "gaussian"
+    computed_parts: tuple[str, ...] = ()  # what it computes rather than learns (declared, for the estimator)
 
     @classmethod
     def check(cls, cfg) -> None:
@@ -372,42 +373,35 @@ class ConjugateReadout(_GaussianReadout):
 
     Structure token t (an extra token, after the queries, that asks for node t and shows nothing) reads
     the context through the backbone; its state, plus a learned per-target table, gives target t's prior:
-    for each regressor j (the intercept and every node before t in topological order) a precision
-    lambda_j = exp(l_j) + exp(k_j) S_jj (an absolute part and a part relative to the regressor's in-context
-    sum of squares S_jj) and a mean mu_j, and the inverse-gamma a, b. For a candidate parent, l and k are
-    a per-pair entry plus an offset shared by all pairs. A large k_j pins the weight of j to
-    mu_j at any context length and scale: the model LEARNS which earlier nodes are t's parents (every one
-    is a candidate) and the prior (k_j -> -inf and l_j -> log of the prior precision for a parent).
+    a precision lambda_j > 0 and a mean mu_j for each regressor j (the intercept and every node before
+    t in topological order), and the inverse-gamma a, b. A very large lambda_j pins the weight of j to
+    mu_j: the model LEARNS which earlier nodes are t's parents (all of them are candidates) and the prior.
 
     COMPUTED, not learned: the moments S = sum over context rows of z z' with z = (1, x_1..x_M), and from
     them, for target t with regressors R (mask r), the conjugate update
     A = Lambda + X'X, beta = A^-1 (Lambda mu + X'y), a_N = a + N / 2,
     b_N = b + (||y - X beta||^2 + (beta - mu)' Lambda (beta - mu)) / 2,
     and its Student-t predictive at a query's z_q: df 2 a_N, loc z_q' beta,
-    scale^2 = (b_N / a_N)(1 + z_q' A^-1 z_q). Under the true prior (l_j = log precision, k_j = -inf for
-    parents, k_j = +inf for the rest) this is the exact posterior predictive. All of it in float64.
+    scale^2 = (b_N / a_N)(1 + z_q' A^-1 z_q). Under the true prior with lambda of non-parents infinite this
+    is the exact posterior predictive. Everything is float64 (the moments of raw values).
     """
 
-    GAIN = 8.0  # the table's log-precisions move GAIN times faster than other weights
-    START_RELATIVE = 0.0  # k_j of every candidate parent at initialization: shrunk by half (few parents at first)
-    LOG_PRECISION = (-30.0, 30.0)  # clamp of l and k: keeps A positive definite and finite in float64
+    computed_parts = (
+        "per-node in-context moments: sums over context rows of z z' for z = (1, x_1..x_M)",
+        "the Normal-inverse-gamma update of each target on its moments (a Cholesky solve), given the learned prior",
+        "the update's Student-t posterior predictive (df 2 a_N, loc z' beta, scale^2 (b_N / a_N)(1 + z' A^-1 z))",
+    )
+    GAIN = 8.0  # a log-precision moves GAIN times faster than other weights: structure needs log-precisions ~20
+    LOG_PRECISION = (-20.0, 30.0)  # clamp: keeps A positive definite and finite in float64
 
     def __init__(self, cfg):
         super().__init__()
         M = len(cfg.cards)
-        K = M + 1
-        self.layout, self.n_nodes, self.width = GaussianLayout(M), M, 3 * K + 2
+        self.layout, self.n_nodes, self.width = GaussianLayout(M), M, 2 * (M + 1) + 2
         self.from_state = nn.Linear(cfg.d_model, self.width)
-        # per target [l (K) / GAIN, k (K) / GAIN, mean (K), log a, log b]; 1-d, so the model's init and the
-        # optimizer's weight decay leave it alone. At the start: precision 1 on the intercept (k = -30),
-        # k = START_RELATIVE on every earlier node, mean 0, a = b = 1.
-        start = torch.zeros(M, self.width)
-        start[:, K] = self.LOG_PRECISION[0] / self.GAIN
-        start[:, K + 1 : 2 * K] = self.START_RELATIVE / self.GAIN
-        self.table = nn.Parameter(start.flatten())
-        # one offset of l and one of k shared by every (target, candidate parent) pair: most candidates are no
-        # parent, and a shared offset learns that from all of them at once (one entry's gradient is mostly noise)
-        self.shared = nn.Parameter(torch.zeros(2))
+        # per-target [log-precision (M + 1) / GAIN, mean (M + 1), log a, log b]; 1-d, so the model's init and
+        # the optimizer's weight decay leave it alone. Zero: precision 1, mean 0, a = b = 1.
+        self.table = nn.Parameter(torch.zeros(M * self.width))
         regressor = torch.cat([torch.ones(M, 1), torch.ones(M, M).tril(-1)], 1)  # [t, j]: j is a regressor of t
         self.register_buffer("regressor", regressor.double(), persistent=False)
 
@@ -417,32 +411,25 @@ class ConjugateReadout(_GaussianReadout):
         structure[:, :, self.layout.targets] = torch.eye(self.n_nodes, dtype=tokens.dtype, device=tokens.device)
         return torch.cat([tokens, structure], 1)
 
-    def prior(self, h_struct: torch.Tensor, sumsq: torch.Tensor):
-        """Each target's prior from the structure tokens' states (B, M, D) and the regressors' in-context sums
-        of squares (B, M + 1): precision, mean (B, M, M + 1), a, b (B, M), float64, zero precision outside a
-        target's regressors."""
+    def prior(self, h_struct: torch.Tensor):
+        """Each target's prior from the structure tokens' states (B, M, D): precision, mean (B, M, M + 1),
+        a, b (B, M), float64, zero precision outside a target's regressors."""
         K = self.n_nodes + 1
-        table = self.table.view(self.n_nodes, self.width).double()
-        raw = table + self.from_state(h_struct).double()
-        # the gain speeds up the table's log-precisions only: the state's part is not amplified (noise)
-        node = torch.zeros(2, K, dtype=table.dtype, device=table.device)
-        node[:, 1:] = 1  # the shared offsets apply to the candidate parents, not to the intercept
-        learned = table[:, : 2 * K] + (self.shared.double()[:, None] * node).flatten()
-        logs = (self.GAIN * learned + raw[..., : 2 * K] - table[:, : 2 * K]).clamp(*self.LOG_PRECISION)
-        lam = logs[..., :K].exp() + logs[..., K:].exp() * sumsq[:, None]
-        return (lam * self.regressor, raw[..., 2 * K : 3 * K] * self.regressor, raw[..., 3 * K].exp(),
-                raw[..., 3 * K + 1].exp())
+        raw = (self.table.view(self.n_nodes, self.width) + self.from_state(h_struct)).double()
+        log_lam = (self.GAIN * raw[..., :K]).clamp(*self.LOG_PRECISION)
+        return (log_lam.exp() * self.regressor, raw[..., K : 2 * K] * self.regressor, raw[..., 2 * K].exp(),
+                raw[..., 2 * K + 1].exp())
 
     def forward(self, h, h_seen, tokens, n_context: int):
         """The structure tokens' states (the last M of h) give the priors; the queries get their target's
         posterior predictive."""
         M, K, N = self.n_nodes, self.n_nodes + 1, n_context
         n_q = h.shape[1] - M
+        lam, mu, a, b = self.prior(h[:, n_q:])
+        r = self.regressor
         rows = tokens[:, 1 : 1 + N, self.layout.values].double()
         z = torch.cat([rows.new_ones(*rows.shape[:2], 1), rows], -1)  # (B, N, K)
         S = z.transpose(1, 2) @ z  # (B, K, K): the in-context moments
-        lam, mu, a, b = self.prior(h[:, n_q:], S.diagonal(dim1=1, dim2=2))
-        r = self.regressor
         xy = S[:, :, 1:].transpose(1, 2) * r  # (B, M, K): X'y of target t, on its regressors
         A = (r[:, :, None] * r[:, None, :]) * S[:, None] + torch.diag_embed(lam + (1 - r))  # (B, M, K, K)
         chol = torch.linalg.cholesky(A)

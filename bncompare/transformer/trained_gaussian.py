@@ -20,15 +20,8 @@ from bncompare.networks.graph import Graph
 from bncompare.transformer.checkpoint import graph_signature, kept_step, model_at_step, trained_model
 from bncompare.transformer.gaussian_tokens import PREDICTION_WIDTH, GaussianLayout, encode_gaussian
 from bncompare.transformer.model import InContextTransformer
+from bncompare.transformer.readouts import READOUTS, ConjugateReadout
 from bncompare.transformer.train_gaussian import GaussianTrainConfig
-
-# What the default model ("conjugate" readout) computes rather than learns; see ConjugateReadout.
-CONJUGATE_COMPUTED = (
-    "per-node in-context moments: sums over context rows of z z' for z = (1, x_1..x_M)",
-    "a regressor's prior precision as exp(l) + exp(k) * its in-context sum of squares (l, k learned)",
-    "the Normal-inverse-gamma update of each target on its moments (a Cholesky solve), given the learned prior",
-    "the update's Student-t posterior predictive (df 2 a_N, loc z' beta, scale^2 (b_N / a_N)(1 + z' A^-1 z))",
-)
 
 
 class GaussianTransformerEstimator(GaussianEstimator):
@@ -82,12 +75,11 @@ class TrainedGaussianTransformer(GaussianEstimator):
 
     With the default readout (``output="conjugate"``, :class:`readouts.ConjugateReadout`) the model LEARNS,
     for each target node, which earlier nodes are its parents and the prior of its regression (per
-    regressor an absolute and a relative log-precision and a mean; the noise prior a, b), from a
+    regressor a precision and a mean; the noise prior a, b), from a
     per-target table and the backbone's state of a structure token that has read the context. It
     COMPUTES (``computed_parts``):
 
     - per-node in-context moments: sums over context rows of z z' for z = (1, x_1..x_M);
-    - a regressor's precision, exp(l) + exp(k) times its in-context sum of squares;
     - the Normal-inverse-gamma update of each target on its moments, given the learned prior;
     - that update's Student-t posterior predictive.
 
@@ -96,7 +88,7 @@ class TrainedGaussianTransformer(GaussianEstimator):
 
     name = "transformer_gaussian_trained"
     tags = Tags(family="trained", variables="gaussian", has_attention=True, has_history=True, one_structure=True)
-    computed_parts: tuple[str, ...] = CONJUGATE_COMPUTED
+    computed_parts: tuple[str, ...] = ConjugateReadout.computed_parts  # the default model's
 
     def __init__(self, train_cfg: GaussianTrainConfig | dict | None = None, cache_dir=None, progress: bool = True,
                  batch_size: int = 256, at_fraction: float | None = None):
@@ -126,8 +118,9 @@ class TrainedGaussianTransformer(GaussianEstimator):
         return params
 
     def model_computed_parts(self) -> tuple[str, ...]:
-        """What the configured model computes rather than learns (empty for the ``student_t`` readout)."""
-        return CONJUGATE_COMPUTED if self.config(0).model.output == "conjugate" else ()
+        """What the configured model computes rather than learns (its readout declares it; none for
+        ``student_t``)."""
+        return READOUTS[self.config(0).model.output].computed_parts
 
     def prepare(self, graph: Graph, prior, seed: int = 0):
         if not isinstance(graph, Graph):
