@@ -40,7 +40,8 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -61,6 +62,12 @@ from bncompare.transformer.train import (
     prior_signature,
     run_fingerprint,
     train,
+)
+from bncompare.transformer.train_gaussian import (
+    GaussianTrainConfig,
+    build_gaussian_model,
+    run_fingerprint_gaussian,
+    train_gaussian,
 )
 from bncompare.transformer.trainlog import LOG_CSV
 
@@ -210,9 +217,30 @@ def _cached(directory: Path, graph: Graph, key: str):
     return None
 
 
-def cache_entry(graph: Graph, prior, cfg: TrainConfig, cache_dir=None) -> Path:
+@dataclass(frozen=True)
+class Recipe:
+    """How one kind of trained model is made: the key of a training, the training loop, a fresh model, and
+    the cache's subfolder. The cache, its locks and the kept steps are the same for every kind."""
+
+    fingerprint: Callable  # (graph, prior, cfg) -> sha256 hex
+    train: Callable  # (graph, prior, cfg, progress=, run=) -> (model, history)
+    build_model: Callable  # (graph, cfg) -> a fresh model
+    folder: str
+
+
+DISCRETE = Recipe(run_fingerprint, train, build_model, "transformer")
+GAUSSIAN = Recipe(run_fingerprint_gaussian, train_gaussian, build_gaussian_model, "transformer_gaussian")
+
+
+def recipe_of(cfg) -> Recipe:
+    """The recipe a training config belongs to (its type says it)."""
+    return GAUSSIAN if isinstance(cfg, GaussianTrainConfig) else DISCRETE
+
+
+def cache_entry(graph: Graph, prior, cfg: TrainConfig | GaussianTrainConfig, cache_dir=None) -> Path:
     """The folder of the cache entry for this training (it may not exist yet)."""
-    return Path(cache_dir or default_cache_dir()) / "transformer" / run_fingerprint(graph, prior, cfg)[:24]
+    recipe = recipe_of(cfg)
+    return Path(cache_dir or default_cache_dir()) / recipe.folder / recipe.fingerprint(graph, prior, cfg)[:24]
 
 
 def _lock_training(directory: Path) -> FileLock | None:
@@ -282,13 +310,16 @@ def model_at_step(graph: Graph, prior, cfg: TrainConfig, step: int, cache_dir=No
     if step not in kept:
         raise BNError(f"no checkpoint after {step} training steps in {directory}: kept after {kept or 'none'}")
     model, meta = load_checkpoint(directory / STEPS / str(step), graph)
-    if meta.get("cache_key") != run_fingerprint(graph, prior, cfg):
+    if meta.get("cache_key") != recipe_of(cfg).fingerprint(graph, prior, cfg):
         raise BNError(f"checkpoint {directory / STEPS / str(step)} belongs to another training; delete {directory}")
     return model
 
 
 def trained_model(graph: Graph, prior, cfg=None, cache_dir=None, progress: bool = True, *, run: TrainRun | None = None):
     """A model trained on ``prior``'s tasks for ``graph`` -> (model, history); loads it when cached.
+
+    ``cfg`` is a :class:`TrainConfig` (or its dict) for a discrete network, a :class:`GaussianTrainConfig`
+    for a linear-Gaussian one (:func:`recipe_of`).
 
     While it trains, the entry's folder holds the training log (``train_log.csv``) and resumable
     snapshots (``train_state.pt``, dropped once ``model.pt`` is written): a killed training
@@ -298,7 +329,8 @@ def trained_model(graph: Graph, prior, cfg=None, cache_dir=None, progress: bool 
     writes the entry, all ranks train (data-parallel) or get rank 0's cached model.
     """
     cfg = TrainConfig.from_dict(cfg) if isinstance(cfg, dict) else (cfg or TrainConfig())
-    key = run_fingerprint(graph, prior, cfg)
+    recipe = recipe_of(cfg)
+    key = recipe.fingerprint(graph, prior, cfg)
     directory = cache_entry(graph, prior, cfg, cache_dir)
     world = distributed.current()
     found, lock, error = None, None, None
@@ -314,7 +346,7 @@ def trained_model(graph: Graph, prior, cfg=None, cache_dir=None, progress: bool 
         if shared["error"] is not None:
             raise BNError(shared["error"])
         if shared["history"] is not None:
-            model = found[0] if found else build_model(graph, cfg)
+            model = found[0] if found else recipe.build_model(graph, cfg)
             distributed.broadcast_module(model, world)
             return model.eval(), shared["history"]
     elif found:
@@ -325,7 +357,7 @@ def trained_model(graph: Graph, prior, cfg=None, cache_dir=None, progress: bool 
             log.info("training into %s (log: %s, resumable snapshots: %s)", directory, LOG_CSV, snapshot.STATE)
         run = replace(run or TrainRun(), folder=directory, keep_steps=kept_steps(cfg),
                       keep=_keeper(directory, graph, key))
-        model, history = train(graph, prior, cfg, progress=progress, run=run)
+        model, history = recipe.train(graph, prior, cfg, progress=progress, run=run)
         if world.is_main:
             meta = {"cache_key": key, "graph": graph_signature(graph), "prior": prior_signature(prior),
                     "train": cfg.to_dict(), "processes": world.size,

@@ -18,6 +18,13 @@ Which one a model uses is ``TransformerConfig.output``, looked up in :data:`READ
   values, so the answer is a mixture of observed values and a learned prior (the form of every
   counting estimator); ``match_scores`` adds learned per-node gains on matching values;
 - ``"evidence"``: a search for the target's parents in context, ``evidence_rounds`` rounds.
+
+Readouts for real-valued tokens (linear-Gaussian networks, :mod:`gaussian_tokens`; ``variables =
+"gaussian"``), whose outputs are Student-t parameters ``(df, loc, scale)``:
+
+- ``"student_t"``: a linear head (everything learned);
+- ``"conjugate"``: a learned prior per target (which earlier nodes are parents, the weights' prior, the
+  noise prior) and the computed Normal-inverse-gamma update on in-context moments.
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ import torch.nn.functional as F
 
 from bncompare.errors import BNError
 from bncompare.transformer.encoding import Layout, onehots
+from bncompare.transformer.gaussian_tokens import PREDICTION_WIDTH, GaussianLayout
 
 # A readout is built from a model.TransformerConfig ("cfg" below); this module does not import model.py,
 # which imports it.
@@ -46,6 +54,7 @@ class Readout(nn.Module):
     module_name = "readout"  # the model holds it under this name (its weights' keys start with it)
     attention_layers = 0  # attention maps it adds to a model's return_weights
     trainable = True  # a TrainConfig may choose it
+    variables = "discrete"  # the kind of network variables its tokens and outputs are for (Graph.variables)
     match_scores = False  # it reads TransformerConfig.match_scores
 
     @classmethod
@@ -321,6 +330,142 @@ class EvidenceReadout(_ValueReadout):
         return (counts[:, None] * log_p).sum(-1)
 
 
+class _GaussianReadout(Readout):
+    """A readout for real-valued tokens (:mod:`gaussian_tokens`): each query's output is a Student-t
+    ``(df, loc, scale)`` (float64), the prediction layout of :mod:`bncompare.networks.gaussian`."""
+
+    variables = "gaussian"
+    computed_parts: tuple[str, ...] = ()  # what it computes rather than learns (declared, for the estimator)
+
+    @classmethod
+    def check(cls, cfg) -> None:
+        super().check(cfg)
+        if cfg.query_view != "prefix":
+            raise BNError(f"output={cfg.output!r} reads the prefix a query shows: it needs query_view='prefix', "
+                          f"got {cfg.query_view!r}")
+        if cfg.d_out is not None and cfg.d_out != PREDICTION_WIDTH:
+            raise BNError(f"output={cfg.output!r} gives (df, loc, scale): d_out must be {PREDICTION_WIDTH}, "
+                          f"got {cfg.d_out}")
+
+    def probabilities(self, out: torch.Tensor) -> torch.Tensor:
+        raise BNError(f"a {type(self).__name__} predicts densities (df, loc, scale), not probabilities")
+
+
+class StudentTReadout(_GaussianReadout):
+    """A linear head on each query's final state: df = 2 + softplus, loc, scale = softplus (all learned).
+
+    Nothing is computed: the backbone alone must turn the context into the prediction.
+    """
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.head = nn.Linear(cfg.d_model, PREDICTION_WIDTH)
+
+    def forward(self, h, h_seen, tokens, n_context: int):
+        raw = self.head(h).double()
+        df = 2.0 + F.softplus(raw[..., 0] + 3.0)  # starts near a Normal-like df of 5
+        scale = F.softplus(raw[..., 2]) + 1e-6
+        return torch.stack([df, raw[..., 1], scale], -1), None
+
+
+class ConjugateReadout(_GaussianReadout):
+    """The Normal-inverse-gamma update of each target on in-context moments, with a LEARNED prior per target.
+
+    Structure token t (an extra token, after the queries, that asks for node t and shows nothing) reads
+    the context through the backbone; its state, plus a learned per-target table, gives target t's prior:
+    a precision lambda_j > 0 and a mean mu_j for each regressor j (the intercept and every node before
+    t in topological order), and the inverse-gamma a, b. A very large lambda_j pins the weight of j to
+    mu_j: the model LEARNS which earlier nodes are t's parents (all of them are candidates) and the prior.
+
+    COMPUTED, not learned: the moments S = sum over context rows of z z' with z = (1, x_1..x_M), and from
+    them, for target t with regressors R (mask r), the conjugate update
+    A = Lambda + X'X, beta = A^-1 (Lambda mu + X'y), a_N = a + N / 2,
+    b_N = b + (||y - X beta||^2 + (beta - mu)' Lambda (beta - mu)) / 2,
+    and its Student-t predictive at a query's z_q: df 2 a_N, loc z_q' beta,
+    scale^2 = (b_N / a_N)(1 + z_q' A^-1 z_q). Under the true prior with lambda of non-parents infinite this
+    is the exact posterior predictive. Everything is float64 (the moments of raw values).
+    """
+
+    computed_parts = (
+        "per-node in-context moments: sums over context rows of z z' for z = (1, x_1..x_M)",
+        "the Normal-inverse-gamma update of each target on its moments (a Cholesky solve), given the learned prior",
+        "the update's Student-t posterior predictive (df 2 a_N, loc z' beta, scale^2 (b_N / a_N)(1 + z' A^-1 z))",
+    )
+    GAIN = 8.0  # a log-precision moves GAIN times faster than other weights: structure needs log-precisions ~20
+    LOG_PRECISION = (-20.0, 30.0)  # clamp: keeps A positive definite and finite in float64
+
+    def __init__(self, cfg):
+        super().__init__()
+        M = len(cfg.cards)
+        self.layout, self.n_nodes, self.width = GaussianLayout(M), M, 2 * (M + 1) + 2
+        self.from_state = nn.Linear(cfg.d_model, self.width)
+        # per-target [log-precision (M + 1) / GAIN, mean (M + 1), log a, log b]; 1-d, so the model's init and
+        # the optimizer's weight decay leave it alone. Zero: precision 1, mean 0, a = b = 1.
+        self.table = nn.Parameter(torch.zeros(M * self.width))
+        regressor = torch.cat([torch.ones(M, 1), torch.ones(M, M).tril(-1)], 1)  # [t, j]: j is a regressor of t
+        self.register_buffer("regressor", regressor.double(), persistent=False)
+
+    def add_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """One structure token per node, after the queries: it asks for its node and shows nothing."""
+        structure = tokens.new_zeros(tokens.shape[0], self.n_nodes, tokens.shape[-1])
+        structure[:, :, self.layout.targets] = torch.eye(self.n_nodes, dtype=tokens.dtype, device=tokens.device)
+        return torch.cat([tokens, structure], 1)
+
+    def prior(self, h_struct: torch.Tensor):
+        """Each target's prior from the structure tokens' states (B, M, D): precision, mean (B, M, M + 1),
+        a, b (B, M), float64, zero precision outside a target's regressors."""
+        K = self.n_nodes + 1
+        raw = (self.table.view(self.n_nodes, self.width) + self.from_state(h_struct)).double()
+        log_lam = (self.GAIN * raw[..., :K]).clamp(*self.LOG_PRECISION)
+        return (log_lam.exp() * self.regressor, raw[..., K : 2 * K] * self.regressor, raw[..., 2 * K].exp(),
+                raw[..., 2 * K + 1].exp())
+
+    def forward(self, h, h_seen, tokens, n_context: int):
+        """The structure tokens' states (the last M of h) give the priors; the queries get their target's
+        posterior predictive."""
+        M, K, N = self.n_nodes, self.n_nodes + 1, n_context
+        n_q = h.shape[1] - M
+        lam, mu, a, b = self.prior(h[:, n_q:])
+        r = self.regressor
+        rows = tokens[:, 1 : 1 + N, self.layout.values].double()
+        z = torch.cat([rows.new_ones(*rows.shape[:2], 1), rows], -1)  # (B, N, K)
+        S = z.transpose(1, 2) @ z  # (B, K, K): the in-context moments
+        xy = S[:, :, 1:].transpose(1, 2) * r  # (B, M, K): X'y of target t, on its regressors
+        A = (r[:, :, None] * r[:, None, :]) * S[:, None] + torch.diag_embed(lam + (1 - r))  # (B, M, K, K)
+        chol = torch.linalg.cholesky(A)
+        beta = torch.cholesky_solve((xy + lam * mu)[..., None], chol)[..., 0]  # (B, M, K); 0 off the regressors
+        yy = S.diagonal(dim1=1, dim2=2)[:, 1:]  # (B, M)
+        fit = torch.einsum("btk,bkl,btl->bt", beta, S, beta)
+        resid = yy - 2 * (beta * xy).sum(-1) + fit + (lam * (beta - mu) ** 2).sum(-1)
+        a_n, b_n = a + N / 2, b + resid.clamp_min(0) / 2  # (B, M)
+
+        queries = tokens[:, 1 + N : 1 + N + n_q]
+        target = queries[..., self.layout.targets].argmax(-1)  # (B, Lq)
+        zq = torch.cat([queries.new_ones(*queries.shape[:2], 1), queries[..., self.layout.values]], -1).double()
+        zq = zq * r[target]  # each query's regressors
+        loc = (zq * torch.gather(beta, 1, target[..., None].expand(-1, -1, K))).sum(-1)
+        quad = self._quadratic(chol, zq, target)
+        pick = lambda t: torch.gather(t, 1, target)  # noqa: E731  (B, M) -> (B, Lq)
+        df = 2 * pick(a_n)
+        scale = torch.sqrt(pick(b_n) / pick(a_n) * (1 + quad))
+        return torch.stack([df, loc, scale], -1), None
+
+    @staticmethod
+    def _quadratic(chol, zq, target):
+        """z_q' A_t^-1 z_q for each query and its target t, (B, Lq): one triangular solve per target when every
+        context asks for the same targets at the same positions (as the encoder lays them out)."""
+        if bool((target == target[:1]).all()):
+            quad = zq.new_zeros(zq.shape[:2])
+            for t in target[0].unique().tolist():
+                at = (target[0] == t).nonzero()[:, 0]
+                v = torch.linalg.solve_triangular(chol[:, t], zq[:, at].transpose(1, 2), upper=False)
+                quad = quad.index_copy(1, at, (v**2).sum(1))
+            return quad
+        L = torch.gather(chol, 1, target[..., None, None].expand(-1, -1, *chol.shape[2:]))  # (B, Lq, K, K)
+        v = torch.linalg.solve_triangular(L, zq[..., None], upper=False)
+        return (v**2).sum((-1, -2))
+
+
 def _all_configs(cards: tuple[int, ...], limit: int) -> torch.Tensor:
     """One-hots of every joint configuration of the nodes (C, S), or (0, S) when there are more than ``limit``."""
     if math.prod(cards) > limit:
@@ -335,5 +480,10 @@ READOUTS: dict[str, type[Readout]] = {
     "probs": ProbsReadout,
     "mixture": MixtureReadout,
     "evidence": EvidenceReadout,
+    "student_t": StudentTReadout,
+    "conjugate": ConjugateReadout,
 }
-TRAINED_OUTPUTS = tuple(kind for kind, readout in READOUTS.items() if readout.trainable)
+TRAINED_OUTPUTS = tuple(kind for kind, readout in READOUTS.items()
+                        if readout.trainable and readout.variables == "discrete")
+GAUSSIAN_OUTPUTS = tuple(kind for kind, readout in READOUTS.items()
+                         if readout.trainable and readout.variables == "gaussian")

@@ -35,21 +35,24 @@ def tensorboard_available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def columns(eval_lengths) -> list[str]:
-    per_n = [f"{k}@{n}" for n in eval_lengths for k in ("eval_tv", "eval_bayes_tv", "eval_mle_tv")]
-    return BASE_COLUMNS + EVAL_KEYS + per_n
+def columns(eval_lengths, eval_keys=None) -> list[str]:
+    """The CSV's columns; ``eval_keys`` (default: the discrete figures) are the held-out keys, each also per N."""
+    if eval_keys is None:
+        per_n = [f"{k}@{n}" for n in eval_lengths for k in ("eval_tv", "eval_bayes_tv", "eval_mle_tv")]
+        return BASE_COLUMNS + EVAL_KEYS + per_n
+    return BASE_COLUMNS + list(eval_keys) + [f"{k}@{n}" for n in eval_lengths for k in eval_keys]
 
 
 class TrainLog:
     """Rows, events and log lines of one run. ``folder=None``: log lines only."""
 
     def __init__(self, folder, eval_lengths, start_step: int = 0, lines: bool = False, log_every: int = 100,
-                 tensorboard: bool = True, total_steps: int = 0):
+                 tensorboard: bool = True, total_steps: int = 0, eval_keys=None):
         self.lines, self.log_every, self.total = lines, max(1, int(log_every)), total_steps
         self.times = deque(maxlen=51)  # end times of recent steps, evaluation excluded
         self.eval_time = 0.0
         self.file = self.writer = self.tb = None
-        self.columns = columns(eval_lengths)
+        self.columns = columns(eval_lengths, eval_keys)
         if folder is None:
             return
         folder = Path(folder)
@@ -124,4 +127,8 @@ def line(rec: dict, total: int) -> str:
         text += f" | held-out TV {rec['eval_tv']:.4f}"
         if "eval_bayes_tv" in rec:
             text += f" (Bayes {rec['eval_bayes_tv']:.4f})"
+    if "eval_kl" in rec:
+        text += f" | held-out KL {rec['eval_kl']:.4f}"
+        if "eval_bayes_kl" in rec:
+            text += f" (Bayes {rec['eval_bayes_kl']:.4f})"
     return text
