@@ -4,10 +4,17 @@ The smoke study runs every estimator of ``estimators=gaussian`` (tiny settings f
 gaussian-tree and writes the Gaussian report. The refusals stop in the command line's preflight (in
 process, like tests/test_cli_guard.py), so they cost ~0.2 s each.
 """
+import io
+import json
+import re
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+
+from bncompare.reports.data import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -74,3 +81,57 @@ def test_cyclic_gaussian_file_end_to_end(tmp_path):
     path = write(tmp_path, "cycle.yaml", CYCLE)
     run = cli(tmp_path, "graph=file", f"graph.options.path={path}", "variables=gaussian", "prior=nig")
     one_line_error(run, "graph has a cycle")
+
+
+@pytest.fixture(scope="module")
+def gaussian_smoke(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gsmoke")
+    out = tmp / "out"
+    run = cli(tmp, "graph=gaussian-tree", "study=smoke", f"out_dir={out}", "progress=false")
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out
+
+
+def test_gaussian_smoke_study_end_to_end(gaussian_smoke):
+    """Every estimator of the Gaussian set gives every Gaussian measure; the references and mirrors behave."""
+    results = read_results(gaussian_smoke / "results.csv")
+    every = results[results["node"] == "all"]
+    names = set(every["estimator"])
+    assert {"bayes", "mle", "ridge", "naive", "constructed_gd", "trained", "pgmpy_mle", "pyro_nuts",
+            "pyro_svi"} <= names
+    for metric in ("cond_kl", "query_nll", "crps", "cover50", "cover90"):
+        assert names == set(every.loc[every["metric"] == metric, "estimator"]), metric
+
+    def value(est, n, metric):
+        row = every[(every["estimator"] == est) & (every["context_len"] == n) & (every["metric"] == metric)]
+        return float(row["mean"].iloc[0])
+
+    # least squares at N = 2 on nodes with a parent: zero residuals, a point mass, infinite KL (as MLE's zeros)
+    assert value("mle", 2, "cond_kl_inf_frac") > 0.5 and np.isinf(value("mle", 2, "cond_kl"))
+    assert np.isfinite(value("bayes", 2, "cond_kl")) and value("bayes", 20, "cond_kl") < value("mle", 20, "cond_kl")
+    assert value("pgmpy_mle", 20, "agree_max_abs") < 1e-9  # pgmpy's fit is least squares
+    assert value("mle", 20, "cond_kl_excess") > 0  # paired against bayes, the reference
+    assert 0.6 < value("bayes", 20, "cover90") <= 1
+    shares = every[(every["estimator"] == "bayes") & (every["context_len"] == 20)
+                   & every["metric"].str.startswith("pit_share@")]["mean"]
+    assert len(shares) == 10 and abs(shares.sum() - 1) < 1e-9
+    assert value("mle", 20, "joint_kl") > 0 and value("mle", 20, "param_err") > 0
+    graph = json.loads((gaussian_smoke / "graph.json").read_text())
+    assert graph["variables"] == "gaussian"
+    history = pd.read_csv(gaussian_smoke / "extras" / "history_trained.csv")
+    assert {"loss", "eval_kl@2", "eval_bayes_kl@2"} <= set(history.columns)
+    assert (gaussian_smoke / "report.pdf").stat().st_size > 20_000
+
+
+def test_gaussian_rerun_reuses_every_cell(gaussian_smoke, tmp_path):
+    """The same command again finds every cell (nothing recomputed, the numbers unchanged)."""
+    before = (gaussian_smoke / "results.csv").read_text()
+    run = cli(tmp_path, "graph=gaussian-tree", "study=smoke", f"out_dir={gaussian_smoke}", "progress=false",
+              "report=false")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert re.search(r"(\d+) cells, \1 already done", run.stdout + run.stderr), run.stdout[-2000:]
+    after = pd.read_csv(gaussian_smoke / "results.csv")
+    keep = ~after["metric"].str.contains("seconds")
+    old = pd.read_csv(io.StringIO(before))
+    pd.testing.assert_frame_equal(old[~old["metric"].str.contains("seconds")].reset_index(drop=True),
+                                  after[keep].reset_index(drop=True))

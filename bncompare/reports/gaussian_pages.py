@@ -217,6 +217,14 @@ def agreement_page(pdf, ctx: Ctx) -> None:
     save(pdf, fig)
 
 
+def training_page(pdf, ctx: Ctx) -> None:
+    transformer_pages.training_page(pdf, ctx, transformer_pages.GAUSSIAN)
+
+
+def learning_page(pdf, ctx: Ctx) -> None:
+    transformer_pages.learning_page(pdf, ctx, transformer_pages.GAUSSIAN)
+
+
 def cost_accuracy_page(pdf, ctx: Ctx) -> None:
     evaluation_pages.cost_accuracy_page(pdf, ctx, (("query_nll", "log-loss", "excess log-loss (nats per value)"),
                                                    ("cond_kl", "conditional KL", "excess conditional KL (nats)")))
@@ -229,8 +237,8 @@ PAGES = (
     panel_page(EXCESS),
     calibration_page,
     panel_page(FIDELITY),
-    transformer_pages.training_page,
-    transformer_pages.learning_page,
+    training_page,
+    learning_page,
     study_pages.cost_page,
     cost_accuracy_page,
     panel_page(SUMMARY),

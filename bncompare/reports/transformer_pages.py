@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -12,7 +13,28 @@ from bncompare.reports.context import Ctx, header, save
 from bncompare.reports.plots import PAGE, fmt, half_width, message_page, no_data, set_xscale, table
 
 
-def training_page(pdf, ctx: Ctx) -> None:
+@dataclass(frozen=True)
+class Measure:
+    """What a training history measures, by the kind of network: its columns (``eval_<key>@N``) and words."""
+
+    key: str  # tv | kl: the columns eval_<key>, eval_bayes_<key>, eval_mle_<key>, and @N per context length
+    name: str  # "conditional TV"
+    loss: str  # what the training loss is
+    bayes: str  # the Bayes answer the curves are compared with
+    bayes_note: str  # why that answer is the floor
+
+
+DISCRETE = Measure("tv", "conditional TV", "cross-entropy of each query target against the training target, in "
+                   "nats per target", "Dirichlet posterior mean",
+                   "which minimizes this loss in expectation when the training prior is Dirichlet (the floor a "
+                   "perfect learner reaches there)")
+GAUSSIAN = Measure("kl", "conditional KL", "KL(true conditional || prediction) of each query target, in nats per "
+                   "target", "exact NIG posterior predictive",
+                   "which minimizes this loss in expectation under the training prior (the floor a perfect learner "
+                   "reaches)")
+
+
+def training_page(pdf, ctx: Ctx, measure: Measure = DISCRETE) -> None:
     title = f"{ctx.graph}: training curve of the trained transformer"
     runs = ctx.data.runs_of(ctx.graph)
     hist = {name: h for name, h in runs[0].histories.items() if name in ctx.tagged("has_history")}
@@ -23,10 +45,8 @@ def training_page(pdf, ctx: Ctx) -> None:
         fig, axes = plt.subplots(1, 2, figsize=PAGE)
         secs = h["train_seconds"].dropna().iloc[-1] if "train_seconds" in h else float("nan")
         header(fig, title + f" ({ctx.styles.label(name)})",
-                f"{len(h)} steps in {secs:.0f} s (seed {runs[0].seed}); loss = cross-entropy of each query target "
-                "against the training target, in nats per target, on the training batches. Dashed: the Dirichlet "
-                "posterior mean on the same batches, which minimizes this loss in expectation when the training "
-                "prior is Dirichlet (the floor a perfect learner reaches there).")
+                f"{len(h)} steps in {secs:.0f} s (seed {runs[0].seed}); loss = {measure.loss}, on the training "
+                f"batches. Dashed: the {measure.bayes} on the same batches, {measure.bayes_note}.")
         ax = axes[0]
         win = max(1, len(h) // 50)
         ax.plot(h["step"], h["loss"], color="C0", alpha=0.25, lw=0.6)
@@ -34,7 +54,7 @@ def training_page(pdf, ctx: Ctx) -> None:
                 label=f"transformer (running mean over {win} steps)")
         if "bayes_loss" in h and h["bayes_loss"].notna().any():
             ax.plot(h["step"], h["bayes_loss"].rolling(win, min_periods=1).mean(), color="black", ls="--", lw=1.5,
-                    label="Dirichlet posterior mean on the same batches")
+                    label=f"{measure.bayes} on the same batches")
         ax.set_xlabel("training step")
         ax.set_ylabel("training loss (nats per target)")
         smooth = [h["loss"].rolling(win, min_periods=1).mean()]
@@ -45,53 +65,54 @@ def training_page(pdf, ctx: Ctx) -> None:
         ax.set_ylim(max(0, lo - 0.1 * (hi - lo)), hi + 0.1 * (hi - lo))
         ax.legend(fontsize=9)
         ax = axes[1]
-        ev = h.dropna(subset=["eval_tv"]) if "eval_tv" in h else pd.DataFrame()
+        k = measure.key
+        ev = h.dropna(subset=[f"eval_{k}"]) if f"eval_{k}" in h else pd.DataFrame()
         if ev.empty:
             no_data(ax, "no held-out evaluation during training\n(transformer.train.eval_every = 0)")
         else:
-            ax.plot(ev["step"], ev["eval_tv"], "o-", color="C0", label="transformer")
-            if "eval_bayes_tv" in ev:
-                ax.plot(ev["step"], ev["eval_bayes_tv"], "--", color="black", label="Dirichlet posterior mean")
-            if "eval_mle_tv" in ev:
-                ax.plot(ev["step"], ev["eval_mle_tv"], ":", color="C3", label="MLE")
+            ax.plot(ev["step"], ev[f"eval_{k}"], "o-", color="C0", label="transformer")
+            if f"eval_bayes_{k}" in ev:
+                ax.plot(ev["step"], ev[f"eval_bayes_{k}"], "--", color="black", label=measure.bayes)
+            if f"eval_mle_{k}" in ev and ev[f"eval_mle_{k}"].abs().max() < 1e6:  # MLE's floored KL can explode
+                ax.plot(ev["step"], ev[f"eval_mle_{k}"], ":", color="C3", label="MLE")
             ax.set_xlabel("training step")
-            ax.set_ylabel("held-out conditional TV (0 to 1)")
+            ax.set_ylabel(f"held-out {measure.name}")
             ax.set_title("held-out tasks (own seed stream), mean over the training's eval lengths", fontsize=9)
             ax.legend(fontsize=9)
         fig.tight_layout(rect=(0, 0, 1, 0.87))
         save(pdf, fig)
 
 
-EVAL_RATIO = re.compile(r"^eval_tv@(\d+)$")
+def eval_lengths(history: pd.DataFrame, key: str = "tv") -> list[int]:
+    """Context lengths N with a held-out record and its Bayes reference (``eval_tv@N``, ``eval_bayes_tv@N``)."""
+    pattern = re.compile(rf"^eval_{key}@(\d+)$")
+    found = [int(m.group(1)) for c in history.columns if (m := pattern.match(c))]
+    return sorted(n for n in found if f"eval_bayes_{key}@{n}" in history)
 
 
-def eval_lengths(history: pd.DataFrame) -> list[int]:
-    """Context lengths N with a held-out TV record and its Bayes reference (``eval_tv@N``, ``eval_bayes_tv@N``)."""
-    found = [int(m.group(1)) for c in history.columns if (m := EVAL_RATIO.match(c))]
-    return sorted(n for n in found if f"eval_bayes_tv@{n}" in history)
-
-
-def learning_page(pdf, ctx: Ctx) -> None:
-    """Held-out TV ratio to Bayes per context length, against training step and wall-clock seconds."""
+def learning_page(pdf, ctx: Ctx, measure: Measure = DISCRETE) -> None:
+    """Held-out error ratio to Bayes per context length, against training step and wall-clock seconds."""
+    k = measure.key
     title = f"{ctx.graph}: learning, by context length"
     runs = ctx.data.runs_of(ctx.graph)
     hist = {name: h for name, h in runs[0].histories.items()
-            if name in ctx.tagged("has_history") and eval_lengths(h)}
+            if name in ctx.tagged("has_history") and eval_lengths(h, k)}
     if not hist:
         message_page(pdf, title, "No per-context-length held-out evaluation in the training history "
-                     "(eval_tv@N and eval_bayes_tv@N columns): nothing to draw.")
+                     f"(eval_{k}@N and eval_bayes_{k}@N columns): nothing to draw.")
         return
     agnostic = set(ctx.tagged("graph_agnostic"))
     for name, h in hist.items():
-        lens = eval_lengths(h)
+        lens = eval_lengths(h, k)
         fig, axes = plt.subplots(1, 2, figsize=PAGE, squeeze=False)
         reference = ("1 = as good as the posterior mean, the optimum for log loss; it is not the TV optimum, "
-                     "so a ratio slightly below 1 is possible")
+                     "so a ratio slightly below 1 is possible") if k == "tv" else (
+                     f"1 = as good as the {measure.bayes}, the optimum for this loss under the training prior")
         if name in agnostic:  # its training tasks draw their own DAG and are written on the complete graph
             reference = ("here the posterior mean given EVERY earlier node: each training task draws its own DAG, "
                          "so that reference is not the optimum, and a ratio below 1 shows sparser parent sets found")
         header(fig, f"{title} ({ctx.styles.label(name)})",
-               "held-out conditional TV of the transformer divided by that of the Bayes posterior mean on the same "
+               f"held-out {measure.name} of the transformer divided by that of the {measure.bayes} on the same "
                f"held-out tasks ({reference}), one line per context length N. "
                "Dashed: MLE / Bayes on the same tasks, where recorded.")
         colors = plt.get_cmap("viridis")
@@ -100,18 +121,19 @@ def learning_page(pdf, ctx: Ctx) -> None:
                 no_data(ax, f"no '{x}' column in the history")
                 continue
             for i, n in enumerate(lens):
-                ev = h.dropna(subset=[f"eval_tv@{n}", f"eval_bayes_tv@{n}", x])
+                ev = h.dropna(subset=[f"eval_{k}@{n}", f"eval_bayes_{k}@{n}", x])
                 color = colors(i / max(1, len(lens) - 1))
-                ax.plot(ev[x], ev[f"eval_tv@{n}"] / ev[f"eval_bayes_tv@{n}"], "o-", ms=3, color=color, label=f"N = {n}")
-                if f"eval_mle_tv@{n}" in ev:
-                    ax.plot(ev[x], ev[f"eval_mle_tv@{n}"] / ev[f"eval_bayes_tv@{n}"], "--", lw=0.8, color=color)
+                ax.plot(ev[x], ev[f"eval_{k}@{n}"] / ev[f"eval_bayes_{k}@{n}"], "o-", ms=3, color=color,
+                        label=f"N = {n}")
+                if f"eval_mle_{k}@{n}" in ev and ev[f"eval_mle_{k}@{n}"].abs().max() < 1e6:  # a floored KL explodes
+                    ax.plot(ev[x], ev[f"eval_mle_{k}@{n}"] / ev[f"eval_bayes_{k}@{n}"], "--", lw=0.8, color=color)
             ax.axhline(1, color="black", lw=1)
             ax.set_yscale("log")  # the untrained start sits 10x above the reference; the end within a few percent
             ax.yaxis.set_major_locator(FixedLocator([0.5, 0.7, 0.8, 0.9, 1, 1.1, 1.5, 2, 5, 10, 20]))
             ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
             ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel(xlabel)
-            ax.set_ylabel("held-out TV / Bayes TV (log scale)")
+            ax.set_ylabel(f"held-out {k.upper()} / Bayes {k.upper()} (log scale)")
             ax.legend(fontsize=8, ncol=2)
         fig.tight_layout(rect=(0, 0, 1, 0.88))
         save(pdf, fig)

@@ -87,7 +87,8 @@ class TrainedGaussianTransformer(GaussianEstimator):
     """
 
     name = "transformer_gaussian_trained"
-    tags = Tags(family="trained", variables="gaussian", has_attention=True, has_history=True, one_structure=True)
+    # no attention diagnostics yet: they read discrete tokens (transformer.diagnostics)
+    tags = Tags(family="trained", variables="gaussian", has_history=True, one_structure=True)
     computed_parts: tuple[str, ...] = ConjugateReadout.computed_parts  # the default model's
 
     def __init__(self, train_cfg: GaussianTrainConfig | dict | None = None, cache_dir=None, progress: bool = True,
