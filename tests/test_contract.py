@@ -1,14 +1,19 @@
 """The estimator contract, checked on every kind a study config may name (the registry's table).
 
-fit returns the estimator; predictions are distributions (non-negative rows summing to 1) of the
-right shapes; they do not depend on the order of the rows in a context, nor on how the contexts
-are batched; predicting before fitting is a one-line BNError.
+fit returns the estimator; predictions are distributions of the right shapes (discrete: non-negative
+rows summing to 1; linear-Gaussian: Student-t parameters with df > 0, scale > 0); they do not depend
+on the order of the rows in a context, nor on how the contexts are batched; predicting before
+fitting is a one-line BNError. Each kind is checked on the variables it declares (``tags.variables``).
 """
+import math
+
 import pytest
 import torch
 
 from bncompare.errors import BNError
 from bncompare.networks import DirichletPrior, get_graph, sample
+from bncompare.networks.gaussian import DF, LOC, SCALE, sample_gaussian
+from bncompare.networks.priors import NIGPrior
 from bncompare.studies import registry
 
 TINY_TRAIN = {"steps": 3, "eval_every": 0, "d_model": 16, "n_head": 2, "d_ff": 32, "n_context_max": 20,
@@ -20,16 +25,50 @@ FAST = {
     "pyro_svi": {"steps": 5, "num_draws": 5, "plate_size": 2},
     "trained": {"train_cfg": TINY_TRAIN, "progress": False},
     "transformer_agnostic": {"train_cfg": TINY_TRAIN, "progress": False},
+    "pyro_gaussian_nuts": {"num_samples": 4, "warmup_steps": 4, "plate_size": 2},
+    "pyro_gaussian_svi": {"steps": 5, "num_draws": 5, "plate_size": 2},
+    "gaussian_trained": {"train_cfg": {"steps": 3, "eval_every": 0, "n_context_max": 20, "batch_size": 4},
+                         "progress": False},
 }
-TRAINED = {"trained", "transformer_agnostic"}
+TRAINED = {"trained", "transformer_agnostic", "gaussian_trained"}
 KINDS = sorted(registry.KINDS)  # the table as shipped (tests may register more at run time)
-GRAPH = get_graph("tree-5")  # binary: every kind applies (the uniform-prior references are binary only)
 
 
-def data(B=4, N=12, Q=6, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    cpts = DirichletPrior(0.5).sample(GRAPH, B, gen)  # skewed rows: zeros and unseen configurations occur
-    return sample(GRAPH, cpts, N, gen), sample(GRAPH, cpts, Q, gen)
+class Discrete:
+    graph = get_graph("tree-5")  # binary: every kind applies (the uniform-prior references are binary only)
+    prior = DirichletPrior(1.0)
+
+    def data(self, B=4, N=12, Q=6, seed=0):
+        gen = torch.Generator().manual_seed(seed)
+        cpts = DirichletPrior(0.5).sample(self.graph, B, gen)  # skewed rows: zeros and unseen configurations occur
+        return sample(self.graph, cpts, N, gen), sample(self.graph, cpts, Q, gen)
+
+    def check(self, m, p):
+        assert p.shape == (4, 6, self.graph.cards[m])
+        assert (p >= 0).all() and torch.allclose(p.sum(-1).double(), torch.ones(4, 6, dtype=torch.float64),
+                                                 atol=1e-6)
+
+
+class Gaussian:
+    graph = get_graph("gaussian-tree-5")
+    prior = NIGPrior()
+
+    def data(self, B=4, N=12, Q=6, seed=0):
+        gen = torch.Generator().manual_seed(seed)
+        params = self.prior.sample(self.graph, B, gen)
+        return sample_gaussian(self.graph, params, N, gen), sample_gaussian(self.graph, params, Q, gen)
+
+    def check(self, m, p):
+        assert p.shape == (4, 6, 3)
+        assert (p[..., DF] > 0).all() and (p[..., SCALE] > 0).all() and torch.isfinite(p[..., LOC]).all()
+        assert not math.isnan(float(p.sum()))
+
+
+FAMILIES = {"discrete": Discrete(), "gaussian": Gaussian()}  # by the variables a kind declares
+
+
+def family(kind):
+    return FAMILIES[registry.factory(kind).tags.variables]
 
 
 def build(kind, tmp_path):
@@ -41,27 +80,27 @@ def build(kind, tmp_path):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_estimator_contract(kind, tmp_path):
-    contexts, queries = data()
+    fam = family(kind)
+    graph, prior = fam.graph, fam.prior
+    contexts, queries = fam.data()
     est = build(kind, tmp_path)
     with pytest.raises(BNError):
-        est.predict_proba(queries)  # before fit
-    est.prepare(GRAPH, DirichletPrior(1.0), seed=0)
-    assert est.fit(GRAPH, contexts) is est
-    probs = est.predict_proba(queries)
-    assert len(probs) == GRAPH.n_nodes
+        est.predict(queries)  # before fit
+    est.prepare(graph, prior, seed=0)
+    assert est.fit(graph, contexts) is est
+    probs = est.predict(queries)
+    assert len(probs) == graph.n_nodes
     for m, p in enumerate(probs):
-        assert p.shape == (4, 6, GRAPH.cards[m])
-        assert (p >= 0).all() and torch.allclose(p.sum(-1).double(), torch.ones(4, 6, dtype=torch.float64),
-                                                 atol=1e-6)
+        fam.check(m, p)
 
     # the order of the rows in a context changes nothing
     shuffled = contexts[:, torch.randperm(contexts.shape[1], generator=torch.Generator().manual_seed(1))]
-    other = build(kind, tmp_path).prepare(GRAPH, DirichletPrior(1.0), seed=0)
-    for a, b in zip(probs, other.fit(GRAPH, shuffled).predict_proba(queries)):
+    other = build(kind, tmp_path).prepare(graph, prior, seed=0)
+    for a, b in zip(probs, other.fit(graph, shuffled).predict(queries)):
         assert torch.allclose(a.double(), b.double(), atol=1e-5, rtol=0), kind
 
     # nor does fitting the contexts in two batches instead of one
-    halves = [build(kind, tmp_path).prepare(GRAPH, DirichletPrior(1.0), seed=0).fit(GRAPH, contexts[s])
-              .predict_proba(queries[s]) for s in (slice(0, 2), slice(2, 4))]
+    halves = [build(kind, tmp_path).prepare(graph, prior, seed=0).fit(graph, contexts[s])
+              .predict(queries[s]) for s in (slice(0, 2), slice(2, 4))]
     for m, a in enumerate(probs):
         assert torch.allclose(a.double(), torch.cat([h[m] for h in halves]).double(), atol=1e-5, rtol=0), kind
