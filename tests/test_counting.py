@@ -171,7 +171,7 @@ def test_bad_input():
         MLE().fit(g, torch.full((1, 3, g.n_nodes), 5))
     with pytest.raises(BNError, match="shape"):
         MLE().fit(g, torch.zeros(3, g.n_nodes, dtype=torch.long))
-    with pytest.raises(BNError, match="before predict_proba"):
+    with pytest.raises(BNError, match="call fit before predict"):
         MLE().predict_proba(torch.zeros(1, 1, g.n_nodes, dtype=torch.long))
     est = MLE().fit(g, torch.zeros(2, 4, g.n_nodes, dtype=torch.long))
     with pytest.raises(BNError, match="queries must have shape"):

@@ -90,9 +90,19 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (PACKAGE / "studies" / "conf" / group).glob("*.yaml"))
 
 
+# options made for linear-Gaussian networks: composed on a Gaussian graph (the default graph is discrete)
+GAUSSIAN_OPTIONS = {("prior", "nig"), ("estimators", "gaussian"), ("estimators", "gaussian_smoke"),
+                    ("variables", "gaussian")}
+
+
+def on_its_variables(group: str, option: str) -> list[str]:
+    return ["graph=gaussian-tree"] if (group, option) in GAUSSIAN_OPTIONS else []
+
+
 def check_study(cfg: dict) -> None:
     """A composed config is a valid study: its settings validate, its graph and truth build, every
-    estimator builds from its parameters, and the references are among them and run everywhere."""
+    estimator builds from its parameters and fits the graph's variables, and the references are among
+    them and run everywhere."""
     from bncompare.studies.spec import study_spec
     from bncompare.studies.truth import build_problem
 
@@ -100,15 +110,18 @@ def check_study(cfg: dict) -> None:
     graph, truth, prior = build_problem(spec)
     assert graph.n_nodes >= 1 and prior.describe()
     for e in spec.estimators:
-        assert registry.build(e.kind, e.params).get_params() is not None
+        est = registry.build(e.kind, e.params)
+        assert est.get_params() is not None and est.tags.variables == graph.variables, e.name
     names = {e.name for e in spec.estimators}
     assert set(spec.references().values()) <= names
 
 
-@pytest.mark.parametrize("group, option", [(g, o) for g in ("graph", "prior", "transformer", "estimators", "study")
-                                           for o in options(g)])
+GROUPS = ("graph", "variables", "prior", "transformer", "estimators", "study")
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_config_option_composes(group, option, tmp_path):
-    overrides = [f"{group}={option}"]
+    overrides = [f"{group}={option}"] + on_its_variables(group, option)
     if (group, option) == ("graph", "file"):  # needs the user's network file
         net = tmp_path / "net.yaml"
         net.write_text("nodes:\n  Rain: {states: [no, yes], cpt: [[0.3, 0.7]]}\n"
@@ -138,7 +151,8 @@ def test_user_preset_example_composes():
 
     presets = PACKAGE.parent / "studies"
     for estimators in [None] + options("estimators"):
-        overrides = ["study=example"] + ([f"estimators={estimators}"] if estimators else [])
+        overrides = (["study=example"] + ([f"estimators={estimators}"] if estimators else [])
+                     + on_its_variables("estimators", estimators))
         cfg = _plain(job_configs(overrides, str(presets), multirun=False)[0])
         resolved = OmegaConf.to_container(OmegaConf.create({k: v for k, v in cfg.items() if k != "hydra"}),
                                           resolve=True)
