@@ -87,7 +87,8 @@ class TrainedGaussianTransformer(GaussianEstimator):
     """
 
     name = "transformer_gaussian_trained"
-    tags = Tags(family="trained", variables="gaussian", has_attention=True, has_history=True, one_structure=True)
+    # has_attention stays False: the attention diagnostics match discrete parent values
+    tags = Tags(family="trained", variables="gaussian", has_history=True, one_structure=True)
     computed_parts: tuple[str, ...] = ConjugateReadout.computed_parts  # the default model's
 
     def __init__(self, train_cfg: GaussianTrainConfig | dict | None = None, cache_dir=None, progress: bool = True,
