@@ -91,6 +91,7 @@ def main() -> int:
     ap.add_argument("--graph", choices=("tree", "ecoli70"), default="tree")
     ap.add_argument("--episodes", type=int, default=400)
     ap.add_argument("--queries", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0, help="the training's seed (prepare(graph, prior, seed))")
     ap.add_argument("--cache", default=None, help="model cache folder (default: a fresh temporary one)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a training setting")
     args = ap.parse_args()
@@ -103,11 +104,11 @@ def main() -> int:
     prior = NIGPrior()
     with tempfile.TemporaryDirectory() as tmp:
         est = TrainedGaussianTransformer(cfg, cache_dir=args.cache or tmp, progress=True)
-        est.prepare(graph, prior, seed=0)
+        est.prepare(graph, prior, seed=args.seed)
         seconds = est.history_[-1].get("train_seconds", float("nan")) if est.history_ else float("nan")
         rows = evaluate(graph, est, prior, args.episodes, args.queries)
     first = 5 if args.graph == "tree" else 10
-    print(f"graph {args.graph} ({graph.n_nodes} nodes), settings {cfg}")
+    print(f"graph {args.graph} ({graph.n_nodes} nodes), seed {args.seed}, settings {cfg}")
     print(f"training seconds: {seconds:.0f} (this run; 0 when loaded from the cache)")
     print(f"{'N':>5} {'trained':>10} {'bayes':>10} {'mle':>10} {'trained/bayes':>14} {'< mle':>6}")
     ok = True

@@ -3,7 +3,6 @@ and that the discrete training's keys did not move."""
 import hashlib
 import json
 import math
-from dataclasses import replace
 
 import pytest
 import torch
@@ -68,7 +67,7 @@ def test_short_training_caches_and_reloads_bit_identically_with_weights_only(tmp
 
     def no_training(*a, **k):
         raise AssertionError("a cached model was trained again")
-    monkeypatch.setattr(checkpoint, "GAUSSIAN", replace(checkpoint.GAUSSIAN, train=no_training))
+    monkeypatch.setattr(checkpoint, "train_gaussian", no_training)
     again = TrainedGaussianTransformer(TINY, cache_dir=tmp_path, progress=False).prepare(g, NIGPrior(), seed=0)
     assert state_bytes(again.model_) == state_bytes(first.model_)
     assert again.history_ == first.history_
@@ -192,7 +191,8 @@ def test_the_discrete_training_key_is_unchanged(tmp_path):
     assert run_fingerprint(g, prior, cfg) == hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
     entry = checkpoint.cache_entry(g, prior, cfg, tmp_path)
     assert entry == tmp_path / "transformer" / run_fingerprint(g, prior, cfg)[:24]
-    assert checkpoint.recipe_of(cfg) is checkpoint.DISCRETE
+    recipe = checkpoint.recipe_of(cfg)
+    assert recipe.train is checkpoint.train and recipe.fingerprint is run_fingerprint
 
 
 def test_what_is_computed_is_declared():

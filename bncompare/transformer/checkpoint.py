@@ -228,13 +228,11 @@ class Recipe:
     folder: str
 
 
-DISCRETE = Recipe(run_fingerprint, train, build_model, "transformer")
-GAUSSIAN = Recipe(run_fingerprint_gaussian, train_gaussian, build_gaussian_model, "transformer_gaussian")
-
-
 def recipe_of(cfg) -> Recipe:
-    """The recipe a training config belongs to (its type says it)."""
-    return GAUSSIAN if isinstance(cfg, GaussianTrainConfig) else DISCRETE
+    """The recipe a training config belongs to (its type says it), built from this module's names at each call."""
+    if isinstance(cfg, GaussianTrainConfig):
+        return Recipe(run_fingerprint_gaussian, train_gaussian, build_gaussian_model, "transformer_gaussian")
+    return Recipe(run_fingerprint, train, build_model, "transformer")
 
 
 def cache_entry(graph: Graph, prior, cfg: TrainConfig | GaussianTrainConfig, cache_dir=None) -> Path:

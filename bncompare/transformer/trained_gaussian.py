@@ -87,7 +87,7 @@ class TrainedGaussianTransformer(GaussianEstimator):
     """
 
     name = "transformer_gaussian_trained"
-    # no attention diagnostics yet: they read discrete tokens (transformer.diagnostics)
+    # has_attention stays False: the attention diagnostics match discrete parent values
     tags = Tags(family="trained", variables="gaussian", has_history=True, one_structure=True)
     computed_parts: tuple[str, ...] = ConjugateReadout.computed_parts  # the default model's
 
