@@ -119,25 +119,24 @@ def test_predictions_have_the_contract_shape_and_use_only_earlier_nodes(tmp_path
 
 
 def test_conjugate_readout_with_the_true_prior_is_the_exact_posterior_predictive():
+    """The computed part: given the true prior (precision huge off the parents) it is the exact predictive."""
     g, prior = gaussian_tree(), NIGPrior(mean=0.3, precision=2.0, a=3.0, b=2.0)
     model = build_gaussian_model(g, GaussianTrainConfig()).double()
     ro = model.readout_module
-    M, K = g.n_nodes, g.n_nodes + 1
-    table = torch.zeros(M, ro.width, dtype=torch.float64)
+    M, K, B = g.n_nodes, g.n_nodes + 1, 5
+    lam = torch.full((M, K), math.exp(30.0), dtype=torch.float64)
+    mu = torch.zeros(M, K, dtype=torch.float64)
     for t in range(M):
-        parents = {0} | {1 + p for p in g.parents[t]}
-        table[t, :K] = torch.tensor([math.log(prior.precision) if j in parents else 30.0 for j in range(K)],
-                                     dtype=torch.float64) / ro.GAIN
-        table[t, K : 2 * K] = torch.tensor([prior.mean if j in parents else 0.0 for j in range(K)],
-                                           dtype=torch.float64)
-        table[t, 2 * K :] = torch.tensor([math.log(prior.a), math.log(prior.b)], dtype=torch.float64)
+        for j in [0] + [1 + p for p in g.parents[t]]:
+            lam[t, j], mu[t, j] = prior.precision, prior.mean
+    r = ro.regressor
+    true_prior = (lam * r).expand(B, M, K), (mu * r).expand(B, M, K), torch.full((B, M), prior.a,
+                  dtype=torch.float64), torch.full((B, M), prior.b, dtype=torch.float64)
+    ro.prior = lambda h_struct: true_prior
+    _, ctx = rows(g, B, 40, 4)
+    _, qry = rows(g, B, 6, 5)
     with torch.no_grad():
-        ro.table.copy_(table.flatten())
-        ro.from_state.weight.zero_()
-        ro.from_state.bias.zero_()
-    _, ctx = rows(g, 5, 40, 4)
-    _, qry = rows(g, 5, 6, 5)
-    out = model(encode_gaussian(ctx, qry, range(M), torch.float64), 40).reshape(5, 6, M, 3)
+        out = model(encode_gaussian(ctx, qry, range(M), torch.float64), 40).reshape(B, 6, M, 3)
     for m in range(M):
         exact = nig_predictive(g, prior, ctx, qry, m)
         assert torch.allclose(out[:, :, m], exact, rtol=1e-9, atol=1e-9), m

@@ -372,10 +372,11 @@ class ConjugateReadout(_GaussianReadout):
     """The Normal-inverse-gamma update of each target on in-context moments, with a LEARNED prior per target.
 
     Structure token t (an extra token, after the queries, that asks for node t and shows nothing) reads
-    the context through the backbone; its state, plus a learned per-target table, gives target t's prior:
-    a precision lambda_j > 0 and a mean mu_j for each regressor j (the intercept and every node before
-    t in topological order), and the inverse-gamma a, b. A very large lambda_j pins the weight of j to
-    mu_j: the model LEARNS which earlier nodes are t's parents (all of them are candidates) and the prior.
+    the context through the backbone; a linear head on its final state gives target t's prior: a
+    precision lambda_j > 0 and a mean mu_j for each regressor j (the intercept and every node before t in
+    topological order), and the inverse-gamma a, b. A very large lambda_j pins the weight of j to mu_j:
+    the transformer LEARNS which earlier nodes are t's parents (all of them are candidates) and the prior;
+    nothing tells it which node a structure token stands for but the token's target one-hot.
 
     COMPUTED, not learned: the moments S = sum over context rows of z z' with z = (1, x_1..x_M), and from
     them, for target t with regressors R (mask r), the conjugate update
@@ -391,17 +392,16 @@ class ConjugateReadout(_GaussianReadout):
         "the Normal-inverse-gamma update of each target on its moments (a Cholesky solve), given the learned prior",
         "the update's Student-t posterior predictive (df 2 a_N, loc z' beta, scale^2 (b_N / a_N)(1 + z' A^-1 z))",
     )
-    GAIN = 8.0  # a log-precision moves GAIN times faster than other weights: structure needs log-precisions ~20
+    GAIN = 8.0  # log-precision = GAIN x the head's output: structure needs log-precisions ~20, the head ~1
     LOG_PRECISION = (-20.0, 30.0)  # clamp: keeps A positive definite and finite in float64
 
     def __init__(self, cfg):
         super().__init__()
         M = len(cfg.cards)
         self.layout, self.n_nodes, self.width = GaussianLayout(M), M, 2 * (M + 1) + 2
+        # [log-precision (M + 1) / GAIN, mean (M + 1), log a, log b]; near 0 at the start: precision 1, mean 0,
+        # a = b = 1
         self.from_state = nn.Linear(cfg.d_model, self.width)
-        # per-target [log-precision (M + 1) / GAIN, mean (M + 1), log a, log b]; 1-d, so the model's init and
-        # the optimizer's weight decay leave it alone. Zero: precision 1, mean 0, a = b = 1.
-        self.table = nn.Parameter(torch.zeros(M * self.width))
         regressor = torch.cat([torch.ones(M, 1), torch.ones(M, M).tril(-1)], 1)  # [t, j]: j is a regressor of t
         self.register_buffer("regressor", regressor.double(), persistent=False)
 
@@ -415,7 +415,7 @@ class ConjugateReadout(_GaussianReadout):
         """Each target's prior from the structure tokens' states (B, M, D): precision, mean (B, M, M + 1),
         a, b (B, M), float64, zero precision outside a target's regressors."""
         K = self.n_nodes + 1
-        raw = (self.table.view(self.n_nodes, self.width) + self.from_state(h_struct)).double()
+        raw = self.from_state(h_struct).double()
         log_lam = (self.GAIN * raw[..., :K]).clamp(*self.LOG_PRECISION)
         return (log_lam.exp() * self.regressor, raw[..., K : 2 * K] * self.regressor, raw[..., 2 * K].exp(),
                 raw[..., 2 * K + 1].exp())

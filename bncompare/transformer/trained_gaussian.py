@@ -75,9 +75,9 @@ class TrainedGaussianTransformer(GaussianEstimator):
 
     With the default readout (``output="conjugate"``, :class:`readouts.ConjugateReadout`) the model LEARNS,
     for each target node, which earlier nodes are its parents and the prior of its regression (per
-    regressor a precision and a mean; the noise prior a, b), from a
-    per-target table and the backbone's state of a structure token that has read the context. It
-    COMPUTES (``computed_parts``):
+    regressor a precision and a mean; the noise prior a, b): a linear head reads them off the final
+    state of a structure token (it shows only its target's one-hot and attends to the context) after the
+    transformer's embedding, attention and MLP. It COMPUTES (``computed_parts``):
 
     - per-node in-context moments: sums over context rows of z z' for z = (1, x_1..x_M);
     - the Normal-inverse-gamma update of each target on its moments, given the learned prior;
