@@ -97,7 +97,7 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the training's progress lines
     graph = gaussian_tree() if args.graph == "tree" else ecoli70_graph()
-    cfg = preset("default" if args.graph == "tree" else "ecoli70")
+    cfg = preset("default" if args.graph == "tree" else "large")
     for item in args.set:
         k, v = item.split("=", 1)
         cfg[k] = parse_value(v)

@@ -21,7 +21,7 @@ from bncompare.transformer.checkpoint import graph_signature, kept_step, model_a
 from bncompare.transformer.gaussian_tokens import PREDICTION_WIDTH, GaussianLayout, encode_gaussian
 from bncompare.transformer.model import InContextTransformer
 from bncompare.transformer.readouts import READOUTS, ConjugateReadout
-from bncompare.transformer.train_gaussian import GaussianTrainConfig
+from bncompare.transformer.train_gaussian import GaussianTrainConfig, preset
 
 
 class GaussianTransformerEstimator(GaussianEstimator):
@@ -92,8 +92,9 @@ class TrainedGaussianTransformer(GaussianEstimator):
     computed_parts: tuple[str, ...] = ConjugateReadout.computed_parts  # the default model's
 
     def __init__(self, train_cfg: GaussianTrainConfig | dict | None = None, cache_dir=None, progress: bool = True,
-                 batch_size: int = 256, at_fraction: float | None = None):
+                 batch_size: int = 256, at_fraction: float | None = None, preset: str = "default"):
         self.train_cfg = train_cfg
+        self.preset = preset  # a training preset by network size (train_gaussian.PRESETS); train_cfg overrides it
         self.cache_dir = cache_dir
         self.progress = progress
         self.batch_size = batch_size
@@ -104,9 +105,9 @@ class TrainedGaussianTransformer(GaussianEstimator):
         """The GaussianTrainConfig this estimator trains with for ``seed``."""
         cfg = self.train_cfg
         if cfg is None:
-            cfg = GaussianTrainConfig()
+            cfg = GaussianTrainConfig.from_dict(preset(self.preset))
         elif isinstance(cfg, dict):
-            cfg = GaussianTrainConfig.from_dict(cfg)
+            cfg = GaussianTrainConfig.from_dict({**preset(self.preset), **cfg})
         elif not isinstance(cfg, GaussianTrainConfig):
             raise BNError(f"{self.name}: train_cfg must be a GaussianTrainConfig, a dict or None, "
                           f"got {type(cfg).__name__}")
