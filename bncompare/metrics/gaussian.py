@@ -23,6 +23,7 @@ import torch
 from scipy import special
 
 from bncompare.errors import BNError
+from bncompare.networks.gaussian import joint_gaussian, unpack
 from bncompare.runtime import single_thread
 
 LOG_2PI = math.log(2 * math.pi)
@@ -272,6 +273,28 @@ def joint_kl(mean_p: torch.Tensor, cov_p: torch.Tensor, mean_q: torch.Tensor, co
     log_det = 2 * (torch.log(torch.diagonal(Lq, dim1=-2, dim2=-1)).sum(-1)
                    - torch.log(torch.diagonal(Lp, dim1=-2, dim2=-1)).sum(-1))
     return 0.5 * (A.square().sum((-2, -1)) + b.square().sum((-2, -1)) - M + log_det)
+
+
+def network_kl(graph, true_params: list, est_params: list) -> torch.Tensor:
+    """KL(p || q) of two linear-Gaussian networks on the same DAG (parameter batches, G sets each): (G,).
+
+    The chain rule: ``sum_j E_p KL(p(x_j | pa_j) || q(x_j | pa_j))``, and each term is closed form in the
+    true joint's mean and covariance of the parents: with ``d = (b_p - b_q) + (w_p - w_q) . pa``,
+    ``E_p d^2 = (E_p d)^2 + dw' Cov_p(pa) dw`` and the term is
+    ``log(s_q / s_p) + (s_p^2 + E_p d^2) / (2 s_q^2) - 1/2``. It equals :func:`joint_kl` of the two
+    joints but needs only the TRUE joint (always positive definite), never the inverse of the fitted one,
+    which is ill-conditioned for a network with a tiny sigma.
+    """
+    mean, cov = joint_gaussian(graph, [torch.as_tensor(p, dtype=torch.float64) for p in true_params])
+    total = torch.zeros(mean.shape[0], dtype=torch.float64)
+    for m, pa in enumerate(graph.parents):
+        bp, wp, sp = unpack(torch.as_tensor(true_params[m], dtype=torch.float64))
+        bq, wq, sq = unpack(torch.as_tensor(est_params[m], dtype=torch.float64))
+        dw, pa = wp - wq, list(pa)
+        d_mean = bp - bq + (dw * mean[:, pa]).sum(-1)
+        d_var = (dw[:, :, None] * cov[:, pa][:, :, pa] * dw[:, None, :]).sum((-2, -1))
+        total = total + torch.log(sq / sp) + (sp**2 + d_mean**2 + d_var) / (2 * sq**2) - 0.5
+    return total
 
 
 def param_err(true_params: list, est_params: list) -> torch.Tensor:

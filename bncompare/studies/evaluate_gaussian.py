@@ -13,11 +13,13 @@ Per episode and node (and ``all``, the mean over nodes), each a mean over the ep
 
 A prediction whose scale is at or below the estimator's declared floor (``zero_below_``, tags
 ``floors_are_zeros``: least squares with zero residuals, N <= parents + 1) is the rule's point mass, and is
-scored as one: infinite KL and log-loss, CRPS |x - loc|, PIT 0 or 1. So the MLE's answer at small N is
+scored as one: infinite KL and log-loss, CRPS the absolute error of loc, PIT 0 or 1. So the MLE's answer at small N is
 infinitely wrong, as it is for discrete networks, instead of finite only because of the floor.
 
 Per cell (``episode = CELL``): the PIT histogram, ``pit_count@b`` for bins of width 1/PIT_BINS.
-Joint: ``joint_kl``, KL(true joint Normal || the joint Normal of the fitted network), closed form.
+Joint: ``joint_kl``, KL(true joint Normal || the joint Normal of the fitted network), closed form by the
+chain rule on the shared DAG (:func:`bncompare.metrics.gaussian.network_kl`); infinite when a fitted node
+is a point mass.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import torch
 
 from bncompare.metrics import gaussian as gm
 from bncompare.metrics.summary import CELL
-from bncompare.networks.gaussian import LOC, SCALE, joint_gaussian, true_conditional
+from bncompare.networks.gaussian import LOC, SCALE, true_conditional
 from bncompare.networks.graph import Graph
 from bncompare.studies.frames import per_node, scalar
 
@@ -110,8 +112,8 @@ def cell_rows(names, sums: np.ndarray) -> list[pd.DataFrame]:
 
 
 def agreement_rows(graph: Graph, batch, preds: list[torch.Tensor], other: list[torch.Tensor]) -> list[pd.DataFrame]:
-    """How far two estimators' predictions are apart: mean |loc difference| per node (``agree_loc``), and the
-    largest absolute difference of loc or scale (``agree_max_abs``)."""
+    """How far two estimators' predictions are apart: the mean absolute difference of loc per node
+    (``agree_loc``), and the largest absolute difference of loc or scale (``agree_max_abs``)."""
     gap = torch.stack([(p[..., LOC] - o[..., LOC]).abs() for p, o in zip(preds, other)], -1)  # (B, Q, M)
     worst = torch.stack([(p[..., LOC:] - o[..., LOC:]).abs().amax((1, 2)) for p, o in zip(preds, other)],
                         -1).amax(-1)
@@ -124,6 +126,9 @@ def fidelity_rows(est, graph: Graph, spec, batch, context_len: int) -> list[pd.D
     network = est.network_
     if network is None:
         return []
-    true_mean, true_cov = joint_gaussian(graph, batch.cpts)
-    mean, cov = joint_gaussian(graph, [p.to("cpu", torch.float64) for p in network])
-    return [scalar("joint_kl", batch.episodes, gm.joint_kl(true_mean, true_cov, mean, cov))]
+    fitted = [p.to("cpu", torch.float64) for p in network]
+    kl = gm.network_kl(graph, batch.cpts, fitted)
+    if est.zero_below_ > 0:  # a node at the declared sigma floor is a point mass: its joint is degenerate
+        point = torch.stack([p[:, -1] <= est.zero_below_ for p in fitted], -1).any(-1)
+        kl = kl.masked_fill(point, float("inf"))
+    return [scalar("joint_kl", batch.episodes, kl)]
