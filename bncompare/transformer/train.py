@@ -116,27 +116,7 @@ class TrainConfig:
     eval_lengths: tuple[int, ...] = (1, 10, 100, 500)  # may exceed n_context_max: length generalization
 
     def __init__(self, model: TransformerConfig | dict | None = None, **settings):
-        own = {f.name: f for f in fields(self)}
-        flat = {k: settings.pop(k) for k in list(settings) if k in MODEL_SETTINGS and k not in own}
-        unknown = sorted(set(settings) - set(own))
-        if unknown:
-            raise BNError(f"unknown TrainConfig fields {unknown}; known fields are {sorted(own)} "
-                          f"and the model's {sorted(MODEL_SETTINGS)}")
-        if model is None or isinstance(model, dict):
-            model = dict(model or {})
-            twice = sorted(set(flat) & set(model))
-            if twice:
-                raise BNError(f"TrainConfig: {twice} given both flat and under model: give each once")
-            model = _model_config({**model, **flat})
-        elif isinstance(model, TransformerConfig):
-            model = replace(model, **flat) if flat else model
-        else:
-            raise BNError(f"TrainConfig.model must be a mapping of model settings, got {type(model).__name__}")
-        for name, f in own.items():
-            if name != "model":
-                setattr(self, name, settings.get(name, f.default))
-        self.model = model
-        self.__post_init__()
+        set_settings(self, "TrainConfig", model, settings, _model_config)
 
     def __post_init__(self):
         check_setting_types(self, "TrainConfig")
@@ -182,6 +162,33 @@ class TrainConfig:
 
 MODEL_SETTINGS = frozenset(f.name for f in fields(TransformerConfig)) - set(GRAPH_FIELDS)
 
+
+
+def set_settings(cfg, what: str, model, settings: dict, build_model) -> None:
+    """Fill a training config's fields from ``settings``, its model from ``model`` (a TransformerConfig, or a
+    mapping given to ``build_model``) plus any model settings given flat; then check it (``__post_init__``).
+    Unknown keys and a setting given both flat and under ``model`` are one-line errors."""
+    own = {f.name: f for f in fields(cfg)}
+    flat = {k: settings.pop(k) for k in list(settings) if k in MODEL_SETTINGS and k not in own}
+    unknown = sorted(set(settings) - set(own))
+    if unknown:
+        raise BNError(f"unknown {what} fields {unknown}; known fields are {sorted(own)} "
+                      f"and the model's {sorted(MODEL_SETTINGS)}")
+    if model is None or isinstance(model, dict):
+        model = dict(model or {})
+        twice = sorted(set(flat) & set(model))
+        if twice:
+            raise BNError(f"{what}: {twice} given both flat and under model: give each once")
+        model = build_model({**model, **flat})
+    elif isinstance(model, TransformerConfig):
+        model = replace(model, **flat) if flat else model
+    else:
+        raise BNError(f"{what}.model must be a mapping of model settings, got {type(model).__name__}")
+    for name, f in own.items():
+        if name != "model":
+            setattr(cfg, name, settings.get(name, f.default))
+    cfg.model = model
+    cfg.__post_init__()
 
 def _model_config(d: dict) -> TransformerConfig:
     """A TransformerConfig from a mapping; an unknown or bad setting is a one-line BNError."""

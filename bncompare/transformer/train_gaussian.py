@@ -29,7 +29,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -57,6 +57,7 @@ from bncompare.transformer.train import (
     lr_at,
     make_optimizer,
     prior_signature,
+    set_settings,
     stream_seed,
 )
 from bncompare.transformer.trainlog import TrainLog
@@ -128,27 +129,7 @@ class GaussianTrainConfig:
     eval_lengths: tuple[int, ...] = (1, 10, 100, 500)
 
     def __init__(self, model: TransformerConfig | dict | None = None, **settings):
-        own = {f.name: f for f in fields(self)}
-        flat = {k: settings.pop(k) for k in list(settings) if k in MODEL_SETTINGS and k not in own}
-        unknown = sorted(set(settings) - set(own))
-        if unknown:
-            raise BNError(f"unknown GaussianTrainConfig fields {unknown}; known fields are {sorted(own)} "
-                          f"and the model's {sorted(MODEL_SETTINGS)}")
-        if model is None or isinstance(model, dict):
-            model = dict(model or {})
-            twice = sorted(set(flat) & set(model))
-            if twice:
-                raise BNError(f"GaussianTrainConfig: {twice} given both flat and under model: give each once")
-            model = gaussian_model_config({**model, **flat})
-        elif isinstance(model, TransformerConfig):
-            model = replace(model, **flat) if flat else model
-        else:
-            raise BNError(f"GaussianTrainConfig.model must be a mapping of model settings, got {type(model).__name__}")
-        for name, f in own.items():
-            if name != "model":
-                setattr(self, name, settings.get(name, f.default))
-        self.model = model
-        self.__post_init__()
+        set_settings(self, "GaussianTrainConfig", model, settings, gaussian_model_config)
 
     def __post_init__(self):
         check_setting_types(self, "GaussianTrainConfig")
