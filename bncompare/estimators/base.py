@@ -15,6 +15,12 @@ queries are float rows): ``(B, Q, 3)`` Student-t parameters ``(df, loc, scale)``
 a Normal (:mod:`bncompare.networks.gaussian`); ``network_`` is then the fitted network as a
 parameter batch (one ``(B, k_m + 2)`` tensor per node), or None when the estimator has none.
 
+Autoregressive processes (:class:`AREstimator`, ``variables="autoregressive"``): a context is the
+prefix ``s_1 .. s_t`` of one sequence, ``(B, t, d)`` float; ``predict`` gives, for each coordinate,
+the predictive of the NEXT state ``s_{t+1}``, ``(B, Q, 3)`` ``(df, loc, scale)``, the same for every
+query row (a query row holds the true next state: it is never read). ``transition_`` is the
+fitted W, ``(B, d, d)``, or None when the estimator has none.
+
 ``predict_proba(queries, nodes)`` returns, for each requested node ``m``, the
 estimator's predictive distribution of ``x_m`` given the query's values on the
 nodes before ``m`` (in topological order). Values at ``m`` and later are ignored.
@@ -34,6 +40,7 @@ from dataclasses import dataclass
 import torch
 
 from bncompare.errors import BNError
+from bncompare.networks.autoregressive import check_states
 from bncompare.networks.gaussian import GaussianBatch, check_real_data
 from bncompare.networks.graph import Graph, check_data
 from bncompare.networks.network import CPTBatch
@@ -53,6 +60,10 @@ class Tags:
     optimal_under: str | None = None  # the kind of CPT prior (as in prior.kind) under which it does so
     floors_are_zeros: bool = False  # computes a rule with exact zeros up to a tiny floor: after fit, predicted
     # probabilities below ``zero_below_`` are that rule's zeros, and the metrics count them as 0 (KL convention)
+    point_forecast: bool = False  # predicts a value, not a distribution (its predicted scale means nothing):
+    # scored on the error of its location only, never on a log-loss
+    has_artifacts: bool = False  # after prepare, ``artifacts_`` is a JSON-able dict the report draws
+    # (e.g. a trained model's weight matrices); the study writes it to artifacts/<name>.json
 
 
 class Estimator:
@@ -150,3 +161,20 @@ class GaussianEstimator(Estimator):
 
     def predict_proba(self, queries, nodes=None):
         raise BNError(f"{self.name}: a linear-Gaussian prediction is a density, not a table; call predict")
+
+
+class AREstimator(Estimator):
+    """An estimator of an autoregressive process: fit on prefixes ``(B, t, d)``, predict the next state.
+
+    ``predict(queries, nodes)`` returns, for each requested coordinate m, ``(B, Q, 3)``: the Normal
+    (``df = inf``) or Student-t predictive ``(df, loc, scale)`` of ``s_{t+1, m}``, repeated for the Q
+    query rows, whose values (the true next state) are never read. A point forecaster
+    (``tags.point_forecast``) puts its forecast in ``loc`` and 0 in ``scale``.
+    """
+
+    tags = Tags(variables="autoregressive")
+    transition_: torch.Tensor | None = None  # (B, d, d): the fitted W, or None when the estimator has none
+    read_data = staticmethod(check_states)
+
+    def predict_proba(self, queries, nodes=None):
+        raise BNError(f"{self.name}: the prediction of a next state is a density, not a table; call predict")

@@ -127,9 +127,10 @@ def joint_gaussian(graph: Graph, params: GaussianBatch) -> tuple[torch.Tensor, t
     return (A @ b[..., None])[..., 0], A @ (s2[..., None] * A.transpose(-1, -2))
 
 
-def check_real_data(graph: Graph, x, what: str = "data") -> torch.Tensor:
-    """Validate real-valued rows ``x`` of shape ``(..., M)``: a finite float64 tensor."""
-    if graph.variables != "gaussian":
+def check_real_data(graph: Graph, x, what: str = "data", variables: str = "gaussian") -> torch.Tensor:
+    """Validate real-valued rows ``x`` of shape ``(..., M)`` of a network of ``variables``: a finite float64
+    tensor."""
+    if graph.variables != variables:
         raise BNError(f"{what}: this estimator reads real values, but the network's variables are "
                       f"{graph.variables} (use an estimator made for them)")
     if not isinstance(x, torch.Tensor):

@@ -2,7 +2,9 @@
 
 ``variables`` says what every node holds: ``"discrete"`` (states 0..card-1, a CPT per
 node) or ``"gaussian"`` (one real number; card is 1, the width of the value; each node
-is linear-Gaussian in its parents, :mod:`bncompare.networks.gaussian`).
+is linear-Gaussian in its parents, :mod:`bncompare.networks.gaussian`) or ``"autoregressive"``
+(node m is coordinate m of the state of a sequence ``s_{t+1} = W s_t + noise``; card 1; its parents,
+the previous state, are not drawn: :mod:`bncompare.networks.autoregressive`).
 
 Nodes are always stored in a topological order, so node ``m``'s parents all have
 indices ``< m``. A parent configuration is coded in mixed radix with the LAST
@@ -21,7 +23,8 @@ import torch
 from bncompare.errors import BNError
 
 MAX_CPT_ENTRIES = 2**40  # exact Python ints, far below int64 overflow; memory is the study budget's job
-VARIABLES = ("discrete", "gaussian")  # the kinds of variable a network can hold
+VARIABLES = ("discrete", "gaussian", "autoregressive")  # the kinds of variable a network can hold
+REAL_VALUED = ("gaussian", "autoregressive")  # one real number per node: card 1
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,8 @@ class Graph:
         if not (len(self.names) == len(self.cards) == len(self.parents)):
             raise BNError("names, cards and parents must have the same length")
         for m, (name, card) in enumerate(zip(self.names, self.cards)):
-            if self.variables == "gaussian" and int(card) != 1:
-                raise BNError(f"node {name!r} is linear-Gaussian (one real value), so its card is 1, not {card}")
+            if self.variables in REAL_VALUED and int(card) != 1:
+                raise BNError(f"node {name!r} holds one real value ({self.variables}), so its card is 1, not {card}")
             if int(card) < min_card:
                 raise BNError(f"node {name!r} has cardinality {card}; every node needs at least 2 states")
             for p in self.parents[m]:
@@ -71,7 +74,7 @@ class Graph:
         layout); by default parents keep the order of ``nodes``. A ``variables="gaussian"``
         graph has card 1 everywhere (``cards`` is then ignored).
         """
-        if variables == "gaussian":
+        if variables in REAL_VALUED:
             cards = 1
         nodes = [str(n) for n in nodes]
         if len(set(nodes)) != len(nodes):
@@ -188,6 +191,8 @@ class Graph:
     def __repr__(self) -> str:
         if self.variables == "gaussian":
             return f"Graph({self.n_nodes} linear-Gaussian nodes, {len(self.edges)} edges)"
+        if self.variables == "autoregressive":
+            return f"Graph(an autoregressive process of {self.n_nodes}-dimensional states)"
         return f"Graph({self.n_nodes} nodes, {len(self.edges)} edges, cards={list(self.cards)})"
 
 

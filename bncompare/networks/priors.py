@@ -132,8 +132,10 @@ class NIGPrior:
 
 def prior_class(kind: str):
     """The prior class of ``kind`` (its class attribute ``variables`` says what networks it draws for)."""
+    from bncompare.networks.autoregressive import ARPrior
+
     kinds = {"dirichlet": DirichletPrior, "uniform": UniformRangePrior, "random_dag": RandomDAGPrior,
-             "nig": NIGPrior}
+             "nig": NIGPrior, "autoregressive": ARPrior}
     if kind not in kinds:
         raise BNError(f"unknown prior {kind!r}; choose one of {sorted(kinds)}")
     return kinds[kind]
@@ -148,7 +150,9 @@ def make_prior(kind: str = "dirichlet", **kw):
     if unknown:
         raise BNError(f"prior {kind!r}: unknown parameters {unknown}; allowed: {allowed}")
     for name, value in kw.items():
-        if value is None and name == "max_parents":
+        if value is None and name in ("max_parents", "spectral_radius"):
+            continue
+        if name in ("law", "start"):  # the autoregressive prior's choices: ARPrior checks them
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise BNError(f"prior parameter {name} must be a finite number, got {value!r}")
