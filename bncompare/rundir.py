@@ -11,7 +11,8 @@ The study (:mod:`bncompare.studies.store`) writes it; the report, ``compare`` an
     cells/               one gzipped CSV per finished cell (estimator, N): its per-episode rows
     results.csv          tidy summary: graph, seed, estimator, context_len, node, metric, mean, sem, n
     episodes.csv.gz      every per-episode row of the study (written at the end)
-    extras/              history_<estimator>.csv: training curves of estimators tagged has_history
+    extras/              history_<estimator>.csv: training curves of estimators tagged has_history;
+                         artifacts_<estimator>.json: what estimators tagged has_artifacts show (weights)
     meta.json            package versions, code version, each estimator's cell inputs, device, wall times
     report.pdf           written by the report command (python -m bncompare.reports.report <dir>)
     run.log, .hydra/     Hydra's log of the run and its record of the command line
@@ -69,6 +70,7 @@ EPISODE_COLUMNS = ["graph", "seed", "estimator", "context_len", "episode", "node
 # Columns that hold names: read as text, so that no name turns into a number or a missing value.
 TEXT_COLUMNS = ("graph", "estimator", "node", "metric")
 HISTORY_PREFIX = "history_"
+ARTIFACTS_PREFIX = "artifacts_"
 
 
 class DamagedFile(BNError):
@@ -94,6 +96,17 @@ def history_path(run_dir, estimator: str) -> Path:
 def history_paths(run_dir) -> dict[str, Path]:
     """Estimator name -> its training history file, for every history in ``extras/``."""
     return {p.stem[len(HISTORY_PREFIX):]: p for p in sorted((Path(run_dir) / EXTRAS).glob(f"{HISTORY_PREFIX}*.csv"))}
+
+
+def artifacts_path(run_dir, estimator: str) -> Path:
+    """``extras/artifacts_<estimator>.json``: what an estimator tagged has_artifacts shows (e.g. its weights)."""
+    return Path(run_dir) / EXTRAS / f"{ARTIFACTS_PREFIX}{estimator}.json"
+
+
+def artifacts_paths(run_dir) -> dict[str, Path]:
+    """Estimator name -> its artifacts file, for every one in ``extras/``."""
+    return {p.stem[len(ARTIFACTS_PREFIX):]: p
+            for p in sorted((Path(run_dir) / EXTRAS).glob(f"{ARTIFACTS_PREFIX}*.json"))}
 
 
 def find_runs(paths) -> list[Path]:
@@ -218,3 +231,21 @@ def write_history(path, history: list[dict]) -> Path:
     path = Path(path)
     path.parent.mkdir(exist_ok=True)
     return atomic_write_text(path, pd.DataFrame(history).to_csv(index=False))
+
+
+def write_artifacts(path, artifacts: dict) -> Path:
+    """An estimator's artifacts (a JSON-able dict) as JSON; creates ``extras/`` when needed."""
+    path = Path(path)
+    path.parent.mkdir(exist_ok=True)
+    return atomic_write_text(path, json.dumps(artifacts, indent=1, allow_nan=True))
+
+
+def read_artifacts(path) -> dict:
+    """An estimator's artifacts: a JSON object; anything else is a DamagedFile."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (ValueError, OSError) as e:
+        raise DamagedFile(f"{path} is not an artifacts file ({_short(e)})") from None
+    if not isinstance(data, dict):
+        raise DamagedFile(f"{path} is not an artifacts file (not a JSON object)")
+    return data

@@ -29,7 +29,8 @@ def mean_sem(values) -> tuple[float, float, int]:
 # ----- per-episode frames (columns episode, node, metric, value) -> summaries ------------
 
 # Metrics whose paired difference to the reference estimator is reported as <metric>_excess.
-EXCESS_OF = ("cond_tv", "cond_kl", "query_nll", "brier", "joint_tv", "joint_kl", "mc_loglik_gap", "mc_pair_tv", "crps")
+EXCESS_OF = ("cond_tv", "cond_kl", "query_nll", "brier", "joint_tv", "joint_kl", "mc_loglik_gap", "mc_pair_tv", "crps",
+             "next_err")
 # Metrics whose paired difference to the mirrored estimator is reported as <metric>_vs_mirror.
 VS_MIRROR_OF = EXCESS_OF
 # Episode id of rows that describe a whole cell, not one episode: statistics of the pooled episodes (ECE and

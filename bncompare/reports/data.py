@@ -2,7 +2,7 @@
 
 A report never recomputes anything and needs nothing but the directory (no
 study code, no model cache): ``results.csv``, ``config.yaml``, ``meta.json``,
-``graph.json``, ``truth.json``, ``estimators.json``, ``extras/history_*.csv``
+``graph.json``, ``truth.json``, ``estimators.json``, ``extras/history_*.csv``, ``extras/artifacts_*.json``
 and, for per-episode scatter plots, ``episodes.csv.gz`` (the layout and the
 readers are in :mod:`bncompare.rundir`). Several directories (a multirun)
 give one report with every graph; several seeds of a graph are combined: the
@@ -38,6 +38,7 @@ class Run:
     truth: dict = field(default_factory=dict)  # truth.json
     estimators: dict = field(default_factory=dict)  # estimators.json: name -> declaration
     histories: dict[str, pd.DataFrame] = field(default_factory=dict)
+    artifacts: dict[str, dict] = field(default_factory=dict)  # extras/artifacts_*.json: name -> its dict
 
     @property
     def study(self) -> str:
@@ -130,6 +131,17 @@ def _histories(path: Path) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _artifacts(path: Path) -> dict[str, dict]:
+    """Estimators' artifacts; a damaged file is left out with a warning (the page says so)."""
+    out = {}
+    for name, file in rundir.artifacts_paths(path).items():
+        try:
+            out[name] = rundir.read_artifacts(file)
+        except rundir.DamagedFile as e:  # a damaged extra never blocks the report
+            print(f"warning: {e}; the report leaves it out", file=sys.stderr)
+    return out
+
+
 def _json(path: Path) -> dict:
     try:
         return rundir.read_json(path)
@@ -157,7 +169,7 @@ def read_run(path) -> Run:
     graph = str(results["graph"].iloc[0]) if len(results) else (config.get("graph") or {}).get("name", "?")
     seed = int(results["seed"].iloc[0]) if len(results) else int(config.get("seed", 0))
     return Run(path, graph, seed, config, _json(path / rundir.META), results, _dag(path / rundir.GRAPH),
-               _json(path / rundir.TRUTH), _json(path / rundir.ESTIMATORS), _histories(path))
+               _json(path / rundir.TRUTH), _json(path / rundir.ESTIMATORS), _histories(path), _artifacts(path))
 
 
 def load_run(path) -> tuple[Run, pd.DataFrame]:

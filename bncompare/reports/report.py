@@ -18,7 +18,14 @@ from pathlib import Path
 
 from bncompare import rundir
 from bncompare.errors import BNError, exit_with
-from bncompare.reports import evaluation_pages, gaussian_pages, panels, study_pages, transformer_pages
+from bncompare.reports import (
+    autoregressive_pages,
+    evaluation_pages,
+    gaussian_pages,
+    panels,
+    study_pages,
+    transformer_pages,
+)
 from bncompare.reports.context import make_ctx
 from bncompare.reports.data import ReportData, load
 from bncompare.reports.plots import setup_style
@@ -43,7 +50,8 @@ GRAPH_PAGES = (
 )
 
 
-PAGES = {"discrete": GRAPH_PAGES, "gaussian": gaussian_pages.PAGES}  # by the kind of the graph's variables
+PAGES = {"discrete": GRAPH_PAGES, "gaussian": gaussian_pages.PAGES,  # by the kind of the graph's variables
+         "autoregressive": autoregressive_pages.PAGES}
 
 
 def write_report(paths, out=None) -> Path:

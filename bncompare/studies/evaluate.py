@@ -12,7 +12,8 @@ by :func:`bncompare.metrics.summary.cell_summary`.
 
 Those are the rows of a discrete network. What is measured depends on the kind of
 variables, so :data:`METRIC_SETS` gives one :class:`MetricSet` per kind
-(``Graph.variables``); linear-Gaussian rows are in :mod:`bncompare.studies.evaluate_gaussian`.
+(``Graph.variables``); linear-Gaussian rows are in :mod:`bncompare.studies.evaluate_gaussian`, those of an
+autoregressive process in :mod:`bncompare.studies.evaluate_autoregressive`.
 The loop of :func:`evaluate_cell` is the same for both.
 """
 from __future__ import annotations
@@ -180,7 +181,13 @@ def _gaussian() -> MetricSet:
     return MetricSet(g.width, g.batch_rows, g.fit_rows, g.cell_sums, g.cell_rows, g.agreement_rows, g.fidelity_rows)
 
 
-METRIC_SETS = {"discrete": lambda: DISCRETE, "gaussian": _gaussian}  # by Graph.variables
+def _autoregressive() -> MetricSet:
+    from bncompare.studies import evaluate_autoregressive as a
+
+    return MetricSet(a.width, a.batch_rows, a.fit_rows, a.cell_sums, a.cell_rows, a.agreement_rows, a.fidelity_rows)
+
+
+METRIC_SETS = {"discrete": lambda: DISCRETE, "gaussian": _gaussian, "autoregressive": _autoregressive}  # by variables
 
 
 def metric_set(graph: Graph) -> MetricSet:

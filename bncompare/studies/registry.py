@@ -42,6 +42,15 @@ KINDS: dict[str, tuple[str, str] | Callable] = {
     "pyro_gaussian_svi": ("bncompare.estimators.gaussian_libraries", "PyroGaussianSVI"),
     "constructed_gd": ("bncompare.transformer.gd_construct", "ConstructedGD"),
     "gaussian_trained": ("bncompare.transformer.trained_gaussian", "TrainedGaussianTransformer"),
+    # autoregressive processes (variables=autoregressive)
+    "ar_least_squares": ("bncompare.estimators.autoregressive", "ARLeastSquares"),
+    "ar_ridge": ("bncompare.estimators.autoregressive", "ARRidge"),
+    "ar_procrustes": ("bncompare.estimators.autoregressive", "ARProcrustes"),
+    "ar_one_step_gd": ("bncompare.estimators.autoregressive", "OneStepGD"),
+    "ar_pyro_nuts": ("bncompare.estimators.autoregressive_pyro", "ARPyroNUTS"),
+    "ar_constructed_linear": ("bncompare.transformer.ar_linear", "ConstructedLinearTF"),
+    "ar_trained_linear": ("bncompare.transformer.ar_linear", "TrainedLinearTF"),
+    "ar_trained": ("bncompare.transformer.trained_ar", "TrainedARTransformer"),
 }
 
 

@@ -33,12 +33,22 @@ CONFIG_MODULE = "bncompare.studies.conf"
 _USER_TRACEBACK = "BNCOMPARE_USER_HYDRA_FULL_ERROR"
 # TrainConfig fields a study sets itself rather than from the config: the seed is the study's.
 STUDY_OWNED_TRAIN_FIELDS = ("seed",)
+MAX_PREFIX = 10_000  # the longest process.T: one cell per prefix length
 
 
 def _max(values):
     if isinstance(values, (int, float)):
         return values
     return max(values, default=0)  # an empty list is reported by the spec's check of context_lens
+
+
+def _upto(T):
+    """``${upto:T}``: the context lengths 1..T of an autoregressive study (T, the longest prefix, >= 2)."""
+    if isinstance(T, bool) or not isinstance(T, int) or T < 2:
+        raise BNError(f"process.T (the longest prefix) must be an integer >= 2, got {T!r}")
+    if T > MAX_PREFIX:
+        raise BNError(f"process.T must be at most {MAX_PREFIX}, got {T}")
+    return list(range(1, T + 1))
 
 
 def train_defaults() -> dict:
@@ -53,13 +63,17 @@ def train_defaults() -> dict:
 
 
 def register_configs() -> None:
-    """The ``max`` resolver, ``study_defaults`` (the base of ``conf/config.yaml``) and ``transformer_defaults``
-    (``conf/transformer/*.yaml`` start from it)."""
-    from bncompare.studies.spec import study_defaults
+    """The ``max`` and ``upto`` resolvers, ``study_defaults`` (the base of ``conf/config.yaml``),
+    ``transformer_defaults`` (``conf/transformer/*.yaml`` start from it) and ``process_defaults``
+    (``conf/process/*.yaml`` start from it)."""
+    from bncompare.studies.spec import ProcessConfig, study_defaults
 
     OmegaConf.register_new_resolver("max", _max, replace=True)
+    OmegaConf.register_new_resolver("upto", _upto, replace=True)
     ConfigStore.instance().store(name="study_defaults", node=study_defaults())
     ConfigStore.instance().store(name="transformer_defaults", node=train_defaults())
+    process = OmegaConf.to_container(OmegaConf.structured(ProcessConfig))
+    ConfigStore.instance().store(name="process_defaults", node=process)
 
 
 register_configs()

@@ -37,11 +37,13 @@ from bncompare.studies.protocol import Episodes
 from bncompare.studies.spec import StudySpec, study_spec
 from bncompare.studies.store import (
     CellStore,
+    artifacts_missing,
     cell_inputs,
     cell_key,
     changes,
     history_damaged,
     read_meta,
+    write_artifacts,
     write_episodes,
     write_history,
     write_manifest,
@@ -196,10 +198,12 @@ def write_run_manifest(out: Path, config: dict, spec: StudySpec, graph, truth, p
 def prepare(spec: StudySpec, estimators: dict, plan: Plan, graph, prior, out: Path) -> dict[str, float]:
     """Prepare (train, load) the estimators the pending cells need; returns the seconds each took.
 
-    A damaged training history is rewritten: preparing again loads the cached model and its history."""
+    A damaged training history or a missing artifacts file is rewritten: preparing again loads the cached model."""
     needed = {name for _, name in plan.pending}
     needed |= {plan.mirror_of[name] for name in needed if plan.mirror_of[name] is not None}
     needed |= {e.name for e in spec.estimators if estimators[e.name].tags.has_history and history_damaged(out, e.name)}
+    needed |= {e.name for e in spec.estimators
+               if estimators[e.name].tags.has_artifacts and artifacts_missing(out, e.name)}
     seconds = {}
     for e in spec.estimators:
         if e.name in needed:
@@ -209,6 +213,8 @@ def prepare(spec: StudySpec, estimators: dict, plan: Plan, graph, prior, out: Pa
             seconds[e.name] = time.perf_counter() - t0
             if est.tags.has_history and est.history_:
                 write_history(out, e.name, est.history_)
+            if est.tags.has_artifacts:
+                write_artifacts(out, e.name, est.artifacts_)
     return seconds
 
 

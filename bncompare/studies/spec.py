@@ -66,6 +66,19 @@ class DiagnosticsConfig:
 
 
 @dataclass
+class ProcessConfig:
+    """The autoregressive process of ``graph=autoregressive`` (``study=autoregressive``): its graph and prior
+    read these (conf/graph/autoregressive.yaml, conf/prior/autoregressive.yaml); unused by other graphs."""
+
+    d: int = 5  # the dimension of the state
+    T: int = 50  # the longest prefix: sequences of T + 1 states, s_(t+1) predicted at every t = 1..T
+    sigma: float = 0.0  # the noise sd of s_(t+1) = W s_t + sigma eps
+    law: str = "orthogonal"  # the law of W per sequence: orthogonal (Haar) | commuting | gaussian
+    start: str = "fixed"  # s_1: fixed (1/sqrt(d) in every coordinate) | gaussian (N(0, I/d))
+    spectral_radius: float | None = None  # law=gaussian: scale W down to this spectral radius (null: do not)
+
+
+@dataclass
 class TransformerSection:
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig settings, checked against its fields
     cache_dir: str | None = None
@@ -87,7 +100,8 @@ class StudyConfig:
     out_dir: str | None = None  # conf/config.yaml: reports/<graph>/<study>-seed<seed>
     report: bool = True  # write report.pdf at the end
     progress: bool = True  # tqdm progress bars
-    variables: str = "discrete"  # discrete | gaussian: the kind of network (conf/variables/*.yaml)
+    variables: str = "discrete"  # discrete | gaussian | autoregressive: the kind of network (conf/variables/*.yaml)
+    process: ProcessConfig | None = None  # graph=autoregressive only (conf/process/*.yaml start from its defaults)
     graph: GraphConfig = field(default_factory=GraphConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
     eval_prior: EvalPriorConfig | None = None  # the truth's prior when it is not the training prior
@@ -96,7 +110,7 @@ class StudyConfig:
 
 
 # Set by conf/config.yaml and its groups, so left out of the command line's base.
-_FROM_GROUPS = ("out_dir", "variables", "graph", "prior", "eval_prior", "transformer", "estimators")
+_FROM_GROUPS = ("out_dir", "variables", "process", "graph", "prior", "eval_prior", "transformer", "estimators")
 
 
 def study_defaults() -> dict:
@@ -144,7 +158,7 @@ class StudySpec:
     attention_episodes: int
     device: str
     progress: bool
-    variables: str  # discrete | gaussian: what the graph's nodes hold (checked against the graph when built)
+    variables: str  # discrete | gaussian | autoregressive: what the graph's nodes hold (checked against the graph)
     eval_prior: dict | None  # the truth's CPT prior when it is not the training prior (None: the same)
     # the two priors, built once (priors.make_prior); the dicts above are their config form, part of cell keys
     built_prior: Any = field(repr=False, compare=False)
@@ -267,6 +281,9 @@ def _check_references(reference, tv_reference, estimators: tuple[EstimatorSpec, 
             raise BNError(f"{key} {ref!r} must run on every episode and context length (no subset)")
 
 
+PRIOR_HINT = {"gaussian": "prior=nig", "autoregressive": "graph=autoregressive (it sets prior=autoregressive)"}
+
+
 def _check_variables(variables: str, prior_kind: str, prior, truth_prior) -> None:
     """The study's kind of variables is one the priors draw parameters for."""
     from bncompare.networks.graph import VARIABLES
@@ -275,7 +292,7 @@ def _check_variables(variables: str, prior_kind: str, prior, truth_prior) -> Non
         raise BNError(f"variables must be one of {', '.join(VARIABLES)}, got {variables!r}")
     for what, p in (("prior", prior), ("eval_prior", truth_prior)):
         if p and p.variables != variables:
-            hint = "prior=nig" if variables == "gaussian" else "prior=dirichlet"
+            hint = PRIOR_HINT.get(variables, "prior=dirichlet")
             raise BNError(f"{what} {p.describe()} draws parameters of {p.variables} networks, but the study's "
                           f"variables are {variables}; use {hint}")
 
@@ -290,7 +307,7 @@ def check_variables_first(cfg: dict) -> None:
     if isinstance(variables, str) and isinstance(kind, str):
         drawn = prior_class(kind).variables
         if drawn != variables:
-            hint = "prior=nig" if variables == "gaussian" else "prior=dirichlet"
+            hint = PRIOR_HINT.get(variables, "prior=dirichlet")
             raise BNError(f"prior {kind} draws parameters of {drawn} networks, but the study's variables are "
                           f"{variables}; use {hint}")
 
@@ -340,6 +357,14 @@ def _build_spec(cfg: dict) -> StudySpec:
     built_truth_prior = make_prior(eval_prior["kind"], **eval_prior["params"]) if eval_prior else built_prior
     _check_variables(c.variables, prior["kind"], built_prior, eval_prior and built_truth_prior)
     _check_train_keys(c.transformer.train)
+    if c.variables == "autoregressive":  # the process's settings, refused before anything runs
+        from bncompare.networks.autoregressive import ar_graph
+
+        if "d" in c.graph.options:
+            ar_graph(c.graph.options["d"])
+        if c.queries != 1:
+            raise BNError(f"an autoregressive study predicts the one next state of each prefix: queries must be 1, "
+                          f"got {c.queries}")
     lens = _lens(c.context_lens, "context_lens")
     estimators = estimator_specs(c.estimators)
     tv_reference = c.tv_reference if c.reference is not None else None  # no reference, no excess errors at all

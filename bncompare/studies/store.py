@@ -161,6 +161,24 @@ def history_damaged(out_dir: Path, name: str) -> bool:
         return True
 
 
+def artifacts_missing(out_dir: Path, name: str) -> bool:
+    """Whether ``extras/artifacts_<name>.json`` is absent or does not read as a JSON object (logged if damaged)."""
+    path = rundir.artifacts_path(out_dir, name)
+    if not path.is_file():
+        return True
+    try:
+        rundir.read_artifacts(path)
+        return False
+    except rundir.DamagedFile:
+        log.warning("damaged artifacts file %s: writing it again", path)
+        return True
+
+
+def write_artifacts(out_dir: Path, name: str, artifacts: dict) -> Path:
+    """``extras/artifacts_<name>.json``: what the estimator ``name`` shows the report (e.g. its weights)."""
+    return rundir.write_artifacts(rundir.artifacts_path(out_dir, name), artifacts)
+
+
 def write_history(out_dir: Path, name: str, history: list[dict]) -> Path:
     """``extras/history_<name>.csv``: the training curve of the estimator ``name``."""
     return rundir.write_history(rundir.history_path(out_dir, name), history)

@@ -11,6 +11,8 @@ the queries. The protocol and the estimators never know which kind they got.
 - :class:`SplitTruth` (real data, ``graph=sachs_data``): contexts are rows of a
   split's pool, queries its held-out rows, and the truth is the reference CPTs
   fitted on the held-out rows only.
+- :class:`SequenceTruth` (``graph=autoregressive``): a fresh W per episode; the context is the
+  prefix s_1..s_t of its sequence, the query the next state s_(t+1).
 
 :func:`build_problem` picks the source: a name in :data:`SOURCES` first (``sachs_data``,
 ``file`` for the user's own BIF/YAML/JSON network), then a real network, else a
@@ -345,9 +347,42 @@ def random_dags_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, Ta
     return get_graph("complete", n=int(options.get("n", 7)), card=int(options.get("card", 2))), FreshDAGTruth(dag_prior)
 
 
+class SequenceTruth(TaskSource):
+    """In-context autoregression: per episode a fresh transition W from the process's law (an
+    :class:`~bncompare.networks.autoregressive.ARPrior`), the prefix s_1..s_t of its sequence as the
+    context (t = the context length) and the next state s_(t+1) as the one query."""
+
+    kind = "sequence"
+    headline = "next_err"  # the squared error of the predicted next state
+
+    def __init__(self, prior):
+        self.prior = prior
+
+    def block(self, graph: Graph, n: int, context_len: int, n_queries: int, k: int, gen: torch.Generator):
+        params = self.prior.sample(graph, n, gen)
+        states = self.prior.sequences(params, context_len + 1, gen)
+        return params, states[:, :context_len], states[:, context_len:], None
+
+    def describe(self, graph: Graph, prior) -> str:
+        return textwrap.fill(f"Truth: a fresh sequence per episode, {prior.describe()}; the context is its "
+                             "prefix s_1..s_t, the query the next state s_(t+1).", 48)
+
+
+def autoregressive_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, TaskSource]:
+    """``graph=autoregressive``: sequences of a d-dimensional process (``graph.options.d``, from process.d)."""
+    from bncompare.networks.autoregressive import ar_graph
+
+    unknown = sorted(set(options) - {"d"})
+    if unknown:
+        raise BNError(f"graph 'autoregressive': unknown options {unknown}; allowed: d (set it as process.d)")
+    if "d" not in options:
+        raise BNError("graph 'autoregressive' needs graph.options.d, the state dimension (set it as process.d)")
+    return ar_graph(options["d"]), SequenceTruth(prior)
+
+
 # Graph names with their own task source; other names are real networks or synthetic families.
 SOURCES: dict[str, Callable] = {"sachs_data": sachs_data_source, "file": file_source,
-                                "random_dags": random_dags_source}
+                                "random_dags": random_dags_source, "autoregressive": autoregressive_source}
 
 
 def build_problem(spec: StudySpec):
@@ -357,7 +392,8 @@ def build_problem(spec: StudySpec):
     source = SOURCES.get(name) or (real_network_source if is_real(name) else synthetic_source)
     graph, truth = source(spec, options, truth_prior)
     if graph.variables != spec.variables:
-        hint = "variables=gaussian prior=nig" if graph.variables == "gaussian" else "variables=discrete prior=dirichlet"
+        hint = {"gaussian": "variables=gaussian prior=nig", "discrete": "variables=discrete prior=dirichlet"}.get(
+            graph.variables, "graph=autoregressive")
         raise BNError(f"graph {graph_label(spec)!r} holds {graph.variables} variables, but the study's are "
                       f"{spec.variables}; add {hint}")
     if spec.eval_prior is not None and truth.truth != "prior":
