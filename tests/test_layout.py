@@ -95,8 +95,16 @@ GAUSSIAN_OPTIONS = {("prior", "nig"), ("estimators", "gaussian"), ("estimators",
                     ("variables", "gaussian")}
 
 
+# options made for autoregressive processes: composed on graph=autoregressive
+AUTOREGRESSIVE_OPTIONS = {("prior", "autoregressive"), ("estimators", "autoregressive"),
+                          ("estimators", "autoregressive_smoke"), ("variables", "autoregressive"),
+                          ("process", "orthogonal"), ("process", "commuting"), ("process", "gaussian")}
+
+
 def on_its_variables(group: str, option: str) -> list[str]:
-    return ["graph=gaussian-tree"] if (group, option) in GAUSSIAN_OPTIONS else []
+    if (group, option) in GAUSSIAN_OPTIONS:
+        return ["graph=gaussian-tree"]
+    return ["graph=autoregressive"] if (group, option) in AUTOREGRESSIVE_OPTIONS else []
 
 
 def check_study(cfg: dict) -> None:
@@ -116,7 +124,7 @@ def check_study(cfg: dict) -> None:
     assert set(spec.references().values()) <= names
 
 
-GROUPS = ("graph", "variables", "prior", "transformer", "estimators", "study")
+GROUPS = ("graph", "variables", "prior", "process", "transformer", "estimators", "study")
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g in GROUPS for o in options(g)])

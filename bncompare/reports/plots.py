@@ -15,6 +15,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
+MAX_TICKS = 12  # labelled context lengths on an axis, at most
 Z = 1.96  # one seed: bands are mean +- 1.96 standard errors (95% normal intervals)
 
 
@@ -53,6 +54,9 @@ def set_xscale(ax, lens) -> None:
         ax.set_xscale("symlog", linthresh=1)
     else:
         ax.set_xscale("log")
+    if len(lens) > MAX_TICKS:  # e.g. every prefix length of an autoregressive study: label a log-spaced few
+        picks = np.unique(np.geomspace(max(min(lens), 1), max(lens), MAX_TICKS).round().astype(int))
+        lens = sorted({min(lens, key=lambda n: abs(n - p)) for p in picks})
     ax.set_xticks(lens)
     ax.set_xticklabels([str(n) for n in lens], fontsize=8)
     ax.minorticks_off()
