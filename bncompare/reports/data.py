@@ -104,6 +104,12 @@ def truth_prior(config: dict) -> dict:
     return config.get("eval_prior") or config.get("prior") or {"kind": "dirichlet", "params": {"alpha": 1.0}}
 
 
+def _same(a, b) -> bool:
+    """Two prior parameters are equal: numbers to rounding, anything else (a law's name, null) exactly."""
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+    return math.isclose(float(a), float(b), rel_tol=1e-9) if numbers else a == b
+
+
 def optimal_here(entry: dict, config: dict) -> str:
     """The loss an estimator minimizes (its ``reference_for``) when the study's truth prior is exactly the prior
     it declares (``optimal_prior``); '' otherwise. Run folders older than that declaration compare the kind only."""
@@ -113,8 +119,7 @@ def optimal_here(entry: dict, config: dict) -> str:
         have = entry["optimal_prior"] or {}
         params = want.get("params") or {}
         ok = bool(have) and have.get("kind") == want.get("kind") and all(
-            k in params and math.isclose(float(v), float(params[k]), rel_tol=1e-9)
-            for k, v in (have.get("params") or {}).items())
+            k in params and _same(v, params[k]) for k, v in (have.get("params") or {}).items())
     else:
         ok = tags.get("optimal_under") == want.get("kind")
     return (tags.get("reference_for") or "") if ok else ""
