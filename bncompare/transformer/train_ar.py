@@ -204,10 +204,12 @@ def ridge_forecast(contexts: torch.Tensor, sigma: float) -> torch.Tensor:
     """The posterior mean of W under N(0, 1/d) entries and noise sd sigma > 0, applied to s_t:
     W_hat = Y'X (X'X + sigma^2 d I)^-1 (the exact Bayes predictive mean of the Gaussian law)."""
     x, y = contexts[:, :-1], contexts[:, 1:]
-    d = contexts.shape[-1]
-    A = x.transpose(1, 2) @ x + sigma**2 * d * torch.eye(d, dtype=contexts.dtype)
-    W = torch.linalg.solve(A, x.transpose(1, 2) @ y).transpose(1, 2)  # A symmetric: (Y'X A^-1)' = A^-1 X'Y
-    return (W @ contexts[:, -1, :, None])[..., 0]
+    B, d = contexts.shape[0], contexts.shape[-1]
+    # as least squares on X stacked over sigma sqrt(d) I (targets 0): QR, not the normal equations, whose X'X
+    # is singular in float64 once the states of an unstable W have grown large
+    root = sigma * d**0.5 * torch.eye(d, dtype=contexts.dtype).expand(B, d, d)
+    W = torch.linalg.lstsq(torch.cat([x, root], 1), torch.cat([y, torch.zeros_like(root)], 1)).solution
+    return (W.transpose(1, 2) @ contexts[:, -1, :, None])[..., 0]
 
 
 def squared_error(pred: torch.Tensor, target: torch.Tensor) -> float:
