@@ -63,6 +63,7 @@ from bncompare.transformer.train import (
     run_fingerprint,
     train,
 )
+from bncompare.transformer.train_ar import ARTrainConfig, build_ar_model, run_fingerprint_ar, train_ar
 from bncompare.transformer.train_gaussian import (
     GaussianTrainConfig,
     build_gaussian_model,
@@ -232,6 +233,8 @@ def recipe_of(cfg) -> Recipe:
     """The recipe a training config belongs to (its type says it), built from this module's names at each call."""
     if isinstance(cfg, GaussianTrainConfig):
         return Recipe(run_fingerprint_gaussian, train_gaussian, build_gaussian_model, "transformer_gaussian")
+    if isinstance(cfg, ARTrainConfig):
+        return Recipe(run_fingerprint_ar, train_ar, build_ar_model, "transformer_ar")
     return Recipe(run_fingerprint, train, build_model, "transformer")
 
 
@@ -317,7 +320,7 @@ def trained_model(graph: Graph, prior, cfg=None, cache_dir=None, progress: bool 
     """A model trained on ``prior``'s tasks for ``graph`` -> (model, history); loads it when cached.
 
     ``cfg`` is a :class:`TrainConfig` (or its dict) for a discrete network, a :class:`GaussianTrainConfig`
-    for a linear-Gaussian one (:func:`recipe_of`).
+    for a linear-Gaussian one, an :class:`ARTrainConfig` for an autoregressive process (:func:`recipe_of`).
 
     While it trains, the entry's folder holds the training log (``train_log.csv``) and resumable
     snapshots (``train_state.pt``, dropped once ``model.pt`` is written): a killed training
