@@ -22,7 +22,6 @@ from test_cli_guard import main_in_process, one_line_error  # noqa: E402
     ("process.start=zero", "process.start must be one of fixed, gaussian, got 'zero'"),
     ("process=unitary", "unknown process 'unitary'; valid choices: commuting, gaussian, orthogonal"),
     ("process.spectral_radius=1", "process.spectral_radius applies to law=gaussian only"),
-    ("queries=4", "queries must be 1, got 4"),
 ])
 def test_bad_process_is_one_line(tmp_path, capsys, monkeypatch, override, expect):
     run = main_in_process(capsys, monkeypatch, tmp_path, "study=autoregressive", override, "report=false",

@@ -362,9 +362,6 @@ def _build_spec(cfg: dict) -> StudySpec:
 
         if "d" in c.graph.options:
             ar_graph(c.graph.options["d"])
-        if c.queries != 1:
-            raise BNError(f"an autoregressive study predicts the one next state of each prefix: queries must be 1, "
-                          f"got {c.queries}")
     lens = _lens(c.context_lens, "context_lens")
     estimators = estimator_specs(c.estimators)
     tv_reference = c.tv_reference if c.reference is not None else None  # no reference, no excess errors at all

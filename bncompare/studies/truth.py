@@ -350,7 +350,8 @@ def random_dags_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, Ta
 class SequenceTruth(TaskSource):
     """In-context autoregression: per episode a fresh transition W from the process's law (an
     :class:`~bncompare.networks.autoregressive.ARPrior`), the prefix s_1..s_t of its sequence as the
-    context (t = the context length) and the next state s_(t+1) as the one query."""
+    context (t = the context length) and the next state s_(t+1) as the one query (a prefix has one next
+    state: the study's ``queries`` setting does not apply)."""
 
     kind = "sequence"
     headline = "next_err"  # the squared error of the predicted next state
