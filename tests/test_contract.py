@@ -32,8 +32,15 @@ FAST = {
     "pyro_gaussian_svi": {"steps": 5, "num_draws": 5, "plate_size": 2},
     "gaussian_trained": {"train_cfg": {"steps": 3, "eval_every": 0, "n_context_max": 20, "batch_size": 4},
                          "progress": False},
+    "ar_trained": {"train_cfg": {"steps": 3, "eval_every": 0, "n_context_max": 12, "batch_size": 4},
+                   "progress": False},
+    "ar_trained_linear": {"horizon": 12, "steps": 3, "batch_size": 8, "eval_every": 0, "n_eval": 8,
+                          "progress": False},
+    "ar_one_step_gd": {"horizon": 12},
+    "ar_constructed_linear": {"horizon": 12},
+    "ar_pyro_nuts": {"num_samples": 4, "warmup_steps": 4, "plate_size": 2},
 }
-TRAINED = {"trained", "transformer_agnostic", "gaussian_trained"}
+TRAINED = {"trained", "transformer_agnostic", "gaussian_trained", "ar_trained", "ar_trained_linear"}
 KINDS = sorted(registry.KINDS)  # the table as shipped (tests may register more at run time)
 
 
