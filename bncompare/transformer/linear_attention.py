@@ -49,7 +49,7 @@ and the draws cost little next to the step). The learning rate decays linearly t
 over the last ``decay_fraction`` of the steps (the minibatch noise at a constant 1e-2 would otherwise leave the
 weights jittering around the optimum). Held-out figures come from sequences of their own seed stream.
 
-What it learns (measured, d = 5, T = 50, sigma = 0, fixed start; the numbers are in the helper's report)
+What it learns (measured, d = 5, T = 50, sigma = 0, fixed start; the figures are in docs/results.md)
 -------------------------------------------------------------------------------------------------------
 The one-GD-step map ``eta* I`` is NOT the optimum of this layer on these laws: the trained layer's held-out error
 is BELOW the one-step optimum's (commuting: 0.331 vs 0.348 mean over t; orthogonal: ~0.40 vs 0.43), and its map
