@@ -14,7 +14,8 @@ from bncompare.transformer.readouts import READOUTS, Readout
 PACKAGE = Path(bncompare.__file__).parent
 TABLE = PACKAGE / "transformer" / "readouts.py"
 READOUT_SETTINGS = {"output", "evidence_rounds"}  # the settings that name or imply a readout
-TABLE_NAMES = {"READOUTS", "TRAINED_OUTPUTS", "GAUSSIAN_OUTPUTS"}  # the table and what readouts.py derives from it
+# the table and what readouts.py derives from it
+TABLE_NAMES = {"READOUTS", "TRAINED_OUTPUTS", "GAUSSIAN_OUTPUTS", "AR_OUTPUTS"}
 
 
 def _names_a_readout_setting(node: ast.AST) -> bool:

@@ -173,7 +173,8 @@ def test_cli_errors_are_one_line(tmp_path, override, expect):
 def test_help_lists_the_choices(tmp_path):
     run = cli(tmp_path, "--help")
     assert run.returncode == 0
-    for text in ("graph:", "sachs", "random", "study: agnostic, default, paper, smoke", "estimators:", "prior:"):
+    for text in ("graph:", "sachs", "random", "study: agnostic, autoregressive, default, paper, smoke", "estimators:",
+                 "prior:"):
         assert text in run.stdout, text
 
 

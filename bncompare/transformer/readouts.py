@@ -487,3 +487,5 @@ TRAINED_OUTPUTS = tuple(kind for kind, readout in READOUTS.items()
                         if readout.trainable and readout.variables == "discrete")
 GAUSSIAN_OUTPUTS = tuple(kind for kind, readout in READOUTS.items()
                          if readout.trainable and readout.variables == "gaussian")
+# the autoregressive forecaster (train_ar): a plain linear head whose d outputs are read as the next state
+AR_OUTPUTS = tuple(kind for kind, readout in READOUTS.items() if readout is LogitsReadout)

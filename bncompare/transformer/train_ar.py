@@ -42,6 +42,7 @@ from bncompare.runtime import DEVICES, flush_denormals, resolve_device, single_t
 from bncompare.transformer import distributed, snapshot
 from bncompare.transformer.ar_tokens import ARLayout, encode_ar
 from bncompare.transformer.model import GRAPH_FIELDS, InContextTransformer, TransformerConfig
+from bncompare.transformer.readouts import AR_OUTPUTS
 from bncompare.transformer.train import (
     MODEL_SETTINGS,
     STREAM_EVAL,
@@ -63,7 +64,6 @@ AR_TRAIN_CODE_VERSION = "1"
 # what an autoregressive model's training depends on: the discrete training's parts (model, loop helpers), and these
 AR_TRAIN_PARTS = TRAIN_PARTS + ("transformer/train_ar.py", "transformer/ar_tokens.py", "transformer/readouts.py",
                                 "estimators/autoregressive.py")
-AR_OUTPUTS = ("logits",)  # a linear head of width d: the forecast itself
 EVAL_KEYS = ("eval_err", "eval_gd_err", "eval_ls_err", "eval_ridge_err")
 log = logging.getLogger("bncompare.transformer.train")
 
