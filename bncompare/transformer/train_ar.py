@@ -44,7 +44,6 @@ from bncompare.transformer.ar_tokens import ARLayout, encode_ar
 from bncompare.transformer.model import GRAPH_FIELDS, InContextTransformer, TransformerConfig
 from bncompare.transformer.readouts import AR_OUTPUTS
 from bncompare.transformer.train import (
-    MODEL_SETTINGS,
     STREAM_EVAL,
     STREAM_INIT,
     STREAM_TASKS,
@@ -58,6 +57,7 @@ from bncompare.transformer.train import (
     set_settings,
     stream_seed,
 )
+from bncompare.transformer.train_gaussian import model_config
 from bncompare.transformer.trainlog import TrainLog
 
 AR_TRAIN_CODE_VERSION = "1"
@@ -88,14 +88,7 @@ def preset(name: str) -> dict:
 
 def ar_model_config(d: dict | None = None) -> TransformerConfig:
     """A TransformerConfig from the autoregressive defaults updated by ``d``; a bad setting is a one-line BNError."""
-    d = {k: v for k, v in (d or {}).items() if not (k in GRAPH_FIELDS and v is None)}
-    unknown = sorted(set(d) - MODEL_SETTINGS)
-    if unknown:
-        raise BNError(f"unknown ARTrainConfig.model fields {unknown}; known fields are {sorted(MODEL_SETTINGS)}")
-    try:
-        return TransformerConfig(**{**AR_MODEL, **d})
-    except BNError as e:
-        raise BNError(f"ARTrainConfig.model: {e}") from None
+    return model_config(AR_MODEL, "ARTrainConfig", d)
 
 
 @dataclass(init=False)

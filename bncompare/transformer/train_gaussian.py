@@ -90,16 +90,22 @@ def preset(name: str) -> dict:
     return dict(PRESETS[name])
 
 
-def gaussian_model_config(d: dict | None = None) -> TransformerConfig:
-    """A TransformerConfig from the Gaussian defaults updated by ``d``; a bad setting is a one-line BNError."""
+def model_config(defaults: dict, owner: str, d: dict | None = None) -> TransformerConfig:
+    """A TransformerConfig from a kind's model ``defaults`` updated by ``d``; a bad setting is a one-line BNError
+    naming ``owner`` (the training config that holds it)."""
     d = {k: v for k, v in (d or {}).items() if not (k in GRAPH_FIELDS and v is None)}
     unknown = sorted(set(d) - MODEL_SETTINGS)
     if unknown:
-        raise BNError(f"unknown GaussianTrainConfig.model fields {unknown}; known fields are {sorted(MODEL_SETTINGS)}")
+        raise BNError(f"unknown {owner}.model fields {unknown}; known fields are {sorted(MODEL_SETTINGS)}")
     try:
-        return TransformerConfig(**{**GAUSSIAN_MODEL, **d})
+        return TransformerConfig(**{**defaults, **d})
     except BNError as e:
-        raise BNError(f"GaussianTrainConfig.model: {e}") from None
+        raise BNError(f"{owner}.model: {e}") from None
+
+
+def gaussian_model_config(d: dict | None = None) -> TransformerConfig:
+    """A TransformerConfig from the Gaussian defaults updated by ``d``; a bad setting is a one-line BNError."""
+    return model_config(GAUSSIAN_MODEL, "GaussianTrainConfig", d)
 
 
 @dataclass(init=False)
