@@ -6,7 +6,11 @@ calls any ``()`` factory), all before the task function starts. So the command
 line composes the full config itself first (same search path, same overrides,
 ``--config-dir`` included, every job of a ``-m`` sweep) and refuses:
 
-- any ``_target_`` but the launcher's and the sweeper's, which must name a Hydra plugin;
+- any ``_target_`` but the launcher's and the sweeper's, which must name one of the plugin classes
+  bncompare runs with (:data:`PLUGIN_CLASSES`), exactly;
+- ``hydra.mode`` and ``hydra.sweeper.params``: with them a config makes a command sweep without ``-m``
+  or adds per-job overrides the command line never showed (a sweep is given with ``-m`` instead, so the
+  jobs checked here are exactly the jobs the sweeper builds);
 - any ``()`` factory, anywhere;
 - any ``hydra.callbacks`` entry and any ``hydra.job.env_set`` variable (PYTHONPATH,
   LD_PRELOAD... would reach the report subprocess);
@@ -26,8 +30,14 @@ import yaml
 
 from bncompare.errors import BNError
 
-PLUGIN_PREFIXES = ("hydra._internal.core_plugins.", "hydra_plugins.")  # what Hydra itself accepts as a plugin
-PLUGIN_NODES = (("hydra", "launcher"), ("hydra", "sweeper"))
+# the launchers and the sweeper a study may name, by exact class (a prefix would let a module's imports through)
+PLUGIN_CLASSES = {
+    ("hydra", "launcher"): ("hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+                            "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+                            "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
+                            "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+    ("hydra", "sweeper"): ("hydra._internal.core_plugins.basic_sweeper.BasicSweeper",),
+}
 
 
 @cache
@@ -57,12 +67,16 @@ def check_config(cfg: dict) -> None:
     for path, key, value in _walk(cfg):
         if key == "()":
             raise BNError(f"{_name(path, key)}: factories ('()') are not allowed in a bncompare config")
-        if key == "_target_":
-            allowed = path in PLUGIN_NODES and isinstance(value, str) and value.startswith(PLUGIN_PREFIXES)
-            if not allowed:
-                raise BNError(f"{_name(path, key)}={value!r}: bncompare configs may not name code to call "
-                              "('_target_' is only allowed for the Hydra launcher/sweeper plugins)")
+        if key == "_target_" and value not in PLUGIN_CLASSES.get(path, ()):
+            raise BNError(f"{_name(path, key)}={value!r}: bncompare configs may not name code to call "
+                          "('_target_' is only allowed for the Hydra launcher/sweeper plugins, by exact class)")
     hydra = cfg.get("hydra") or {}
+    if hydra.get("mode") is not None:
+        raise BNError(f"hydra.mode={hydra['mode']!r}: a config may not choose the run mode; "
+                      "sweep with -m on the command line instead")
+    if isinstance(hydra.get("sweeper"), dict) and hydra["sweeper"].get("params"):
+        raise BNError(f"hydra.sweeper.params {sorted(hydra['sweeper']['params'])}: per-job overrides from a config "
+                      "are not allowed; give the sweep on the command line with -m (e.g. -m seed=0,1)")
     if hydra.get("callbacks"):
         raise BNError(f"hydra.callbacks {sorted(hydra['callbacks'])}: callbacks are not allowed in a bncompare config")
     if (hydra.get("job") or {}).get("env_set"):
@@ -105,15 +119,23 @@ def job_configs(overrides: list[str], config_dir: str | None, multirun: bool, co
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.types import RunMode
+    from omegaconf import OmegaConf
 
     try:
         hydra = _hydra(config_dir, app_module)
         mode = RunMode.MULTIRUN if multirun else RunMode.RUN
+        if hydra.get_mode(config_name=config_name, overrides=list(overrides)) is not None:
+            # how Hydra decides the mode (before it composes the run): refused, and before a composition
+            # error about a sweep override could hide that this is the reason
+            raise BNError("hydra.mode: a config may not choose the run mode; sweep with -m on the command line instead")
         master = hydra.compose_config(config_name, list(overrides), run_mode=mode)
+        check_config(_plain(master))  # the launcher and the sweeper are built from the master config
         if not multirun:
             return [master]
-        check_config(_plain(master))  # the launcher and sweeper are built from the master config
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        # the sweeper's jobs, built as BasicSweeper.sweep builds them: from the task overrides of the master
+        # config (its params are refused above, so the command line's sweep is the whole sweep)
+        task = OmegaConf.to_container(master.hydra.overrides.task, resolve=False)
+        parsed = OverridesParser.create(config_loader=hydra.config_loader).parse_overrides(task)
         jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
         return [hydra.config_loader.load_sweep_config(master, job) for job in jobs]
     except BNError:
