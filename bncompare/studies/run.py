@@ -7,7 +7,8 @@
 
 Bad input (an unknown graph, an invalid value, a negative context length, an
 unwritable out_dir, an out_dir another run holds...) prints ONE line to stderr and
-exits with code 2. Set HYDRA_FULL_ERROR=1 to get the full traceback instead.
+exits with code 2. Set HYDRA_FULL_ERROR=1 to get the full traceback instead. Ctrl-C prints one
+line and exits with code 130; rerunning the same command resumes.
 
 Before Hydra starts, :func:`preflight` composes every job's config exactly as Hydra
 will and checks it (:mod:`bncompare.studies.guard`: nothing in a config or preset may
@@ -20,6 +21,7 @@ own process when ``report=true``.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -34,6 +36,7 @@ _USER_TRACEBACK = "BNCOMPARE_USER_HYDRA_FULL_ERROR"
 # TrainConfig fields a study sets itself rather than from the config: the seed is the study's.
 STUDY_OWNED_TRAIN_FIELDS = ("seed",)
 MAX_PREFIX = 10_000  # the longest process.T: one cell per prefix length
+INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
 
 
 def _max(values):
@@ -194,6 +197,12 @@ def main() -> None:
         if user_wants_traceback:
             raise
         exit_with(one_line(e))
+    except KeyboardInterrupt:
+        if user_wants_traceback:
+            raise
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting adds no traceback
+        # the out_dir lock is an flock: the kernel drops it as this process exits
+        exit_with("interrupted; the finished cells are kept: rerun the same command to resume", INTERRUPTED)
 
 
 if __name__ == "__main__":
