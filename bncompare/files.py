@@ -7,6 +7,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _names_the_file(atomic):
+    """An OSError of ``atomic(path, ...)`` names ``path``: a full disk's error names no file, and a failure on
+    the temporary file would name that, not the file the user will look for."""
+    from functools import wraps
+
+    @wraps(atomic)
+    def named(path, *args, **kwargs):
+        try:
+            return atomic(path, *args, **kwargs)
+        except OSError as e:
+            e.filename, e.filename2 = str(path), None
+            raise
+    return named
+
+
+@_names_the_file
 def atomic_write(path, write: Callable[[Path], object]) -> Path:
     """``write(tmp)`` fills a temporary file next to ``path``, which is flushed to disk and then
     renamed into place (atomic on POSIX). The temporary name is unique, so two writers never share it."""

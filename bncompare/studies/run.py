@@ -94,11 +94,11 @@ def _task(cfg: DictConfig) -> None:
         path = run_study(config, hc.runtime.output_dir)
         if config.get("report", True):
             write_report(path)
-    except BNError as e:
+    except (BNError, OSError) as e:
         if hc.mode == RunMode.MULTIRUN or os.environ.get(_USER_TRACEBACK) == "1":
             raise  # the launcher reports it (one line again, from main)
         # Exit here: an exception would make Hydra print its own job-failure preamble first.
-        exit_with(one_line(e))
+        exit_with(one_line(e, hc.runtime.output_dir))
     print(f"results: {path / 'results.csv'}")
     if config.get("report", True):
         print(f"report:  {path / 'report.pdf'}")
@@ -128,14 +128,18 @@ def compose(overrides: list[str] | None = None) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def one_line(error: BaseException) -> str:
-    """A single line for a user error, from BNError, Hydra and OmegaConf exceptions alike."""
+def one_line(error: BaseException, run_dir=None) -> str:
+    """A single line for a user error, from BNError, Hydra and OmegaConf exceptions alike.
+
+    An OSError names its file, or else the run directory being written (``run_dir``, when known)."""
     from bncompare.studies.guard import missing_choice
 
     if missing_choice(error):
         return missing_choice(error)
-    if isinstance(error, OSError) and not isinstance(error, BNError) and error.filename:
+    if isinstance(error, OSError) and error.filename:
         return f"cannot write {error.filename}: {error.strerror or error}"
+    if isinstance(error, OSError) and run_dir is not None:  # e.g. a full disk under Hydra's own record of the run
+        return f"cannot write the run's files in {run_dir}: {error.strerror or error}"
     text = " ".join(str(error).split())
     cause = error.__cause__
     if cause is not None and str(cause) and str(cause) not in str(error):
@@ -143,10 +147,11 @@ def one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
-def preflight(argv: list[str]) -> None:
+def preflight(argv: list[str]):
     """Check what the command line would run before Hydra touches anything (see the module docstring).
 
-    A single run's out_dir is locked here and stays locked until this process ends."""
+    A single run's out_dir is locked here and stays locked until this process ends; it is returned
+    (None for a sweep, or when nothing runs)."""
     from hydra._internal.utils import get_args_parser
     from omegaconf import OmegaConf
 
@@ -165,7 +170,7 @@ def preflight(argv: list[str]) -> None:
     for job in jobs:
         check_config(OmegaConf.to_container(job, resolve=False))
     if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion:
-        return  # nothing runs
+        return None  # nothing runs
     if args.multirun and any(o.lstrip("+~").split("=")[0] == "out_dir" for o in overrides):
         raise BNError("out_dir applies to a single run; under -m every job writes below hydra.sweep.dir "
                       "(e.g. hydra.sweep.dir=reports/my-sweep)")
@@ -180,7 +185,8 @@ def preflight(argv: list[str]) -> None:
             raise BNError(one_line(e)) from None
     if not args.multirun:
         out_dir = str(OmegaConf.select(jobs[0], "hydra.run.dir") or "")
-        lock_dir(check_out_dir(out_dir), " ".join(["bncompare.studies.run", *argv]))
+        return lock_dir(check_out_dir(out_dir), " ".join(["bncompare.studies.run", *argv]))
+    return None
 
 
 def main() -> None:
@@ -190,13 +196,14 @@ def main() -> None:
     user_wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ[_USER_TRACEBACK] = "1" if user_wants_traceback else "0"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's multi-line report
+    run_dir = None
     try:
-        preflight(sys.argv[1:])
+        run_dir = preflight(sys.argv[1:])
         _app()
     except (BNError, HydraException, OmegaConfBaseException, OSError) as e:
         if user_wants_traceback:
             raise
-        exit_with(one_line(e))
+        exit_with(one_line(e, run_dir))
     except KeyboardInterrupt:
         if user_wants_traceback:
             raise
