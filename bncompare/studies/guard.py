@@ -91,6 +91,37 @@ def check_config(cfg: dict) -> None:
                           f"(choose one with hydra/{group}=<name>; custom handlers are not allowed)")
 
 
+# ----- the one folder of a single run -----------------------------------------------------------
+
+RUN_DIR = "${out_dir}"  # conf/config.yaml: Hydra's run directory is out_dir
+
+
+def run_directory(job) -> str:
+    """The folder a single run locks, writes and records: its out_dir, resolved here once.
+
+    The command line locks it before Hydra starts and Hydra resolves ``hydra.run.dir`` again later, so
+    that must stay ``${out_dir}`` (else Hydra writes one folder and the run records another), and out_dir
+    may not read the clock (``${now:...}`` gives another folder at each resolution)."""
+    from hydra.core.utils import setup_globals
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(job.hydra.run, resolve=False).get("dir")
+    if raw != RUN_DIR:
+        raise BNError(f"hydra.run.dir={raw!r}: a single run writes to its out_dir; set out_dir=<folder> instead")
+    clock = []
+    OmegaConf.register_new_resolver("now", lambda pattern: clock.append(pattern) or str(pattern), replace=True)
+    try:
+        out_dir = OmegaConf.select(job, "out_dir")
+    except Exception as e:  # noqa: BLE001  an interpolation that cannot resolve here is bad input
+        raise BNError(f"out_dir: {' '.join(str(e).split())}") from None
+    finally:
+        setup_globals()  # Hydra's own ${now:...} back
+    if clock:
+        raise BNError(f"out_dir uses ${{now:{clock[0]}}}: a single run's folder (locked first, resumed by a rerun) "
+                      "must not depend on the time; give a fixed out_dir (time stamps suit hydra.sweep.dir under -m)")
+    return str(out_dir or "")
+
+
 # ----- composing what Hydra will run ------------------------------------------------------------
 
 def _hydra(config_dir: str | None, app_module: str):

@@ -90,6 +90,8 @@ def _task(cfg: DictConfig) -> None:
 
     hc = HydraConfig.get()
     config = OmegaConf.to_container(cfg, resolve=True)
+    if hc.mode == RunMode.MULTIRUN:
+        config["out_dir"] = hc.runtime.output_dir  # a sweep's job records the folder it writes, not the default
     try:
         path = run_study(config, hc.runtime.output_dir)
         if config.get("report", True):
@@ -156,7 +158,7 @@ def preflight(argv: list[str]):
     from omegaconf import OmegaConf
 
     from bncompare.files import lock_dir
-    from bncompare.studies.guard import check_config, job_configs
+    from bncompare.studies.guard import check_config, job_configs, run_directory
     from bncompare.studies.runner import check_out_dir
     from bncompare.studies.spec import check_variables_first, study_spec
 
@@ -184,8 +186,7 @@ def preflight(argv: list[str]):
         except Exception as e:  # noqa: BLE001  an interpolation that cannot resolve is bad input too
             raise BNError(one_line(e)) from None
     if not args.multirun:
-        out_dir = str(OmegaConf.select(jobs[0], "hydra.run.dir") or "")
-        return lock_dir(check_out_dir(out_dir), " ".join(["bncompare.studies.run", *argv]))
+        return lock_dir(check_out_dir(run_directory(jobs[0])), " ".join(["bncompare.studies.run", *argv]))
     return None
 
 
