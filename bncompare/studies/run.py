@@ -109,10 +109,32 @@ def _task(cfg: DictConfig) -> None:
 _app = hydra.main(version_base="1.3", config_path="conf", config_name="config")(_task)
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when the thread that started it ends
+
+
+def ends_with_this_process():
+    """A ``preexec_fn`` that makes a child process get SIGTERM when this one ends, even by kill -9 (Linux;
+    elsewhere None). ``prctl`` is looked up here, so the forked child only makes the call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl, parent = ctypes.CDLL(None, use_errno=True).prctl, os.getpid()
+
+    def die_with_parent():
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if os.getppid() != parent:  # the parent ended before the call took effect
+            os._exit(1)
+    return die_with_parent
+
+
 def write_report(run_dir) -> None:
-    """Render report.pdf with the report command, from the finished run directory alone."""
+    """Render report.pdf with the report command, from the finished run directory alone.
+
+    The report process ends with the study: an exception here (Ctrl-C) kills it, and so does the end of
+    this process, however it ends."""
     done = subprocess.run([sys.executable, "-m", "bncompare.reports.report", str(run_dir)], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+                          stderr=subprocess.PIPE, text=True, preexec_fn=ends_with_this_process())
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or ["no message"]
         raise BNError(f"the report of {run_dir} failed: {lines[-1].removeprefix('error: ')}")
