@@ -151,3 +151,12 @@ def test_a_bad_kept_step_rebuilds_the_entry(stepped, tmp_path, caplog, damage, s
     with caplog.at_level(logging.INFO):
         trained_model(GRAPH, PRIOR, STEPPED, cache_dir=tmp_path, progress=False)  # sound now: loaded, not trained
     assert not any("training" in r.getMessage() for r in caplog.records)
+
+
+def test_identical_trainings_write_identical_bytes(entry, tmp_path):
+    """The weights file does not carry its temporary name (torch names the zip's inner folder after the file)."""
+    trained_model(GRAPH, PRIOR, CFG, cache_dir=tmp_path, progress=False)
+    (again,) = (tmp_path / "transformer").iterdir()
+    assert (again / "model.pt").read_bytes() == (entry / "model.pt").read_bytes()
+    sha = [json.loads((f / "config.json").read_text())["weights_sha256"] for f in (again, entry)]
+    assert sha[0] == sha[1]  # (the rest of config.json records training seconds, which differ)

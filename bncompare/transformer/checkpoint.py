@@ -102,7 +102,7 @@ def save_checkpoint(directory, model: InContextTransformer, meta: dict | None = 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_write(directory / WEIGHTS, lambda tmp: torch.save(state, tmp))
+    snapshot.write_torch(directory / WEIGHTS, state)  # the same weights, the same bytes
     config = {"model": model.cfg.to_dict(), "weights_sha256": _sha256(directory / WEIGHTS),
               "format": CHECKPOINT_FORMAT, "bncompare": bncompare.__version__, "torch": torch.__version__,
               **(meta or {})}
