@@ -100,3 +100,63 @@ def test_weights_only_is_kept():
 
     assert "weights_only=True" in inspect.getsource(load_checkpoint)
     assert torch.load.__module__.startswith("torch")
+
+
+# ----- the whole entry: the kept steps are part of it ---------------------------------------------------------
+
+STEPPED = TrainConfig(**{**CFG.to_dict(), "steps": 4, "seed": 0})  # keeps the weights after 1, 2 and 3 steps
+
+
+@pytest.fixture(scope="module")
+def stepped(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("stepped")
+    trained_model(GRAPH, PRIOR, STEPPED, cache_dir=cache, progress=False)
+    (folder,) = (cache / "transformer").iterdir()
+    assert sorted(p.name for p in (folder / "steps").iterdir()) == ["1", "2", "3"]
+    return folder
+
+
+def _damage_step(folder):
+    (folder / "steps" / "2" / "model.pt").write_bytes(os.urandom(200))
+
+
+def _lose_steps(folder):  # the entry deleted while training: only the steps written after that are left
+    shutil.rmtree(folder / "steps" / "1")
+    shutil.rmtree(folder / "steps" / "2")
+
+
+def _foreign_step(folder):
+    meta = json.loads((folder / "steps" / "3" / "config.json").read_text())
+    meta["cache_key"] = "0" * 64
+    (folder / "steps" / "3" / "config.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("damage, said", [(_damage_step, "steps/2 is incomplete"), (_lose_steps, "after 1 steps"),
+                                          (_foreign_step, "belongs to another training")])
+def test_a_bad_kept_step_rebuilds_the_entry(stepped, tmp_path, caplog, damage, said):
+    from bncompare.transformer.checkpoint import model_at_step
+
+    folder = tmp_path / "transformer" / stepped.name
+    shutil.copytree(stepped, folder)
+    damage(folder)
+    with caplog.at_level(logging.WARNING):
+        trained_model(GRAPH, PRIOR, STEPPED, cache_dir=tmp_path, progress=False)
+    (line,) = [r.getMessage() for r in caplog.records if "bad model cache entry" in r.getMessage()]
+    assert said in line and "training again" in line and "\n" not in line
+    for step in (1, 2, 3):  # every kept step loads again, and is the same training's
+        fresh = model_at_step(GRAPH, PRIOR, STEPPED, step, cache_dir=tmp_path)
+        kept = load_checkpoint(stepped / "steps" / str(step), GRAPH)[0]
+        assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), kept.state_dict().values()))
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        trained_model(GRAPH, PRIOR, STEPPED, cache_dir=tmp_path, progress=False)  # sound now: loaded, not trained
+    assert not any("training" in r.getMessage() for r in caplog.records)
+
+
+def test_identical_trainings_write_identical_bytes(entry, tmp_path):
+    """The weights file does not carry its temporary name (torch names the zip's inner folder after the file)."""
+    trained_model(GRAPH, PRIOR, CFG, cache_dir=tmp_path, progress=False)
+    (again,) = (tmp_path / "transformer").iterdir()
+    assert (again / "model.pt").read_bytes() == (entry / "model.pt").read_bytes()
+    sha = [json.loads((f / "config.json").read_text())["weights_sha256"] for f in (again, entry)]
+    assert sha[0] == sha[1]  # (the rest of config.json records training seconds, which differ)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 
@@ -48,8 +49,12 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     args, unknown = parser.parse_known_intermixed_args(argv)  # options may come between the overrides
     if unknown:
         raise BNError(f"unknown option {unknown[0]!r} (study settings are key=value overrides; see --help)")
-    if args.checkpoint_every < 0 or args.checkpoint_minutes < 0 or args.log_every < 1:
-        raise BNError("--checkpoint-every and --checkpoint-minutes must be >= 0, --log-every >= 1")
+    if not math.isfinite(args.checkpoint_minutes) or args.checkpoint_minutes < 0:  # nan passes every comparison
+        raise BNError(f"--checkpoint-minutes must be a finite number >= 0 (0: by steps only), "
+                      f"got {args.checkpoint_minutes}")
+    if args.checkpoint_every < 0 or args.log_every < 1:
+        raise BNError(f"--checkpoint-every must be >= 0 and --log-every >= 1, got {args.checkpoint_every} "
+                      f"and {args.log_every}")
     return args, list(args.overrides)
 
 

@@ -29,7 +29,9 @@ The cache (:func:`trained_model`) keeps one checkpoint per sha256 of everything
 that determines a trained model: graph signature, prior, TrainConfig and the
 training code's version (:func:`bncompare.codeversion.code_version`). It lives in
 ``$BNCOMPARE_CACHE`` or ``~/.cache/bncompare``.
-A bad entry is reported in one log line and trained again; an unwritable cache is
+The whole entry is checked before it is used: the model and the weights of every kept step
+(``steps/<k>/``). An entry with any bad part (damaged, missing, another training's) is reported in
+one log line, emptied and trained again from the start; an unwritable cache is
 reported before training, not after. A process training an entry holds its lock
 (``.training.lock``, an flock the kernel drops when the process dies): another
 process needing the same model waits, then loads it, instead of training it twice.
@@ -40,6 +42,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -99,7 +102,7 @@ def save_checkpoint(directory, model: InContextTransformer, meta: dict | None = 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_write(directory / WEIGHTS, lambda tmp: torch.save(state, tmp))
+    snapshot.write_torch(directory / WEIGHTS, state)  # the same weights, the same bytes
     config = {"model": model.cfg.to_dict(), "weights_sha256": _sha256(directory / WEIGHTS),
               "format": CHECKPOINT_FORMAT, "bncompare": bncompare.__version__, "torch": torch.__version__,
               **(meta or {})}
@@ -203,19 +206,50 @@ def check_writable(directory: Path) -> None:
                       "set BNCOMPARE_CACHE or transformer.cache_dir to a writable folder") from None
 
 
-def _cached(directory: Path, graph: Graph, key: str):
-    """(model, history) from the cache entry ``directory``, or None when there is none or it is bad (logged)."""
-    if not ((directory / CONFIG).is_file() or (directory / WEIGHTS).is_file()):
-        return None
+def _read_entry(directory: Path, graph: Graph, key: str, steps: tuple[int, ...]):
+    """((model, history), None) from the finished cache entry ``directory`` when all of it is sound: its model
+    and the weights of every kept step; else (None, what is wrong)."""
     try:
         model, meta = load_checkpoint(directory, graph)
-        history = meta.get("history", [])
-        if meta.get("cache_key") == key and isinstance(history, list):
-            return model, history
-        log.warning("model cache entry %s belongs to other settings: training again", directory)
-    except BNError as e:  # a damaged or foreign entry: train again and overwrite it
-        log.warning("bad model cache entry (%s): training again", " ".join(str(e).split()))
-    return None
+    except BNError as e:
+        return None, " ".join(str(e).split())
+    if meta.get("cache_key") != key or not isinstance(meta.get("history"), list):
+        return None, f"{directory / CONFIG} belongs to other settings"
+    for step in steps:  # the kept weights along training are part of the entry (the checkpoint estimators)
+        folder = directory / STEPS / str(step)
+        if not (folder / CONFIG).is_file() and not (folder / WEIGHTS).is_file():
+            return None, f"the weights after {step} steps ({folder}) are missing"
+        try:
+            _, step_meta = load_checkpoint(folder, graph)
+        except BNError as e:
+            return None, " ".join(str(e).split())
+        if step_meta.get("cache_key") != key or step_meta.get("step") != step:
+            return None, f"{folder} belongs to another training"
+    return (model, meta["history"]), None
+
+
+def _cached(directory: Path, graph: Graph, key: str, steps: tuple[int, ...] = (), clear: bool = True):
+    """(model, history) from the cache entry ``directory`` when all of it is sound, else None. A finished
+    entry with any bad part (its model, a kept step missing or damaged, another training's files) is
+    logged in one line and, with ``clear``, emptied, so that it is trained again from the start."""
+    if not ((directory / CONFIG).is_file() or (directory / WEIGHTS).is_file()):
+        return None  # nothing cached yet, or a training that was stopped: its snapshot resumes it
+    found, problem = _read_entry(directory, graph, key, steps)
+    if found is None and clear:
+        log.warning("bad model cache entry %s (%s): deleting it and training again", directory, problem)
+        _clear(directory)
+    return found
+
+
+def _clear(directory: Path) -> None:
+    """Remove everything of a cache entry but its training lock."""
+    for path in directory.iterdir():
+        if path.name == TRAIN_LOCK:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -259,17 +293,19 @@ def _lock_training(directory: Path) -> FileLock | None:
     return lock
 
 
-def _find_or_lock(directory: Path, graph: Graph, key: str):
+def _find_or_lock(directory: Path, graph: Graph, key: str, steps: tuple[int, ...] = ()):
     """(cached (model, history) or None, training lock or None). When the model is not cached, waits for any
-    other process training it and looks again, so two jobs needing one model train it once."""
-    found = _cached(directory, graph, key)
+    other process training it and looks again, so two jobs needing one model train it once. A bad entry is
+    cleared under the lock only, so a process never deletes what another one is writing."""
+    found = _cached(directory, graph, key, steps, clear=False)
     if found:
         return found, None
     check_writable(directory)  # before training, not after
     lock = _lock_training(directory)
-    found = _cached(directory, graph, key) if lock is not None else None
+    found = _cached(directory, graph, key, steps, clear=lock is not None)
     if found:
-        lock.release()
+        if lock is not None:
+            lock.release()
         return found, None
     return None, lock
 
@@ -309,7 +345,8 @@ def model_at_step(graph: Graph, prior, cfg: TrainConfig, step: int, cache_dir=No
     directory = cache_entry(graph, prior, cfg, cache_dir)
     kept = sorted(int(p.name) for p in (directory / STEPS).glob("*") if p.name.isdigit())
     if step not in kept:
-        raise BNError(f"no checkpoint after {step} training steps in {directory}: kept after {kept or 'none'}")
+        raise BNError(f"no checkpoint after {step} training steps in {directory} (kept after {kept or 'none'}): "
+                      f"delete {directory} to train it again")
     model, meta = load_checkpoint(directory / STEPS / str(step), graph)
     if meta.get("cache_key") != recipe_of(cfg).fingerprint(graph, prior, cfg):
         raise BNError(f"checkpoint {directory / STEPS / str(step)} belongs to another training; delete {directory}")
@@ -337,7 +374,7 @@ def trained_model(graph: Graph, prior, cfg=None, cache_dir=None, progress: bool 
     found, lock, error = None, None, None
     if world.is_main:
         try:
-            found, lock = _find_or_lock(directory, graph, key)
+            found, lock = _find_or_lock(directory, graph, key, kept_steps(cfg))
         except BNError as e:
             if not world.distributed:
                 raise

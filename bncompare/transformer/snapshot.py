@@ -12,6 +12,7 @@ of another training is never resumed.
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 from dataclasses import dataclass
@@ -48,6 +49,16 @@ def to_cpu(obj):
     return obj
 
 
+def write_torch(path, obj) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically, with the same bytes for the same ``obj``: torch names the
+    zip's inner folder after the file it writes, so it is saved to memory first (inner name "archive")
+    instead of to a uniquely named temporary file."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = buffer.getvalue()
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
 def save(directory, snap: Snapshot, fingerprint: str) -> Path:
     path = Path(directory) / STATE
     blob = {"format": FORMAT, "fingerprint": fingerprint, "processes": int(snap.generators.shape[0]),
@@ -55,7 +66,7 @@ def save(directory, snap: Snapshot, fingerprint: str) -> Path:
             "optimizer": to_cpu(snap.optimizer), "generators": snap.generators.cpu(),
             "history": json.dumps(snap.history)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: torch.save(blob, tmp))
+    write_torch(path, blob)
     return path
 
 
