@@ -23,6 +23,8 @@ import torch
 from bncompare.errors import BNError
 
 MAX_CPT_ENTRIES = 2**40  # exact Python ints, far below int64 overflow; memory is the study budget's job
+MAX_CARD = 1024  # states per node; pgmpy's bundled networks have at most 63 (pathfinder). Readers check it
+# before they build a list of states, so a card of 10**18 is refused, not allocated.
 VARIABLES = ("discrete", "gaussian", "autoregressive")  # the kinds of variable a network can hold
 REAL_VALUED = ("gaussian", "autoregressive")  # one real number per node: card 1
 
@@ -47,6 +49,8 @@ class Graph:
                 raise BNError(f"node {name!r} holds one real value ({self.variables}), so its card is 1, not {card}")
             if int(card) < min_card:
                 raise BNError(f"node {name!r} has cardinality {card}; every node needs at least 2 states")
+            if int(card) > MAX_CARD:
+                raise BNError(f"node {name!r} has cardinality {card}, above the limit of {MAX_CARD} states")
             for p in self.parents[m]:
                 if not 0 <= p < m:
                     raise BNError(f"node {name!r}: parent index {p} is not an earlier node "
