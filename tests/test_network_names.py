@@ -8,7 +8,8 @@ from bncompare.errors import BNError
 from bncompare.networks.graph import OVERALL, RESERVED_NAMES, Graph
 from bncompare.networks.io import load_bif, load_spec
 
-SPEC = f"nodes:\n  Rain: {{states: [no, yes], cpt: [[0.8, 0.2]]}}\n  {OVERALL}: {{parents: [Rain], cpt: [[0.9, 0.1], [0.2, 0.8]]}}\n"
+SPEC = (f"nodes:\n  Rain: {{states: [no, yes], cpt: [[0.8, 0.2]]}}\n"
+        f"  {OVERALL}: {{parents: [Rain], cpt: [[0.9, 0.1], [0.2, 0.8]]}}\n")
 BIF = f"""network rain {{ }}
 variable Rain {{ type discrete [ 2 ] {{ no, yes }}; }}
 variable {OVERALL} {{ type discrete [ 2 ] {{ dry, wet }}; }}
