@@ -150,6 +150,7 @@ def load_bif(path_or_text: str | Path) -> BayesNet:
     text = path_or_text if _is_bif_text(path_or_text) else read_text(path_or_text, "BIF file")
     if not BIF_TEXT.match(text):
         raise BNError("not a BIF network: the text does not open with a 'network <name> { }' block")
+    _no_duplicate_blocks(text)
     from pgmpy.readwrite import BIFReader
 
     logging.getLogger("pgmpy").setLevel(logging.ERROR)
@@ -162,6 +163,19 @@ def load_bif(path_or_text: str | Path) -> BayesNet:
     if not model.nodes():
         raise BNError("the BIF network has no variables")
     return from_pgmpy(model)
+
+
+BIF_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+BIF_BLOCK = re.compile(r"\b(variable|probability)\s*(?:\(\s*)?([^\s|(){}]+)")  # the node a block is about
+
+
+def _no_duplicate_blocks(text: str) -> None:
+    """pgmpy keeps the last of two ``probability ( A )`` (or ``variable A``) blocks: refuse, as for JSON/YAML."""
+    seen = set()
+    for kind, node in BIF_BLOCK.findall(BIF_COMMENT.sub(" ", text)):
+        if (kind, node) in seen:
+            raise BNError(f"BIF network has two {kind} blocks for {node!r}: remove one")
+        seen.add((kind, node))
 
 
 # ----- YAML / JSON spec --------------------------------------------------
