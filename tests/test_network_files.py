@@ -83,3 +83,14 @@ def test_non_utf8_spec(tmp_path):
 def test_row_count_never_overflows():
     with pytest.raises(BNError, match="CPT of"):
         Graph.from_edges([f"P{i}" for i in range(40)] + ["C"], [(f"P{i}", "C") for i in range(40)], 2)
+
+
+@pytest.mark.parametrize("extra, match", [
+    ("probability ( Rain ) { table 0.3, 0.7; }\n", "two probability blocks for 'Rain'"),
+    ("probability(Wet|Rain){ (no) 0.5, 0.5; (yes) 0.5, 0.5; }\n", "two probability blocks for 'Wet'"),
+    ("variable Wet { type discrete [ 2 ] { dry, wet }; }\n", "two variable blocks for 'Wet'"),
+])
+def test_a_bif_block_given_twice_is_refused(extra, match):
+    with pytest.raises(BNError, match=match):
+        load_bif(BIF + extra)
+    assert load_bif(BIF + "// probability ( Rain ) { table 0.3, 0.7; }\n").cpts[0].tolist() == [[0.8, 0.2]]

@@ -7,7 +7,8 @@ Synthetic families (structure only; CPTs come from a prior):
   A bare family name means its 7-node variant ("tree" == "tree-7").
 
 Real networks (structure AND CPTs, read offline from the BIF files bundled in
-the pgmpy wheel): asia, cancer, earthquake, survey, sachs, child, insurance, alarm.
+the pgmpy wheel): every ``<name>.bif.gz`` there, from asia to munin
+(:func:`bncompare.networks.bundled.discrete_names`; ``python -m bncompare.networks`` lists them).
 
 Other kinds of network register their names here (:func:`register_names`): the
 linear-Gaussian ones (``gaussian-tree``, ``gaussian-random-N``, ecoli70, magic-niab,
@@ -21,11 +22,11 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 
 import numpy as np
 
 from bncompare.errors import BNError
+from bncompare.networks.bundled import bif_path, discrete_names
 from bncompare.networks.graph import Graph
 from bncompare.networks.network import BayesNet
 
@@ -38,7 +39,6 @@ _GENERAL_PARENTS = {  # child: parents, in the order the paper adds them
     "H": "FG", "I": "EH", "J": "GI",
 }
 PAPER_SIZES = (5, 7, 10)
-REAL_NETWORKS = ("asia", "cancer", "earthquake", "survey", "sachs", "child", "insurance", "alarm")
 
 
 def chain(n: int = 7, card: int = 2) -> Graph:
@@ -148,14 +148,15 @@ def available() -> list[str]:
     for fam in ("chain", "tree", "general"):
         names += [fam] + [f"{fam}-{n}" for n in PAPER_SIZES]
     names += ["star", "star-N", "collider", "collider-N", "complete", "complete-N", "random", "random-N"]
-    return names + list(REAL_NETWORKS) + [n for r in REGISTERED for n in r.names()]
+    return names + list(discrete_names()) + [n for r in REGISTERED for n in r.names()]
 
 
 def _parse(name: str) -> tuple[str, int | None]:
-    m = re.fullmatch(r"([a-z]+)(?:-(\d+))?", str(name).strip().lower())
-    if not m or (m.group(1) not in SYNTHETIC and m.group(1) not in REAL_NETWORKS) or (
-        m.group(1) in REAL_NETWORKS and m.group(2)
-    ):
+    name = str(name).strip().lower()
+    if name in discrete_names():  # hepar2, munin1, win95pts: names with digits of their own
+        return name, None
+    m = re.fullmatch(r"([a-z]+)(?:-(\d+))?", name)
+    if not m or m.group(1) not in SYNTHETIC:
         raise BNError(f"unknown network {name!r}; valid names: {', '.join(available())}")
     return m.group(1), int(m.group(2)) if m.group(2) else None
 
@@ -165,7 +166,7 @@ def get_graph(name: str, **kw) -> Graph:
     if other := _registered(name):
         return other.graph(name, **kw)
     fam, n = _parse(name)
-    if fam in REAL_NETWORKS:
+    if fam in discrete_names():
         return load_network(fam).graph
     if n is not None:
         kw["n"] = n
@@ -178,7 +179,7 @@ def get_graph(name: str, **kw) -> Graph:
 def is_real(name: str) -> bool:
     if other := _registered(name):
         return other.real(name)
-    return _parse(name)[0] in REAL_NETWORKS
+    return _parse(name)[0] in discrete_names()
 
 
 def load_network(name: str, seed: int = 0, prior=None, **kw) -> BayesNet:
@@ -188,7 +189,7 @@ def load_network(name: str, seed: int = 0, prior=None, **kw) -> BayesNet:
     if other := _registered(name):
         return other.network(name, seed, prior, **kw)
     fam, _ = _parse(name)
-    if fam in REAL_NETWORKS:
+    if fam in discrete_names():
         return _load_real(fam)
     import torch
 
@@ -203,10 +204,4 @@ def load_network(name: str, seed: int = 0, prior=None, **kw) -> BayesNet:
 def _load_real(name: str) -> BayesNet:
     from bncompare.networks.io import load_bif
 
-    files = resources.files("pgmpy") / "utils" / "example_models"
-    path = files / f"{name}.bif.gz"
-    if not path.is_file():
-        raise BNError(f"pgmpy's bundled {name}.bif.gz is missing from this install")
-    import gzip
-
-    return load_bif(gzip.decompress(path.read_bytes()).decode("utf-8", "replace"))
+    return load_bif(bif_path(name))

@@ -23,6 +23,10 @@ import torch
 from bncompare.errors import BNError
 
 MAX_CPT_ENTRIES = 2**40  # exact Python ints, far below int64 overflow; memory is the study budget's job
+MAX_CARD = 1024  # states per node; pgmpy's bundled networks have at most 63 (pathfinder). Readers check it
+# before they build a list of states, so a card of 10**18 is refused, not allocated.
+OVERALL = "all"  # the node name results use for the average over nodes (studies/frames.py writes it)
+RESERVED_NAMES = frozenset({OVERALL})  # so no node may be called that
 VARIABLES = ("discrete", "gaussian", "autoregressive")  # the kinds of variable a network can hold
 REAL_VALUED = ("gaussian", "autoregressive")  # one real number per node: card 1
 
@@ -40,6 +44,10 @@ class Graph:
         min_card = 2 if self.variables == "discrete" else 1
         if len(set(self.names)) != len(self.names):
             raise BNError(f"duplicate node names in {list(self.names)}")
+        reserved = sorted(RESERVED_NAMES.intersection(self.names))
+        if reserved:
+            raise BNError(f"node name {reserved[0]!r} is reserved (results name the average over nodes so); "
+                          "rename the node")
         if not (len(self.names) == len(self.cards) == len(self.parents)):
             raise BNError("names, cards and parents must have the same length")
         for m, (name, card) in enumerate(zip(self.names, self.cards)):
@@ -47,6 +55,8 @@ class Graph:
                 raise BNError(f"node {name!r} holds one real value ({self.variables}), so its card is 1, not {card}")
             if int(card) < min_card:
                 raise BNError(f"node {name!r} has cardinality {card}; every node needs at least 2 states")
+            if int(card) > MAX_CARD:
+                raise BNError(f"node {name!r} has cardinality {card}, above the limit of {MAX_CARD} states")
             for p in self.parents[m]:
                 if not 0 <= p < m:
                     raise BNError(f"node {name!r}: parent index {p} is not an earlier node "

@@ -9,23 +9,33 @@ order given in ``parents``, last parent fastest)::
       Wet:       {card: 2, parents: [Rain, Sprinkler]}
     # nodes without "cpt" need one from a prior (load_spec(..., seed=...))
 
-All loading is data-only (yaml.safe_load / json); nothing is evaluated. Every
+All loading is data-only (a safe YAML loader / json); nothing is evaluated. Every
 problem with a file (missing, a folder, not UTF-8, malformed, duplicate keys or
 state names, a non-integer card, a ragged CPT, no variables) is a one-line BNError.
+
+Reading is bounded before anything is built, so a tiny hostile file cannot hang or
+exhaust memory: only regular files are opened (never a FIFO, a device such as
+/dev/zero behind a symlink, or a socket), at most :data:`MAX_FILE_BYTES` are read (also
+after gunzipping), YAML aliases are refused (an alias bomb expands exponentially),
+nesting deeper than :data:`MAX_DEPTH` is refused (no RecursionError), and a card above
+:data:`~bncompare.networks.graph.MAX_CARD` is refused before any state list exists.
 """
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
+import os
 import re
+import stat
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from bncompare.errors import BNError
-from bncompare.networks.graph import Graph
+from bncompare.networks.graph import MAX_CARD, Graph
 from bncompare.networks.network import BayesNet
 
 
@@ -86,22 +96,47 @@ def _state_names(net: BayesNet) -> tuple[tuple[str, ...], ...]:
 BIF_TEXT = re.compile(r"\s*(//[^\n]*\n\s*)*network\s")  # BIF text opens with a "network <name>" block
 
 
-def read_text(path, what: str) -> str:
-    """A file's text (gunzipped when it ends in .gz), or a one-line BNError."""
+MAX_FILE_BYTES = 32 * 2**20  # the largest network in pgmpy's wheel (diabetes) is 5.5 MB of BIF text
+MAX_DEPTH = 16  # a spec nests 5 levels (nodes, node, cpt, row, entry); deeper is an attack or a mistake
+
+
+def read_bytes(path, what: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """At most ``limit`` bytes of a regular file (gunzipped when it ends in .gz), or a one-line BNError.
+
+    The file is opened non-blocking and checked with fstat before a byte is read: a FIFO
+    would block forever and /dev/zero (also behind a symlink) never ends."""
     path = Path(path)
-    if not path.exists():
-        raise BNError(f"{what} not found: {path}")
-    if path.is_dir():
-        raise BNError(f"{what} {path} is a folder, not a file")
     try:
-        raw = path.read_bytes()
-        if path.suffix == ".gz":
-            raw = gzip.decompress(raw)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise BNError(f"{what} not found: {path}") from None
+    except OSError as e:
+        raise BNError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise BNError(f"{what} {path} is a folder, not a file")
+        raise BNError(f"{what} {path} is not a regular file (a FIFO, device or socket): refused")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            raw = f.read(limit + 1)
+            if len(raw) <= limit and path.suffix == ".gz":
+                raw = gzip.GzipFile(fileobj=io.BytesIO(raw)).read(limit + 1)
+        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            raise BNError(f"cannot read {what} {path}: {e}") from None
+    if len(raw) > limit:
+        raise BNError(f"{what} {path} is larger than {limit // 2**20} MB (after gunzipping): refused")
+    return raw
+
+
+def read_text(path, what: str) -> str:
+    """A file's text (gunzipped when it ends in .gz), bounded as :func:`read_bytes`, or a one-line BNError."""
+    raw = read_bytes(path, what)
+    try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise BNError(f"{what} {path} is not UTF-8 text (byte {e.start})") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise BNError(f"cannot read {what} {path}: {e}") from None
 
 
 def _is_bif_text(value) -> bool:
@@ -115,6 +150,7 @@ def load_bif(path_or_text: str | Path) -> BayesNet:
     text = path_or_text if _is_bif_text(path_or_text) else read_text(path_or_text, "BIF file")
     if not BIF_TEXT.match(text):
         raise BNError("not a BIF network: the text does not open with a 'network <name> { }' block")
+    _no_duplicate_blocks(text)
     from pgmpy.readwrite import BIFReader
 
     logging.getLogger("pgmpy").setLevel(logging.ERROR)
@@ -127,6 +163,19 @@ def load_bif(path_or_text: str | Path) -> BayesNet:
     if not model.nodes():
         raise BNError("the BIF network has no variables")
     return from_pgmpy(model)
+
+
+BIF_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+BIF_BLOCK = re.compile(r"\b(variable|probability)\s*(?:\(\s*)?([^\s|(){}]+)")  # the node a block is about
+
+
+def _no_duplicate_blocks(text: str) -> None:
+    """pgmpy keeps the last of two ``probability ( A )`` (or ``variable A``) blocks: refuse, as for JSON/YAML."""
+    seen = set()
+    for kind, node in BIF_BLOCK.findall(BIF_COMMENT.sub(" ", text)):
+        if (kind, node) in seen:
+            raise BNError(f"BIF network has two {kind} blocks for {node!r}: remove one")
+        seen.add((kind, node))
 
 
 # ----- YAML / JSON spec --------------------------------------------------
@@ -179,6 +228,8 @@ def spec_structure(spec) -> tuple[Graph, tuple[tuple[str, ...], ...]]:
         if st is not None and not isinstance(st, list):
             raise BNError(f"node {n!r}: states must be a list, got {st!r}")
         card = _card(body.get("card", len(st) if st else 2), n)
+        if st is not None and any(isinstance(x, (list, dict)) for x in st):
+            raise BNError(f"node {n!r}: a state name must be a plain value, not a list or mapping")
         if st is not None and len(st) != card:
             raise BNError(f"node {n!r}: {len(st)} states but card {card}")
         if st and len({str(x) for x in st}) != len(st):
@@ -199,8 +250,11 @@ def _leaves(x) -> int:
 
 
 def _card(value, node: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value != int(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
+            float("inf"), float("-inf")) or value != int(value):
         raise BNError(f"node {node!r}: card must be a whole number of states, got {value!r}")
+    if value > MAX_CARD:  # before a list of states is built for it (too few states is the Graph's check)
+        raise BNError(f"node {node!r}: card {int(value)} is above the limit of {MAX_CARD} states")
     return int(value)
 
 
@@ -214,17 +268,47 @@ def _no_duplicates(pairs, where: str = "") -> dict:
 
 
 def parse_spec_text(text: str, is_json: bool, path="") -> dict:
-    """A YAML/JSON spec's text as data; duplicate keys and malformed text are BNErrors, never guesses."""
+    """A YAML/JSON spec's text as data; duplicate keys, YAML aliases, nesting deeper than
+    :data:`MAX_DEPTH` and malformed text are BNErrors, never guesses."""
     where = f" {path}" if path else ""
-    if is_json:
-        try:
-            return json.loads(text, object_pairs_hook=lambda pairs: _no_duplicates(pairs, where))
-        except json.JSONDecodeError as e:
-            raise BNError(f"network spec{where} is not valid JSON: {e}") from None
+    try:
+        data = _parse_json(text, where) if is_json else _parse_yaml(text, where)
+    except RecursionError:
+        raise BNError(f"network spec{where} is nested too deeply (at most {MAX_DEPTH} levels)") from None
+    check_depth(data, f"network spec{where}")
+    return data
+
+
+def check_depth(data, what: str) -> None:
+    """Refuse nesting deeper than :data:`MAX_DEPTH` (walked without recursion)."""
+    stack = [(data, 0)]
+    while stack:
+        x, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise BNError(f"{what} is nested too deeply (at most {MAX_DEPTH} levels)")
+        if isinstance(x, dict):
+            stack += [(v, depth + 1) for v in x.values()]
+        elif isinstance(x, list):
+            stack += [(v, depth + 1) for v in x]
+
+
+def _parse_json(text: str, where: str):
+    try:
+        return json.loads(text, object_pairs_hook=lambda pairs: _no_duplicates(pairs, where))
+    except json.JSONDecodeError as e:
+        raise BNError(f"network spec{where} is not valid JSON: {e}") from None
+
+
+def _parse_yaml(text: str, where: str):
     import yaml
 
-    class StrictLoader(yaml.SafeLoader):  # safe_load that refuses a key given twice
-        pass
+    class StrictLoader(yaml.SafeLoader):  # safe_load that refuses a key given twice and every alias
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):  # aliases share nodes: a few lines expand exponentially
+                anchor = self.peek_event().anchor
+                raise BNError(f"network spec{where} uses the YAML alias *{anchor}: aliases are not supported "
+                              "(write the value out)")
+            return super().compose_node(parent, index)
 
     def mapping(loader, node, deep=False):
         loader.flatten_mapping(node)

@@ -69,8 +69,10 @@ def register_configs() -> None:
     """The ``max`` and ``upto`` resolvers, ``study_defaults`` (the base of ``conf/config.yaml``),
     ``transformer_defaults`` (``conf/transformer/*.yaml`` start from it) and ``process_defaults``
     (``conf/process/*.yaml`` start from it)."""
+    from bncompare.studies.conf.graph import register as register_bundled_networks
     from bncompare.studies.spec import ProcessConfig, study_defaults
 
+    register_bundled_networks()  # graph=<name> for every network in pgmpy's wheel
     OmegaConf.register_new_resolver("max", _max, replace=True)
     OmegaConf.register_new_resolver("upto", _upto, replace=True)
     ConfigStore.instance().store(name="study_defaults", node=study_defaults())

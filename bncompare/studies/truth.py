@@ -312,7 +312,9 @@ def file_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, TaskSourc
     path = Path(str(options["path"])).expanduser()
     net = load_file_network(path, truth)
     source = network_truth(net, truth, prior, f"{path.name}")
-    source.fingerprint = hashlib.sha256(path.read_bytes()).hexdigest()[:16]  # an edited file is a new study
+    from bncompare.networks.io import read_bytes
+
+    source.fingerprint = hashlib.sha256(read_bytes(path, "network file")).hexdigest()[:16]  # an edited file: new study
     return (net if isinstance(net, Graph) else net.graph), source
 
 
