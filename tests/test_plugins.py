@@ -59,6 +59,14 @@ def test_plugin_runs_from_the_command_line_and_its_origin_is_logged(tmp_path, si
     assert "laplace (bncompare-laplace 0.1.0)" in log and "mle (bncompare)" in log
 
 
+def test_plugin_runs_from_the_console_script(tmp_path, site):
+    out = tmp_path / "out"
+    done = subprocess.run([str(Path(sys.executable).parent / "bncompare"), "run", *SMALL, LAPLACE, f"out_dir={out}"],
+                          cwd=tmp_path, env=env(tmp_path, site), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "laplace" in set(pd.read_csv(out / "results.csv")["estimator"])
+
+
 def test_plugin_runs_in_a_two_job_joblib_sweep(tmp_path, site):
     sweep = tmp_path / "sweep"
     done = study(tmp_path, site, "-m", *SMALL, LAPLACE, "seed=0,1", "hydra/launcher=joblib",
