@@ -1,4 +1,4 @@
-"""The estimator contract, public: what every bncompare estimator passes, for authors of new ones.
+"""The estimator contract, public: what every bncompare estimator passes, for authors of new ones::
 
     from bncompare.testing import check_estimator, parametrize_with_checks
 
