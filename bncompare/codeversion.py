@@ -76,3 +76,32 @@ def _source_hash(parts: tuple[str, ...], root: str) -> str:
 def code_version(parts=STUDY_PARTS) -> dict:
     """``{"package": version, "source": sha256 of the parts' code}``: changes when the code that computes changes."""
     return {"package": bncompare.__version__, "source": _source_hash(tuple(parts), str(PACKAGE_DIR))}
+
+
+def object_source(module: str) -> str:
+    """A sha256 over the code of the package that holds ``module`` (every ``.py`` file below its top-level
+    package's folder, normalized as above), or of the module's own file when it is no package's: what keys
+    the cells of an estimator that is not bncompare's. Found without running the module where it can be."""
+    import importlib.util
+    import sys
+
+    top = module.partition(".")[0]
+    loaded = sys.modules.get(module)
+    if module == "__main__" or (loaded is not None and getattr(loaded, "__spec__", None) is None):
+        files = [Path(loaded.__file__)] if getattr(loaded, "__file__", None) else []
+        root = files[0].parent if files else Path(".")
+    else:
+        spec = importlib.util.find_spec(top)
+        if spec is None:
+            files, root = [], Path(".")
+        elif spec.submodule_search_locations:  # a package: all of it (helpers in other modules count)
+            root = Path(next(iter(spec.submodule_search_locations)))
+            files = [f for f in root.rglob("*.py") if "__pycache__" not in f.parts]
+        else:
+            files = [Path(spec.origin)] if spec.origin and spec.origin.endswith(".py") else []
+            root = files[0].parent if files else Path(".")
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(_normalized(f)).digest())
+    return h.hexdigest()[:16] if files else "unknown"

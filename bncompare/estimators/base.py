@@ -85,6 +85,24 @@ class Estimator:
         """The settings this estimator was built with, each stored under its ``__init__`` name."""
         return {name: getattr(self, name) for name in self.param_names()}
 
+    def set_params(self, **params) -> Estimator:
+        """Change settings (names as in ``get_params``) and return the estimator. It is rebuilt through
+        ``__init__``, so the new values are checked as a constructor checks them, and whatever it had
+        prepared or fitted is dropped (it was for the old settings)."""
+        unknown = sorted(set(params) - set(self.param_names()))
+        if unknown:
+            raise BNError(f"{self.name}: unknown settings {unknown}; its settings are {self.param_names()}")
+        fresh = type(self)(**{**self.get_params(), **params})
+        self.__dict__.clear()
+        self.__dict__.update(fresh.__dict__)
+        return self
+
+    def clone(self) -> Estimator:
+        """A new, unfitted estimator with the same settings (copied: no setting is shared with this one)."""
+        import copy
+
+        return type(self)(**copy.deepcopy(self.get_params()))
+
     def optimal_prior(self) -> dict | None:
         """The CPT prior, as a study's ``prior`` gives it (``{"kind", "params"}``), under which this estimator
         minimizes ``tags.reference_for``; None when it is no reference. Only under that exact prior is it optimal."""

@@ -5,12 +5,23 @@ calls ``build(kind, params)`` and never needs to know what it got. Classes are
 imported on first use (pgmpy and Pyro are slow to import), from this fixed
 table only: a config can choose a kind, never name code to import.
 
-Python users can add their own kinds with :func:`register`.
+Two more sources of kinds, both chosen by their owner, never by a config:
+
+- installed plugins: a distribution declares ``name = "module:Class"`` in the entry-point group
+  ``bncompare.estimators`` (its pyproject's ``[project.entry-points."bncompare.estimators"]``). They are
+  found by kind name through ``importlib.metadata`` in every process (joblib, submitit and Slurm children
+  too), and loaded only when a study names that kind. A built-in kind's name cannot be taken over.
+- :func:`register`, inside one Python process (children of a sweep do not see it).
+
+:func:`origin` says where a kind comes from; :func:`user_code` is what a kind's cell keys add for code
+outside bncompare (bncompare's own is in :func:`bncompare.codeversion.code_version`).
 """
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from collections.abc import Callable
+from functools import cache
 
 from bncompare.errors import BNError
 
@@ -54,6 +65,25 @@ KINDS: dict[str, tuple[str, str] | Callable] = {
 }
 
 
+BUILTIN = frozenset(KINDS)
+ENTRY_POINT_GROUP = "bncompare.estimators"
+
+
+@cache
+def installed() -> dict[str, importlib.metadata.EntryPoint]:
+    """The plugin kinds of the installed distributions, by name (not loaded); built-in names are never taken."""
+    found = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in BUILTIN:
+            found.setdefault(ep.name, ep)  # the first on sys.path wins, as for imports
+    return found
+
+
+def kinds() -> list[str]:
+    """Every kind a study config may name here: the table, the registered ones and the installed plugins."""
+    return sorted(set(KINDS) | set(installed()))
+
+
 def register(kind: str, factory: Callable) -> None:
     """Make ``kind`` available to study configs; ``factory(**params)`` must return an Estimator."""
     if not callable(factory):
@@ -61,9 +91,23 @@ def register(kind: str, factory: Callable) -> None:
     KINDS[str(kind)] = factory
 
 
+def unknown(kind) -> str:
+    return f"unknown estimator kind {kind!r}; choose one of {', '.join(kinds())}"
+
+
 def factory(kind: str) -> Callable:
     if kind not in KINDS:
-        raise BNError(f"unknown estimator kind {kind!r}; choose one of {', '.join(sorted(KINDS))}")
+        ep = installed().get(kind)
+        if ep is None:
+            raise BNError(unknown(kind))
+        try:
+            target = ep.load()
+        except Exception as e:  # noqa: BLE001  a broken plugin is reported, in one line, as the plugin's
+            raise BNError(f"estimator kind {kind!r} from {_dist(ep)} cannot be loaded ({ep.value}): "
+                          f"{type(e).__name__}: {e}") from None
+        if not callable(target):
+            raise BNError(f"estimator kind {kind!r} from {_dist(ep)}: {ep.value} is not callable")
+        return target
     target = KINDS[kind]
     if callable(target):
         return target
@@ -81,3 +125,47 @@ def build(kind: str, params: dict | None = None):
         return make(**(params or {}))
     except TypeError as e:
         raise BNError(f"estimator kind {kind!r}: bad parameters {sorted(params or {})}: {e}") from None
+
+
+def _dist(ep) -> str:
+    dist = ep.dist
+    return f"{dist.name} {dist.version}" if dist is not None else "an unnamed distribution"
+
+
+def origin(kind: str) -> str:
+    """Where ``kind`` comes from: ``bncompare``, ``<distribution> <version>`` (a plugin) or ``registered``."""
+    if kind in BUILTIN and not callable(KINDS.get(kind)):
+        return "bncompare"
+    if kind in KINDS:
+        return f"registered ({getattr(KINDS[kind], '__module__', '?')})"
+    if kind in installed():
+        return _dist(installed()[kind])
+    raise BNError(unknown(kind))
+
+
+def origins(names) -> dict[str, str]:
+    """kind -> :func:`origin` for the kinds ``names`` (what the run log lists)."""
+    return {k: origin(k) for k in sorted(set(names))}
+
+
+def user_code(kind: str) -> dict | None:
+    """What a kind's cell keys add for code outside bncompare: the hash of its package's sources and its
+    distribution's version; None for bncompare's own classes (the code version covers them)."""
+    from bncompare.codeversion import object_source
+
+    if kind in BUILTIN and not callable(KINDS.get(kind)):
+        return None
+    if kind in installed():
+        ep = installed()[kind]
+        return {"origin": _dist(ep), "source": object_source(ep.module)}
+    target = factory(kind)
+    module = getattr(target, "__module__", None) or ""
+    if module == "bncompare" or module.startswith("bncompare."):
+        return None
+    return {"origin": origin(kind), "version": _version_of(module), "source": object_source(module)}
+
+
+def _version_of(module: str) -> str | None:
+    """The version of the distribution that holds the top-level package of ``module``, if one does."""
+    dists = importlib.metadata.packages_distributions().get(module.partition(".")[0], [])
+    return f"{dists[0]} {importlib.metadata.version(dists[0])}" if dists else None

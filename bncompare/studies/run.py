@@ -65,6 +65,38 @@ def train_defaults() -> dict:
     return {"train": {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}}
 
 
+def cached_train_defaults() -> dict:
+    """:func:`train_defaults`, read from a JSON file keyed by the transformer package's source bytes when one
+    was written for exactly these sources: computing it imports torch (seconds), and every command line
+    composes it, ``--help`` too. The dataclass stays the one home of every default; the file is its copy."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    import bncompare
+
+    folder = Path(bncompare.__file__).parent / "transformer"
+    h = hashlib.sha256(bncompare.__version__.encode())
+    for f in sorted(folder.rglob("*.py")):
+        h.update(f.relative_to(folder).as_posix().encode() + b"\0" + f.read_bytes())
+    # the model cache's folder (transformer.checkpoint.default_cache_dir, which imports torch)
+    cache = Path(os.environ.get("BNCOMPARE_CACHE") or Path.home() / ".cache" / "bncompare")
+    path = cache / f"train-defaults-{h.hexdigest()[:16]}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    defaults = train_defaults()
+    try:  # written whole or not at all (parallel jobs may race); a folder we cannot write only costs time
+        cache.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # open(): the user's umask applies
+        part.write_text(json.dumps(defaults))
+        os.replace(part, path)
+    except OSError:
+        pass
+    return defaults
+
+
 def register_configs() -> None:
     """The ``max`` and ``upto`` resolvers, ``study_defaults`` (the base of ``conf/config.yaml``),
     ``transformer_defaults`` (``conf/transformer/*.yaml`` start from it) and ``process_defaults``
@@ -76,7 +108,7 @@ def register_configs() -> None:
     OmegaConf.register_new_resolver("max", _max, replace=True)
     OmegaConf.register_new_resolver("upto", _upto, replace=True)
     ConfigStore.instance().store(name="study_defaults", node=study_defaults())
-    ConfigStore.instance().store(name="transformer_defaults", node=train_defaults())
+    ConfigStore.instance().store(name="transformer_defaults", node=cached_train_defaults())
     process = OmegaConf.to_container(OmegaConf.structured(ProcessConfig))
     ConfigStore.instance().store(name="process_defaults", node=process)
 
@@ -176,15 +208,13 @@ def one_line(error: BaseException, run_dir=None) -> str:
 def preflight(argv: list[str]):
     """Check what the command line would run before Hydra touches anything (see the module docstring).
 
-    A single run's out_dir is locked here and stays locked until this process ends; it is returned
-    (None for a sweep, or when nothing runs)."""
+    A single run's out_dir is locked here and stays locked until this process ends. Returns
+    (job, run_dir): the composed config when nothing runs (--help, --cfg...), else None; and the locked
+    run directory (None for a sweep, or when nothing runs)."""
     from hydra._internal.utils import get_args_parser
     from omegaconf import OmegaConf
 
-    from bncompare.files import lock_dir
     from bncompare.studies.guard import check_config, job_configs, run_directory
-    from bncompare.studies.runner import check_out_dir
-    from bncompare.studies.spec import check_variables_first, study_spec
 
     args, _ = get_args_parser().parse_known_args(argv)
     if args.experimental_rerun is not None:
@@ -196,7 +226,11 @@ def preflight(argv: list[str]):
     for job in jobs:
         check_config(OmegaConf.to_container(job, resolve=False))
     if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion:
-        return None  # nothing runs
+        return jobs[0], None  # nothing runs
+    from bncompare.files import lock_dir
+    from bncompare.studies.runner import check_out_dir  # the study's modules (torch...): only when one runs
+    from bncompare.studies.spec import check_variables_first, study_spec
+
     if args.multirun and any(o.lstrip("+~").split("=")[0] == "out_dir" for o in overrides):
         raise BNError("out_dir applies to a single run; under -m every job writes below hydra.sweep.dir "
                       "(e.g. hydra.sweep.dir=reports/my-sweep)")
@@ -210,8 +244,50 @@ def preflight(argv: list[str]):
         except Exception as e:  # noqa: BLE001  an interpolation that cannot resolve is bad input too
             raise BNError(one_line(e)) from None
     if not args.multirun:
-        return lock_dir(check_out_dir(run_directory(jobs[0])), " ".join(["bncompare.studies.run", *argv]))
-    return None
+        return None, lock_dir(check_out_dir(run_directory(jobs[0])), " ".join(["bncompare.studies.run", *argv]))
+    return None, None
+
+
+def config_groups(config_dir: str | None) -> str:
+    """The app's config groups and their options, as Hydra's ``--help`` lists them (``group: a, b``), read
+    from the config folders themselves (Hydra builds a fresh repository per group for it: seconds)."""
+    from importlib import resources
+
+    options: dict[str, set[str]] = {}
+
+    def walk(folder, group=""):
+        for entry in folder.iterdir():
+            if entry.is_dir() and entry.name != "__pycache__":
+                walk(entry, f"{group}{entry.name}/")
+            elif entry.name.endswith(".yaml") and group:
+                options.setdefault(group.rstrip("/"), set()).add(entry.name[: -len(".yaml")])
+
+    roots = [resources.files(CONFIG_MODULE)]
+    if config_dir is not None:
+        from pathlib import Path
+
+        roots.append(Path(config_dir))
+    for root in roots:
+        walk(root)
+    return "".join(f"{g}: {', '.join(sorted(o))}\n" for g, o in sorted(options.items())
+                   if g != "hydra" and not g.startswith("hydra/"))
+
+
+def print_help(job, argv: list[str]) -> bool:
+    """``--help`` printed from the config the preflight composed, as Hydra prints it from its template;
+    False (Hydra prints it) for the forms this does not cover (--resolve, a template with Hydra's groups)."""
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    template = str(OmegaConf.select(job, "hydra.help.template") or "")
+    if not args.help or args.resolve or any(k in template for k in ("$FLAGS_HELP", "$HYDRA_CONFIG_GROUPS")):
+        return False
+    app = OmegaConf.masked_copy(job, [k for k in job if k != "hydra"])
+    import string
+
+    print(string.Template(template).safe_substitute(APP_CONFIG_GROUPS=config_groups(args.config_dir),
+                                                    CONFIG=OmegaConf.to_yaml(app)))
+    return True
 
 
 def main() -> None:
@@ -223,7 +299,9 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's multi-line report
     run_dir = None
     try:
-        run_dir = preflight(sys.argv[1:])
+        composed, run_dir = preflight(sys.argv[1:])
+        if composed is not None and print_help(composed, sys.argv[1:]):
+            return
         _app()
     except (BNError, HydraException, OmegaConfBaseException, OSError) as e:
         if user_wants_traceback:

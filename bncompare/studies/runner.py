@@ -185,6 +185,8 @@ def plan_run(spec: StudySpec, estimators: dict, truth, store: CellStore, out: Pa
     stale = store.stale({store.path(name, n, keys[name]) for n, name in cells})
     log.info("%s: %d cells, %d already done%s", out, len(cells), len(found),
              f", {len(stale)} stale cell files ignored" if stale else "")
+    log.info("estimator kinds: %s", ", ".join(f"{k} ({v})" for k, v in
+                                              registry.origins(e.kind for e in spec.estimators).items()))
     _log_changes(plan.meta.get("cell_inputs"), inputs, plan.pending, stale)
     return plan
 
@@ -311,7 +313,11 @@ def _log_changes(before, now: dict, pending: list, stale: list) -> None:
             said.add("code")
             log.info("the code that computes the numbers changed since the last run (%s): its cells are computed "
                      "again", "; ".join(code))
-        diff = [d for d in diff if not d.startswith("code.")]
+        own = [d for d in diff if d.startswith("estimator.code.")]  # a plugin's (or registered class's) code
+        if own:
+            log.info("%s: code changed (%s), %d cells recomputed", name, "; ".join(own),
+                     sum(1 for _, n in pending if n == name))
+        diff = [d for d in diff if not d.startswith(("code.", "estimator.code."))]
         if diff:
             log.info("estimator %s: computing its cells again, since the last run changed %s%s", name,
                      "; ".join(diff[:4]), f" (and {len(diff) - 4} more)" if len(diff) > 4 else "")

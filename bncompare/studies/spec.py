@@ -133,11 +133,15 @@ class EstimatorSpec:
     mirrors: str | None = None  # the fast estimator this one should agree with
     label: str | None = None  # legend text (defaults to the name)
     budget_of: str | None = None  # this is that estimator at another compute budget (joined on the cost page)
+    # a kind from outside bncompare (a plugin, a registered class): its distribution and source hash
+    # (registry.user_code), part of its cells' keys, so an edited plugin recomputes its own cells
+    code: dict | None = None
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "params": self.params, "subset": self.subset,
-                "context_lens": list(self.context_lens) if self.context_lens else None,
-                "mirrors": self.mirrors}
+        out = {"kind": self.kind, "params": self.params, "subset": self.subset,
+               "context_lens": list(self.context_lens) if self.context_lens else None,
+               "mirrors": self.mirrors}
+        return out if self.code is None else dict(out, code=self.code)  # bncompare's own: the keys as before
 
 
 @dataclass(frozen=True)
@@ -238,7 +242,7 @@ def _lens(values: list[int], what: str) -> tuple[int, ...]:
 
 def estimator_specs(entries: dict[str, EstimatorConfig | None]) -> tuple[EstimatorSpec, ...]:
     """The study's estimators from their typed entries; null entries (``~estimators.x``) are dropped."""
-    from bncompare.studies.registry import KINDS
+    from bncompare.studies import registry
 
     specs = []
     for name, e in entries.items():
@@ -246,13 +250,14 @@ def estimator_specs(entries: dict[str, EstimatorConfig | None]) -> tuple[Estimat
             continue
         if not NAME.match(name):
             raise BNError(f"estimator name {name!r} may only use letters, digits, '_', '.', '-'")
-        if e.kind not in KINDS:
-            raise BNError(f"estimators.{name}: unknown kind {e.kind!r}; choose one of {', '.join(sorted(KINDS))}")
+        if e.kind not in registry.kinds():
+            raise BNError(f"estimators.{name}: {registry.unknown(e.kind)}")
         # only where the study has them: a study over other lengths simply skips this estimator
         own = None if e.context_lens is None else _lens(e.context_lens, f"estimators.{name}.context_lens")
         specs.append(EstimatorSpec(
             name=name, kind=e.kind, params=dict(e.params), subset=_at_least(e.subset, f"estimators.{name}.subset", 1),
             context_lens=own, mirrors=e.mirrors, label=e.label, budget_of=e.budget_of,
+            code=registry.user_code(e.kind),
         ))
     if not specs:
         raise BNError("no estimators to compare: the estimators config is empty")
@@ -332,7 +337,17 @@ def study_spec(cfg: dict) -> StudySpec:
     if key not in _VALIDATED:
         _VALIDATED.clear()  # one study at a time: keep the last only
         _VALIDATED[key] = _build_spec(cfg)
-    return _VALIDATED[key]
+    return _fresh_user_code(_VALIDATED[key])
+
+
+def _fresh_user_code(spec: StudySpec) -> StudySpec:
+    """``spec`` with the source hashes of its plugin kinds read again (one edited since is not the cached one)."""
+    from dataclasses import replace
+
+    from bncompare.studies import registry
+
+    now = tuple(replace(e, code=registry.user_code(e.kind)) if e.code is not None else e for e in spec.estimators)
+    return spec if now == spec.estimators else replace(spec, estimators=now)
 
 
 _VALIDATED: dict[str, StudySpec] = {}
