@@ -47,6 +47,16 @@ def hard_wired(entry: dict) -> str:
     return "Computed rather than learned: " + "; ".join(f"({i}) {p}" for i, p in enumerate(computed, 1)) + "."
 
 
+def _target_note(entry: dict) -> str:
+    """For a model trained to imitate the context's MLE (``loss=mle``, the paper's public code's target): what its
+    training loss measures then."""
+    train_cfg = (entry.get("params") or {}).get("train_cfg") or {}
+    if not isinstance(train_cfg, dict) or train_cfg.get("loss") != "mle":
+        return ""
+    return ("This model is trained to imitate the context's MLE (loss = mle), not the true CPT: its loss is against "
+            "the MLE row, whose minimizer is MLE itself, so the dashed line is not its floor. ")
+
+
 def training_page(pdf, ctx: Ctx, measure: Measure = DISCRETE) -> None:
     title = f"{ctx.graph}: training curves of the trained models"
     runs = ctx.data.runs_of(ctx.graph)
@@ -60,7 +70,7 @@ def training_page(pdf, ctx: Ctx, measure: Measure = DISCRETE) -> None:
         header(fig, f"{ctx.graph}: training curve of {ctx.styles.label(name)}",
                 f"{len(h)} steps in {secs:.0f} s (seed {runs[0].seed}); loss = {measure.loss}, on the training "
                 f"batches. Dashed: the {measure.bayes} on the same batches, {measure.bayes_note}. "
-                + hard_wired(ctx.data.entry(ctx.graph, name)))
+                + _target_note(ctx.data.entry(ctx.graph, name)) + hard_wired(ctx.data.entry(ctx.graph, name)))
         ax = axes[0]
         win = max(1, len(h) // 50)
         ax.plot(h["step"], h["loss"], color="C0", alpha=0.25, lw=0.6)
