@@ -62,6 +62,8 @@ def test_agnostic_preset_has_a_plain_agnostic_model_beside_the_evidence_readout(
     assert built["plain"].tags.computed == () and built["plain"].tags.graph_agnostic
     assert any("leave-one-out" in p for p in built["evidence"].tags.computed)
     assert built["plain"].config().steps == built["evidence"].config().steps
+    alone = compose(["study=agnostic", "~estimators.agnostic"])["estimators"]["agnostic_plain"]  # either may go
+    assert alone["params"]["max_parents"] == evidence["params"]["max_parents"]
 
 
 def test_smoke_run_has_plain_rows_and_labels_that_say_what_is_hard_wired(tmp_path):
