@@ -22,7 +22,8 @@ def test_agnostic_preset_compares_the_right_estimators():
     assert cfg["graph"]["name"] == "random_dags"
     assert {e: v["kind"] for e, v in cfg["estimators"].items()} == {
         "bayes": "dirichlet", "bayes_median": "dirichlet_median", "mle": "mle", "naive": "naive",
-        "agnostic": "transformer_agnostic", "bayes_structures": "structure_averaging"}
+        "agnostic": "transformer_agnostic", "agnostic_plain": "transformer_agnostic",
+        "bayes_structures": "structure_averaging"}
     # the agnostic limit averages over the DAGs of the agnostic model's own training prior
     limit, model = cfg["estimators"]["bayes_structures"]["params"], cfg["estimators"]["agnostic"]["params"]
     dag_prior = ("p_low", "p_high", "max_parents")
@@ -30,6 +31,7 @@ def test_agnostic_preset_compares_the_right_estimators():
     cfg = compose(["study=agnostic", "graph=tree-7", "estimators=agnostic_trained"])
     assert {e: v["kind"] for e, v in cfg["estimators"].items()} == {
         "bayes": "dirichlet", "mle": "mle", "naive": "naive", "trained": "trained", "agnostic": "transformer_agnostic",
+        "agnostic_plain": "transformer_agnostic",
         "bayes_median": "dirichlet_median",  # the TV reference comes with the prior
         "bayes_structures": "structure_averaging"}
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -64,6 +64,33 @@ class Tags:
     # scored on the error of its location only, never on a log-loss
     has_artifacts: bool = False  # after prepare, ``artifacts_`` is a JSON-able dict the report draws
     # (e.g. a trained model's weight matrices); the study writes it to artifacts/<name>.json
+    # the parts of a trained model's answer that code computes rather than weights learn, one short phrase each
+    # (its first word names it in a legend); () for a model learned end to end. A trained estimator derives it
+    # from its model's settings (:class:`SettingsTags`), so it can never disagree with what it trains.
+    computed: tuple[str, ...] = ()
+
+    def structure_note(self) -> str:
+        """What a trained model hard-wires, as a label suffix: '[computed: a, b]' (the parts' first words) or
+        '[learned end to end]'; '' for an estimator that is not trained."""
+        if self.family != "trained":
+            return ""
+        if not self.computed:
+            return "[learned end to end]"
+        return "[computed: " + ", ".join(part.split()[0] for part in self.computed) + "]"
+
+
+class SettingsTags:
+    """The ``tags`` of an estimator whose ``computed`` parts follow from its settings: the class reads
+    ``base`` (with the parts its default settings give), an instance the same with the parts its own settings
+    give (``estimator.model_computed_parts()``), so a changed setting changes the declaration with it."""
+
+    def __init__(self, base: Tags, default_parts: tuple[str, ...] = ()):
+        self.base = replace(base, computed=tuple(default_parts))
+
+    def __get__(self, est, owner=None) -> Tags:
+        if est is None:
+            return self.base
+        return replace(self.base, computed=tuple(est.model_computed_parts()))
 
 
 class Estimator:

@@ -21,6 +21,7 @@ from bncompare.reports.plots import (
     set_xscale,
     table,
 )
+from bncompare.reports.transformer_pages import hard_wired
 
 
 def title_page(pdf, data: ReportData) -> None:
@@ -70,15 +71,37 @@ def title_page(pdf, data: ReportData) -> None:
         for part in textwrap.wrap(line, 150):
             fig.text(0.03, y, part, fontsize=10, va="top")
             y -= 0.032
-    ax = fig.add_axes([0.03, 0.03, 0.94, y - 0.06])
+    # what each trained model computes rather than learns, in full, under the table (the table names it)
+    said: dict[str, list[str]] = {}  # the same sentence once, with every estimator it is about
+    for name, e in data.runs[0].estimators.items():
+        if hard_wired(e):
+            said.setdefault(hard_wired(e), []).append(name)
+    notes = [f"{', '.join(names)}: {text}" for text, names in said.items()]
+    note_lines = [part for note in notes for part in textwrap.wrap(note, 190)]
+    bottom = 0.03 + 0.022 * len(note_lines)
+    for i, part in enumerate(note_lines):
+        fig.text(0.03, bottom - 0.022 * (i + 1), part, fontsize=7.5, va="bottom", color="0.25")
+    ax = fig.add_axes([0.03, bottom + 0.01, 0.94, y - 0.07 - bottom + 0.03])
     rows = []
     for name, e in data.runs[0].estimators.items():
-        params = ", ".join(f"{k}={_short(v)}" for k, v in (e.get("params") or {}).items() if v is not None)
-        rows.append([name, e.get("label") or "", e.get("kind", ""), textwrap.shorten(params, 70),
-                     str(e.get("subset") or "all"), str(e.get("context_lens") or "all"), str(e.get("mirrors") or "")])
-    table(ax, rows, ["name", "label", "kind", "parameters", "episodes", "context lengths", "mirrors"], fontsize=8,
-          title="Estimators", col_widths=[0.12, 0.16, 0.1, 0.34, 0.07, 0.11, 0.1])
+        given = [(k, v) for k, v in (e.get("params") or {}).items() if v is not None]
+        given.sort(key=lambda kv: isinstance(kv[1], dict))  # plain settings (e.g. recipe) before a whole config
+        params = ", ".join(f"{k}={_short(v)}" for k, v in given)
+        rows.append([name, textwrap.shorten(e.get("label") or "", 66), e.get("kind", ""), textwrap.shorten(params, 48),
+                     _computed_cell(e), str(e.get("subset") or "all"), str(e.get("context_lens") or "all"),
+                     str(e.get("mirrors") or "")])
+    table(ax, rows, ["name", "label", "kind", "parameters", "computed, not learned", "episodes", "context lengths",
+                     "mirrors"], fontsize=7, title="Estimators",
+          col_widths=[0.09, 0.28, 0.08, 0.2, 0.14, 0.05, 0.08, 0.06])
     save(pdf, fig)
+
+
+def _computed_cell(entry: dict) -> str:
+    """The short names of what a trained model computes rather than learns ('nothing'), '' for other estimators."""
+    tags = entry.get("tags") or {}
+    if tags.get("family") != "trained" or tags.get("computed") is None:
+        return ""
+    return ", ".join(p.split()[0] for p in tags["computed"]) or "nothing"
 
 
 def _references_line(data: ReportData) -> str:
@@ -214,7 +237,7 @@ def cost_page(pdf, ctx: Ctx) -> None:
     table(ax, rows, ["estimator", "prepare (s, once)", "smallest N", "fit (ms/context)", "predict (ms/context)",
                      "largest N", "fit (ms/context)", "predict (ms/context)"], fontsize=8,
           col_widths=[0.2, 0.11, 0.09, 0.12, 0.13, 0.09, 0.12, 0.13])
-    fig.text(0.03, 0.415, "prepare = training or loading the cached model (trained transformer), 0 for the others. "
+    fig.text(0.03, 0.415, "prepare = training or loading the cached model (a trained model), 0 for the others. "
              "Fit and predict times at the smallest and largest N each estimator ran at", fontsize=8, color="0.3")
     save(pdf, fig)
 

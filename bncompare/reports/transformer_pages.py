@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -34,8 +35,30 @@ GAUSSIAN = Measure("kl", "conditional KL", "KL(true conditional || prediction) o
                    "reaches)")
 
 
+def hard_wired(entry: dict) -> str:
+    """What a trained model's declaration (estimators.json) says it computes rather than learns, as a sentence;
+    '' for an estimator that is not trained or a run directory too old to record it."""
+    tags = entry.get("tags") or {}
+    computed = tags.get("computed")
+    if tags.get("family") != "trained" or computed is None:
+        return ""
+    if not computed:
+        return "Computed rather than learned: nothing (learned end to end)."
+    return "Computed rather than learned: " + "; ".join(f"({i}) {p}" for i, p in enumerate(computed, 1)) + "."
+
+
+def _target_note(entry: dict) -> str:
+    """For a model trained to imitate the context's MLE (``loss=mle``, the paper's public code's target): what its
+    training loss measures then."""
+    train_cfg = (entry.get("params") or {}).get("train_cfg") or {}
+    if not isinstance(train_cfg, dict) or train_cfg.get("loss") != "mle":
+        return ""
+    return ("This model is trained to imitate the context's MLE (loss = mle), not the true CPT: its loss is against "
+            "the MLE row, whose minimizer is MLE itself, so the dashed line is not its floor. ")
+
+
 def training_page(pdf, ctx: Ctx, measure: Measure = DISCRETE) -> None:
-    title = f"{ctx.graph}: training curve of the trained transformer"
+    title = f"{ctx.graph}: training curves of the trained models"
     runs = ctx.data.runs_of(ctx.graph)
     hist = {name: h for name, h in runs[0].histories.items() if name in ctx.tagged("has_history")}
     if not hist:
@@ -44,9 +67,10 @@ def training_page(pdf, ctx: Ctx, measure: Measure = DISCRETE) -> None:
     for name, h in hist.items():
         fig, axes = plt.subplots(1, 2, figsize=PAGE)
         secs = h["train_seconds"].dropna().iloc[-1] if "train_seconds" in h else float("nan")
-        header(fig, title + f" ({ctx.styles.label(name)})",
+        header(fig, f"{ctx.graph}: training curve of {ctx.styles.label(name)}",
                 f"{len(h)} steps in {secs:.0f} s (seed {runs[0].seed}); loss = {measure.loss}, on the training "
-                f"batches. Dashed: the {measure.bayes} on the same batches, {measure.bayes_note}.")
+                f"batches. Dashed: the {measure.bayes} on the same batches, {measure.bayes_note}. "
+                + _target_note(ctx.data.entry(ctx.graph, name)) + hard_wired(ctx.data.entry(ctx.graph, name)))
         ax = axes[0]
         win = max(1, len(h) // 50)
         ax.plot(h["step"], h["loss"], color="C0", alpha=0.25, lw=0.6)
@@ -114,7 +138,7 @@ def learning_page(pdf, ctx: Ctx, measure: Measure = DISCRETE) -> None:
         header(fig, f"{title} ({ctx.styles.label(name)})",
                f"held-out {measure.name} of the transformer divided by that of the {measure.bayes} on the same "
                f"held-out tasks ({reference}), one line per context length N. "
-               "Dashed: MLE / Bayes on the same tasks, where recorded.")
+               "Dashed: MLE / Bayes on the same tasks, where recorded. " + hard_wired(ctx.data.entry(ctx.graph, name)))
         colors = plt.get_cmap("viridis")
         for ax, x, xlabel in ((axes[0, 0], "step", "training step"), (axes[0, 1], "seconds", "wall-clock seconds")):
             if x not in h:
@@ -151,7 +175,9 @@ def attention_page(pdf, ctx: Ctx) -> None:
            "(a structure-"
             "agnostic model is never told them). Top: share of each head's attention on context rows "
             "whose parent values equal the query's (the rows the counting solution averages); dashed: the share "
-            "those rows would get under uniform attention. Bottom: where the best head's attention goes.")
+            "those rows would get under uniform attention. Bottom: where the best head's attention goes. "
+           + " ".join(f"{ctx.styles.label(e)}: {hard_wired(ctx.data.entry(ctx.graph, e))}" for e in ests
+                      if hard_wired(ctx.data.entry(ctx.graph, e))))
     for j, e in enumerate(ests):
         de = d[d["estimator"] == e]
         ax = axes[0, j]
@@ -165,7 +191,7 @@ def attention_page(pdf, ctx: Ctx) -> None:
         set_xscale(ax, sorted(de["context_len"].unique()))
         ax.set_ylim(0, 1.02)
         ax.set_ylabel("attention share on matching rows")
-        ax.set_title(ctx.styles.label(e), fontsize=10)
+        ax.set_title(textwrap.fill(ctx.styles.label(e), 45), fontsize=9)
         ax.legend(fontsize=7, ncol=2)
         # the head with most attention on matches, broken down
         match = de[de["metric"] == "attn_match"].groupby("node")["mean"].mean()

@@ -104,7 +104,10 @@ def estimator_records(spec: StudySpec, estimators: dict) -> dict:
     """What each estimator is, as it declares itself: kind, class, label, tags, settings, and the study's use of it."""
     from dataclasses import asdict
 
-    return {e.name: {"kind": e.kind, "class": type(estimators[e.name]).__name__, "label": e.label or e.name,
+    def label(e) -> str:  # a trained model's label says what it hard-wires, or that it hard-wires nothing
+        return " ".join(filter(None, [e.label or e.name, estimators[e.name].tags.structure_note()]))
+
+    return {e.name: {"kind": e.kind, "class": type(estimators[e.name]).__name__, "label": label(e),
                      "tags": asdict(estimators[e.name].tags), "params": estimators[e.name].get_params(),
                      "optimal_prior": estimators[e.name].optimal_prior(),
                      "subset": e.subset, "context_lens": list(e.context_lens) if e.context_lens else None,

@@ -15,10 +15,11 @@ that is what makes the generalization comparison fair.
 from __future__ import annotations
 
 from bncompare.errors import BNError
-from bncompare.estimators.base import Tags
+from bncompare.estimators.base import SettingsTags, Tags
 from bncompare.networks.graph import Graph
 from bncompare.networks.priors import RandomDAGPrior
-from bncompare.transformer.trained import TrainedTransformer
+from bncompare.transformer.train import TrainConfig
+from bncompare.transformer.trained import TrainedTransformer, computed_parts
 
 
 def complete_graph_like(graph: Graph) -> Graph:
@@ -30,11 +31,13 @@ def complete_graph_like(graph: Graph) -> Graph:
 
 class StructureAgnosticTransformer(TrainedTransformer):
     name = "transformer_agnostic"
-    tags = Tags(family="trained", graph_agnostic=True, has_attention=True, has_history=True)
+    tags = SettingsTags(Tags(family="trained", graph_agnostic=True, has_attention=True, has_history=True),
+                        computed_parts(TrainConfig().model))
 
     def __init__(self, train_cfg=None, p_low: float = 0.2, p_high: float = 0.8, max_parents: int | None = 3,
-                 cache_dir=None, progress: bool = True, batch_size: int = 256, at_fraction: float | None = None):
-        super().__init__(train_cfg, cache_dir, progress, batch_size, at_fraction)
+                 cache_dir=None, progress: bool = True, batch_size: int = 256, at_fraction: float | None = None,
+                 recipe: str = "default"):
+        super().__init__(train_cfg, cache_dir, progress, batch_size, at_fraction, recipe)
         self.p_low, self.p_high, self.max_parents = p_low, p_high, max_parents
 
     def training_task(self, graph: Graph, prior) -> tuple[Graph, RandomDAGPrior]:

@@ -47,6 +47,11 @@ def norm_layer(cfg) -> nn.Module:
     return nn.LayerNorm(cfg.d_model) if cfg.norm == "layer" else nn.Identity()
 
 
+# The answer every value readout computes (the mixture and evidence readouts).
+MIXTURE_FORM = ("mixture-of-rows answer: a weighted average of the context rows' values of the target and a "
+                "learned prior (the form of every counting estimator); the weights are the model's")
+
+
 class Readout(nn.Module):
     """What every readout shares: the settings check, its extra tokens (none), its attention maps (none) and
     how its outputs become probabilities (a softmax)."""
@@ -56,6 +61,9 @@ class Readout(nn.Module):
     trainable = True  # a TrainConfig may choose it
     variables = "discrete"  # the kind of network variables its tokens and outputs are for (Graph.variables)
     match_scores = False  # it reads TransformerConfig.match_scores
+    # what it computes rather than learns, one phrase each whose first word names it (Tags.computed); () for
+    # a readout whose answer is learned end to end
+    computed_parts: tuple[str, ...] = ()
 
     @classmethod
     def check(cls, cfg) -> None:
@@ -63,6 +71,11 @@ class Readout(nn.Module):
         if cfg.match_scores and not cls.match_scores:
             raise BNError(f"match_scores needs output='mixture', got output={cfg.output!r} "
                           "(set match_scores=false too)")
+
+    @classmethod
+    def computed(cls, cfg) -> tuple[str, ...]:
+        """What this readout computes rather than learns with the settings ``cfg``."""
+        return cls.computed_parts
 
     def add_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """The input with this readout's own tokens appended after the queries."""
@@ -138,6 +151,13 @@ class MixtureReadout(_ValueReadout):
     """
 
     match_scores = True
+    computed_parts = (MIXTURE_FORM,)
+    VALUE_EQUALITY = ("value-equality features per node: each row scores sum_n g_n [its value of n equals the "
+                      "query's], the indicators computed, only the gains g_n learned")
+
+    @classmethod
+    def computed(cls, cfg) -> tuple[str, ...]:
+        return cls.computed_parts + ((cls.VALUE_EQUALITY,) if cfg.match_scores else ())
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -194,6 +214,11 @@ class EvidenceReadout(_ValueReadout):
 
     MAX_CONFIGS = 512
     match_scores = True  # allowed, and not read: the hypotheses' gains do the matching
+    computed_parts = (
+        "leave-one-out likelihood of parent sets, by explicit counting, over a guess and its one-node edits "
+        "(evidence_rounds rounds); learned: the guess, the gain level, the prior and the mixing weights",
+        MIXTURE_FORM,
+    )
 
     @classmethod
     def check(cls, cfg) -> None:
@@ -335,7 +360,6 @@ class _GaussianReadout(Readout):
     ``(df, loc, scale)`` (float64), the prediction layout of :mod:`bncompare.networks.gaussian`."""
 
     variables = "gaussian"
-    computed_parts: tuple[str, ...] = ()  # what it computes rather than learns (declared, for the estimator)
 
     @classmethod
     def check(cls, cfg) -> None:
@@ -388,9 +412,9 @@ class ConjugateReadout(_GaussianReadout):
     """
 
     computed_parts = (
-        "per-node in-context moments: sums over context rows of z z' for z = (1, x_1..x_M)",
-        "the Normal-inverse-gamma update of each target on its moments (a Cholesky solve), given the learned prior",
-        "the update's Student-t posterior predictive (df 2 a_N, loc z' beta, scale^2 (b_N / a_N)(1 + z' A^-1 z))",
+        "in-context moments per node: sums over context rows of z z' for z = (1, x_1..x_M)",
+        "Normal-inverse-gamma update of each target on its moments (a Cholesky solve), given the learned prior",
+        "Student-t posterior predictive of that update (df 2 a_N, loc z' beta, scale^2 (b_N / a_N)(1 + z' A^-1 z))",
     )
     GAIN = 8.0  # log-precision = GAIN x the head's output: structure needs log-precisions ~20, the head ~1
     LOG_PRECISION = (-20.0, 30.0)  # clamp: keeps A positive definite and finite in float64

@@ -15,7 +15,7 @@ from dataclasses import replace
 import torch
 
 from bncompare.errors import BNError
-from bncompare.estimators.base import GaussianEstimator, Tags
+from bncompare.estimators.base import GaussianEstimator, SettingsTags, Tags
 from bncompare.networks.graph import Graph
 from bncompare.transformer.checkpoint import graph_signature, kept_step, model_at_step, trained_model
 from bncompare.transformer.gaussian_tokens import PREDICTION_WIDTH, GaussianLayout, encode_gaussian
@@ -88,7 +88,8 @@ class TrainedGaussianTransformer(GaussianEstimator):
 
     name = "transformer_gaussian_trained"
     # has_attention stays False: the attention diagnostics match discrete parent values
-    tags = Tags(family="trained", variables="gaussian", has_history=True, one_structure=True)
+    tags = SettingsTags(Tags(family="trained", variables="gaussian", has_history=True, one_structure=True),
+                        ConjugateReadout.computed_parts)
     computed_parts: tuple[str, ...] = ConjugateReadout.computed_parts  # the default model's
 
     def __init__(self, train_cfg: GaussianTrainConfig | dict | None = None, cache_dir=None, progress: bool = True,
