@@ -22,12 +22,28 @@ def _names_the_file(atomic):
     return named
 
 
+def process_umask() -> int:
+    """This process's umask, read without changing it (Linux: /proc), else by setting it back at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @_names_the_file
 def atomic_write(path, write: Callable[[Path], object]) -> Path:
     """``write(tmp)`` fills a temporary file next to ``path``, which is flushed to disk and then
-    renamed into place (atomic on POSIX). The temporary name is unique, so two writers never share it."""
+    renamed into place (atomic on POSIX). The temporary name is unique, so two writers never share it.
+    The file gets the mode a plain ``open`` would give it (0666 less the umask; mkstemp makes it 0600),
+    so colleagues can read a run directory or a model cache on a shared file system."""
     path = Path(path)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~process_umask())
     os.close(fd)
     tmp = Path(name)
     try:

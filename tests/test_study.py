@@ -54,7 +54,7 @@ def smoke(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("smoke")
     out = tmp / "out"
     t0 = time.perf_counter()
-    run = cli(tmp, "study=smoke", f"out_dir={out}", "progress=false")
+    run = cli(tmp, "study=smoke", f"out_dir={out}", "progress=false", umask=0o022)  # a shared cluster's umask
     assert run.returncode == 0, run.stderr[-3000:]
     print(f"smoke study: {time.perf_counter() - t0:.1f} s")
     return tmp, out
@@ -79,6 +79,23 @@ def test_smoke_writes_every_output(smoke):
     assert n_pages(out / "report.pdf") >= 13
     with gzip.open(out / "episodes.csv.gz", "rt") as f:
         assert f.readline().strip() == "graph,seed,estimator,context_len,episode,node,metric,value"
+
+
+def test_smoke_reproduces_the_shipped_reference(smoke):
+    # the install check of the README: a fresh smoke run against the shipped table (a change of the
+    # numbers must regenerate it: python -m bncompare.reports.compare <run> --write-reference)
+    tmp, out = smoke
+    run = cli(tmp, str(out), "--reference", "tree-7_smoke_seed0", module="bncompare.reports.compare")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "verdict: reproduced" in run.stdout
+
+
+def test_run_files_and_model_cache_follow_the_umask(smoke):
+    # colleagues on a shared file system read a run directory and a shared model cache (umask 022)
+    tmp, out = smoke
+    private = [p for root in (out, tmp / "cache") for p in root.rglob("*")
+               if p.is_file() and p.stat().st_mode & 0o044 != 0o044]
+    assert not private, [f"{p.relative_to(tmp)} {oct(p.stat().st_mode & 0o777)}" for p in private[:5]]
 
 
 def test_smoke_numbers_are_paired_and_sane(smoke):
