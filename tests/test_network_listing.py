@@ -22,7 +22,7 @@ def test_every_bundled_network_is_a_name():
 def test_the_study_config_knows_every_bundled_name():
     from bncompare.studies.run import compose
 
-    for name in ("munin", "hepar2", "alarm"):
+    for name in discrete_names():
         assert compose([f"graph={name}"])["graph"] == {"name": name, "options": {"truth": "bundled"}}
 
 

@@ -1,13 +1,13 @@
-"""Networks in and out: pgmpy models, BIF files, and YAML/JSON specs.
+"""Networks in and out: pgmpy models, BIF (and XMLBIF, UAI, NET, XDSL) files, and YAML/JSON specs.
 
 YAML/JSON spec (every key but ``nodes`` optional; CPT rows follow the parent
 order given in ``parents``, last parent fastest)::
 
     nodes:
-      Rain:      {states: [no, yes]}
+      Rain:      {states: [no, yes], cpt: [[0.8, 0.2]]}
       Sprinkler: {parents: [Rain], cpt: [[0.6, 0.4], [0.99, 0.01]]}
       Wet:       {card: 2, parents: [Rain, Sprinkler]}
-    # nodes without "cpt" need one from a prior (load_spec(..., seed=...))
+    # a node without "cpt" needs one from a prior (load_spec(..., seed=...), or truth=prior in a study)
 
 All loading is data-only (a safe YAML loader / json); nothing is evaluated. Every
 problem with a file (missing, a folder, not UTF-8, malformed, duplicate keys or
@@ -84,6 +84,18 @@ def from_pgmpy(model) -> BayesNet:
         cpts.append(values.T)
         states.append(tuple(str(s) for s in cpd.state_names[name]))
     return BayesNet(graph, tuple(cpts), tuple(states))
+
+
+def as_bayes_net(network) -> BayesNet:
+    """A ``BayesNet`` as it is, a pgmpy ``DiscreteBayesianNetwork`` converted (:func:`from_pgmpy`)."""
+    if isinstance(network, BayesNet):
+        return network
+    from pgmpy.models import DiscreteBayesianNetwork
+
+    if isinstance(network, DiscreteBayesianNetwork):
+        return from_pgmpy(network)
+    raise BNError(f"a study's network must be a bncompare BayesNet or a pgmpy DiscreteBayesianNetwork, "
+                  f"not {type(network).__name__}")
 
 
 def _state_names(net: BayesNet) -> tuple[tuple[str, ...], ...]:
@@ -176,6 +188,69 @@ def _no_duplicate_blocks(text: str) -> None:
         if (kind, node) in seen:
             raise BNError(f"BIF network has two {kind} blocks for {node!r}: remove one")
         seen.add((kind, node))
+
+
+# ----- other formats pgmpy reads ------------------------------------------
+PGMPY_READERS = {"xmlbif": "XMLBIFReader", "uai": "UAIReader", "net": "NETReader", "xdsl": "XDSLReader"}
+FORMAT_OF = {".bif": "bif", ".bif.gz": "bif", ".xml": "xmlbif", ".xmlbif": "xmlbif", ".uai": "uai", ".net": "net",
+             ".xdsl": "xdsl", ".yaml": "spec", ".yml": "spec", ".json": "spec"}
+
+
+def file_format(path) -> str:
+    """The format of a network file from its name (``bif``, ``xmlbif``, ``uai``, ``net``, ``xdsl``, ``spec``)."""
+    name = Path(path).name.lower()
+    for suffix, kind in FORMAT_OF.items():
+        if name.endswith(suffix):
+            return kind
+    raise BNError(f"network file {str(path)!r}: use one of {', '.join(FORMAT_OF)}")
+
+
+def load_pgmpy_file(path, kind: str) -> BayesNet:
+    """An XMLBIF, UAI, Hugin NET or XDSL file through pgmpy's reader, from the bounded text of
+    :func:`read_text` (pgmpy never opens the path itself)."""
+    text = read_text(path, f"{kind.upper()} file")
+    if kind == "uai":
+        _check_uai_cards(text, path)
+    import pgmpy.readwrite
+
+    logging.getLogger("pgmpy").setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = getattr(pgmpy.readwrite, PGMPY_READERS[kind])(string=text).get_model()
+    except BNError:
+        raise
+    except Exception as e:  # noqa: BLE001  pgmpy raises many types on malformed input
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise BNError(f"could not parse {kind.upper()} file {path}: {type(e).__name__}: {first}") from None
+    if not model.nodes():
+        raise BNError(f"the {kind.upper()} network {path} has no variables")
+    return from_pgmpy(model)
+
+
+def _check_uai_cards(text: str, path) -> None:
+    """A UAI preamble gives cardinalities as bare numbers: check them before pgmpy builds state lists."""
+    tokens = re.sub(r"#[^\n]*", " ", text).split()
+    try:
+        n = int(tokens[1])
+        cards = [int(t) for t in tokens[2:2 + n]]
+    except (IndexError, ValueError):
+        raise BNError(f"UAI file {path} does not open with 'BAYES <n> <cardinalities>'") from None
+    if not 0 < n <= len(tokens) or len(cards) != n:
+        raise BNError(f"UAI file {path}: the preamble names {n} variables but lists {len(cards)} cardinalities")
+    big = [c for c in cards if c > MAX_CARD]
+    if big:
+        raise BNError(f"UAI file {path}: cardinality {big[0]} is above the limit of {MAX_CARD} states")
+
+
+def load_file(path) -> BayesNet:
+    """A network file in any format bncompare reads (see :data:`FORMAT_OF`); a spec needs every CPT."""
+    kind = file_format(path)
+    if kind == "bif":
+        return load_bif(Path(path))
+    if kind == "spec":
+        return load_spec(path)
+    return load_pgmpy_file(path, kind)
 
 
 # ----- YAML / JSON spec --------------------------------------------------

@@ -268,9 +268,14 @@ def finish(out: Path, spec: StudySpec, plan: Plan, summaries: dict, frames: dict
     write_meta(out, meta)
 
 
-def run_study(config: dict, out_dir) -> Path:
-    """Run (or resume) the study ``config`` in ``out_dir``; returns the run directory."""
+def run_study(config: dict, out_dir, network=None) -> Path:
+    """Run (or resume) the study ``config`` in ``out_dir``; returns the run directory. ``network`` (a BayesNet
+    or a pgmpy DiscreteBayesianNetwork) replaces the config's graph (:func:`~bncompare.studies.truth.with_network`)."""
     started, t_start = datetime.now(UTC), time.perf_counter()
+    if network is not None:
+        from bncompare.studies.truth import with_network
+
+        config = with_network(config, network, out_dir)
     spec = study_spec(config)
     resolve_device(spec.device)  # device=cuda without CUDA: one line, before any work
     out = lock_dir(check_out_dir(out_dir))  # one run per folder; a no-op when the command line holds it

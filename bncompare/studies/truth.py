@@ -266,22 +266,17 @@ def real_network_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, T
     return net.graph, network_truth(net, truth, prior, f"the {name} network")
 
 
-FILE_SUFFIXES = {".bif": "bif", ".gz": "bif", ".yaml": "spec", ".yml": "spec", ".json": "spec"}
-
-
 def load_file_network(path, truth: str):
-    """The user's network file: BIF (.bif, .bif.gz) or a YAML/JSON spec -> a BayesNet (a GaussianNet for a spec
-    with ``variables: gaussian``), or (truth=prior) only the Graph of a spec (no parameter is read or drawn).
-    With truth=bundled every node needs its parameters (a CPT, or intercept, weights and sigma) in the file."""
+    """The user's network file: BIF, XMLBIF, UAI, NET, XDSL (:func:`bncompare.networks.io.load_file`) or a
+    YAML/JSON spec -> a BayesNet (a GaussianNet for a spec with ``variables: gaussian``), or (truth=prior) only
+    the Graph of a spec (no parameter is read or drawn). With truth=bundled every node needs its parameters (a
+    CPT, or intercept, weights and sigma) in the file."""
     from bncompare.networks.gaussian_io import gaussian_spec_structure, load_gaussian_spec, spec_variables
-    from bncompare.networks.io import load_bif, load_spec, parse_spec_text, read_text, spec_structure
+    from bncompare.networks.io import file_format, load_file, load_spec, parse_spec_text, read_text, spec_structure
 
     path = Path(path)
-    kind = FILE_SUFFIXES.get(path.suffix.lower())
-    if kind is None or (path.suffix == ".gz" and not path.name.endswith(".bif.gz")):
-        raise BNError(f"graph.options.path {str(path)!r}: use a .bif, .bif.gz, .yaml, .yml or .json file")
-    if kind == "bif":
-        return load_bif(path)
+    if file_format(path) != "spec":
+        return load_file(path)
     data = parse_spec_text(read_text(path, "network spec"), path.suffix == ".json", path)
     if spec_variables(data) == "gaussian":
         if truth == "prior":
@@ -301,13 +296,31 @@ def load_file_network(path, truth: str):
     return load_spec(data)
 
 
+def with_network(config: dict, network, folder) -> dict:
+    """``config`` studying ``network`` (a BayesNet or a pgmpy model, from Python): the network is written
+    as ``<folder>/network.json`` and read back by ``graph=file`` (results name it ``file-network``), so it
+    is keyed, recorded and checked as a user's file is. ``graph.options.truth`` is kept if set."""
+    import json
+
+    from bncompare.networks.io import as_bayes_net, to_spec
+
+    net = as_bayes_net(network)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "network.json"
+    path.write_text(json.dumps(to_spec(net)))  # floats as repr: the CPTs round trip exactly
+    truth = ((config.get("graph") or {}).get("options") or {}).get("truth", "bundled")
+    return {**config, "graph": {"name": "file", "options": {"path": str(path), "truth": truth}}}
+
+
 def file_source(spec: StudySpec, options: dict, prior) -> tuple[Graph, TaskSource]:
     """``graph=file graph.options.path=my.bif``: the user's own network (truth=bundled|prior)."""
     unknown = sorted(set(options) - {"path", "truth"})
     if unknown:
         raise BNError(f"graph 'file': unknown options {unknown}; allowed: path, truth")
     if not options.get("path"):
-        raise BNError("graph=file needs graph.options.path=<your .bif, .yaml or .json file>")
+        raise BNError("graph=file needs graph.options.path=<your .bif, .xmlbif, .uai, .net, .xdsl, .yaml or .json "
+                      "file>")
     truth = _truth_option(options, "file")
     path = Path(str(options["path"])).expanduser()
     net = load_file_network(path, truth)
