@@ -205,18 +205,34 @@ def one_line(error: BaseException, run_dir=None) -> str:
     return text or type(error).__name__
 
 
+def parse_command_line(argv: list[str]):
+    """Hydra's own parser and its check that one command is given, each error as one line (argparse would
+    print its usage block, Hydra a traceback)."""
+    from hydra._internal.utils import get_args_parser
+
+    def refuse(message):
+        raise BNError(f"{message} (see --help)")
+
+    parser = get_args_parser()
+    parser.error = refuse
+    args = parser.parse_args(argv)  # as Hydra parses: an option it does not know is an error there too
+    commands = args.run + (args.cfg is not None) + args.multirun + args.shell_completion + (args.info is not None)
+    if commands > 1:
+        refuse("only one of --run, --multirun, --cfg, --info and --shell-completion can be given")
+    return args
+
+
 def preflight(argv: list[str]):
     """Check what the command line would run before Hydra touches anything (see the module docstring).
 
     A single run's out_dir is locked here and stays locked until this process ends. Returns
     (job, run_dir): the composed config when nothing runs (--help, --cfg...), else None; and the locked
     run directory (None for a sweep, or when nothing runs)."""
-    from hydra._internal.utils import get_args_parser
     from omegaconf import OmegaConf
 
     from bncompare.studies.guard import check_config, job_configs, run_directory
 
-    args, _ = get_args_parser().parse_known_args(argv)
+    args = parse_command_line(argv)
     if args.experimental_rerun is not None:
         raise BNError("--experimental-rerun is not supported: it unpickles a file")
     if args.config_path is not None:
