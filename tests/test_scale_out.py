@@ -41,7 +41,8 @@ def test_torchrun_trains_the_model_the_study_then_loads(tmp_path):
     """The issue's commands: 2 gloo processes train; the study, one process, finds that model in the cache
     (the process count is not part of the key)."""
     cache = tmp_path / "cache"
-    done = run([*TORCHRUN, "-m", "bncompare.studies.train", "graph=tree", "study=smoke"], tmp_path, cache)
+    done = run([*TORCHRUN, "-m", "bncompare.studies.train", "graph=tree", "study=smoke", "--only", "trained"], tmp_path,
+               cache)
     assert "trained in" in done.stdout and "on 2 processes" in done.stdout
     assert "global batch 16 over 2 processes (gloo, 8 on rank 0)" in done.stderr and "lr 0.003" in done.stderr
     (entry,) = (cache / "transformer").iterdir()
@@ -54,7 +55,7 @@ def test_torchrun_trains_the_model_the_study_then_loads(tmp_path):
 
     run([sys.executable, "-m", "bncompare.studies.run", "graph=tree", "study=smoke", f"out_dir={tmp_path / 'run'}",
          "report=false", "progress=false", "~estimators.pyro_svi", "~estimators.pyro_nuts", "~estimators.pgmpy_mle",
-         "~estimators.pgmpy_bdeu"], tmp_path, cache)
+         "~estimators.pgmpy_bdeu", "~estimators.trained_plain"], tmp_path, cache)
     assert [p.name for p in (cache / "transformer").iterdir()] == [entry.name]  # no other model was trained
     assert ((entry / "model.pt").stat().st_mtime_ns, sha(entry / "model.pt")) == weights
     history = pd.read_csv(tmp_path / "run" / "extras" / "history_trained.csv")
@@ -132,7 +133,8 @@ def start_until_snapshot(cmd, tmp_path) -> subprocess.Popen:
 def test_killed_training_command_resumes_to_the_same_weights(tmp_path):
     """A real kill -9 of the training command mid-run; the same command again finishes with the weights of
     an uninterrupted run."""
-    overrides = ["graph=chain-5", "study=smoke", "transformer.train.steps=200", "transformer.train.eval_every=0"]
+    overrides = ["graph=chain-5", "study=smoke", "transformer.train.steps=200", "transformer.train.eval_every=0",
+                 "--only", "trained"]  # one model: the cache holds one entry
     cmd = [sys.executable, "-m", "bncompare.studies.train", *overrides, "--checkpoint-every", "10"]
     proc = start_until_snapshot(cmd, tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
@@ -176,7 +178,8 @@ def test_training_command_errors_are_one_line(argv, expect, capsys, tmp_path, mo
 def test_killed_torchrun_training_resumes_to_the_same_weights(tmp_path):
     """kill -9 of torchrun and both its workers; the same command resumes every rank's task stream and
     ends with the weights of an uninterrupted 2-process run."""
-    overrides = ["graph=chain-5", "study=smoke", "transformer.train.steps=200", "transformer.train.eval_every=0"]
+    overrides = ["graph=chain-5", "study=smoke", "transformer.train.steps=200", "transformer.train.eval_every=0",
+                 "--only", "trained"]  # one model: the cache holds one entry
     cmd = [*TORCHRUN, "-m", "bncompare.studies.train", *overrides, "--checkpoint-every", "10"]
     agent = start_until_snapshot(cmd, tmp_path)
     workers = subprocess.run(["pgrep", "-P", str(agent.pid)], capture_output=True, text=True).stdout.split()
