@@ -51,25 +51,40 @@ def _norm_x(pos_in_layer, ls, m):
     return 0.5
 
 
+MAX_NAMED_WIDTH = 24  # more nodes in one layer than this: names would not fit at a readable size
+
+
+def uses_numbers(graph: Graph) -> bool:
+    """True when the drawing labels nodes by number (1-based, graph order) and a node table gives the names."""
+    return max((len(layer) for layer in layers(graph)), default=0) > MAX_NAMED_WIDTH
+
+
 def draw_dag(ax, graph: Graph, fontsize: float | None = None) -> None:
-    """Boxes for nodes (name and number of states), arrows for edges."""
+    """Boxes for nodes (name and number of states, or the node's number on wide graphs), arrows for edges."""
     pos = layout(graph)
     depth = {m: d for d, layer in enumerate(layers(graph)) for m in layer}
     n = graph.n_nodes
     widest = max(len(layers_) for layers_ in layers(graph))
-    fontsize = fontsize or float(np.clip(110 / max(widest, 1) / max(1, max(len(s) for s in graph.names) / 4), 5, 14))
+    numbers = uses_numbers(graph)
+    longest = len(str(n)) if numbers else max(len(s) for s in graph.names)
+    fontsize = fontsize or float(np.clip(110 / max(widest, 1) / max(1, longest / 4), 3, 14))
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.axis("off")
     texts = {}
     for m in range(n):
         x, y = pos[m]
-        label = graph.names[m] if graph.cards[m] <= 2 else f"{graph.names[m]}\n({graph.cards[m]} states)"  # 1: real
+        if numbers:
+            label = str(m + 1)
+        else:
+            label = graph.names[m] if graph.cards[m] <= 2 else f"{graph.names[m]}\n({graph.cards[m]} states)"  # 1: real
         texts[m] = ax.text(x, y, label, ha="center", va="center", fontsize=fontsize, zorder=3,
-                           bbox=dict(boxstyle="round,pad=0.35", fc="#dbe9f6", ec="#2b5d8a", lw=1))
+                           bbox=dict(boxstyle=f"round,pad={0.15 if numbers else 0.35}", fc="#dbe9f6", ec="#2b5d8a",
+                                     lw=1))
     for m in range(n):
         for p in graph.parents[m]:
             arrow = FancyArrowPatch(pos[p], pos[m], patchA=texts[p].get_bbox_patch(), patchB=texts[m].get_bbox_patch(),
-                                    arrowstyle="-|>", mutation_scale=10 + fontsize * 0.5, color="#444444", lw=1,
+                                    arrowstyle="-|>", mutation_scale=10 + fontsize * 0.5, color="#444444",
+                                    lw=0.4 if numbers else 1,
                                     connectionstyle=f"arc3,rad={0.25 if depth[m] - depth[p] > 1 else 0.0}", zorder=2)
             ax.add_patch(arrow)

@@ -8,7 +8,7 @@ import numpy as np
 import yaml
 
 from bncompare.reports.context import Ctx, header, make_ctx, save
-from bncompare.reports.dag import draw_dag
+from bncompare.reports.dag import draw_dag, uses_numbers
 from bncompare.reports.data import ReportData, optimal_here
 from bncompare.reports.plots import (
     PAGE,
@@ -174,11 +174,32 @@ def dag_page(pdf, ctx: Ctx) -> None:
         table(side, rows, ["node", "states", "parents", "CPT rows"], fontsize=8, col_widths=[0.25, 0.15, 0.45, 0.15])
     else:
         fig.text(0.78, 0.88, f"{graph.n_nodes} nodes, up to {max(len(p) for p in graph.parents)} parents,\n"
-                 f"{sum(graph.n_configs)} CPT rows in total;\nboxes show the number of states\nwhen it is not 2",
-                 va="top", fontsize=9)
+                 f"{sum(graph.n_configs)} CPT rows in total;\n" + ("boxes show node numbers:\nthe node table follows"
+                 if uses_numbers(graph) else "boxes show the number of states\nwhen it is not 2"), va="top", fontsize=9)
     info = run.truth.get("description", "")
     fig.text(0.66 if small else 0.78, 0.06, info, fontsize=8.5 if small else 7.5, va="bottom", wrap=True)
     save(pdf, fig)
+    if uses_numbers(graph):
+        node_table_pages(pdf, ctx, graph)
+
+
+NODE_TABLE_ROWS = 45  # rows per page of a large network's node table
+
+
+def node_table_pages(pdf, ctx: Ctx, graph) -> None:
+    """The numbers drawn on a wide DAG, with name, states and parents (by number), a page per 45 nodes."""
+    n_pages = -(-graph.n_nodes // NODE_TABLE_ROWS)
+    for page, start in enumerate(range(0, graph.n_nodes, NODE_TABLE_ROWS)):
+        fig = plt.figure(figsize=PAGE)
+        header(fig, f"{ctx.graph}: node table ({page + 1}/{n_pages})", "numbers as drawn on the DAG page; "
+               "parents by number")
+        nodes = range(start, min(start + NODE_TABLE_ROWS, graph.n_nodes))
+        rows = [[str(m + 1), graph.names[m], str(graph.cards[m]),
+                 textwrap.shorten(", ".join(str(p + 1) for p in graph.parents[m]) or "–", 60),
+                 str(graph.n_configs[m])] for m in nodes]
+        table(fig.add_axes([0.03, 0.03, 0.94, 0.86]), rows, ["#", "node", "states", "parents", "CPT rows"],
+              fontsize=7, col_widths=[0.07, 0.38, 0.1, 0.33, 0.12])
+        save(pdf, fig)
 
 
 def unseen_page(pdf, ctx: Ctx) -> None:

@@ -20,10 +20,14 @@ own process when ``report=true``.
 """
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -162,16 +166,55 @@ def ends_with_this_process():
     return die_with_parent
 
 
+REPORT_FINGERPRINT = ".report_fingerprint"  # beside report.pdf: what the run directory held when it was rendered
+NOT_REPORT_INPUT = {"report.pdf", REPORT_FINGERPRINT, "run.log", ".hydra"}  # rewritten by every run, read by no page
+
+
+def run_fingerprint(run_dir) -> str:
+    """sha256 of every file the report may read, by relative path and content, and of the report code."""
+    from bncompare.codeversion import code_version
+
+    root = Path(run_dir)
+    h = hashlib.sha256(json.dumps(code_version(("reports", "rundir.py")), sort_keys=True).encode())
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = f.relative_to(root)
+        if rel.parts[0] not in NOT_REPORT_INPUT:
+            h.update(str(rel.as_posix()).encode() + b"\0" + _report_input(f) + b"\0")
+    return h.hexdigest()
+
+
+def _report_input(f: Path) -> bytes:
+    """A file's content as the report sees it: gzip without its header's time stamp, meta.json without
+    the record of reruns that computed nothing (so the report's run log counts the runs that did)."""
+    if f.suffix == ".gz":
+        return gzip.decompress(f.read_bytes())
+    if f.name == "meta.json":
+        try:
+            meta = json.loads(f.read_text())
+            meta["runs"] = [r for r in meta.get("runs", []) if not isinstance(r, dict) or r.get("cells_computed")]
+            return json.dumps(meta, sort_keys=True).encode()
+        except (ValueError, AttributeError, TypeError):
+            pass  # a damaged meta.json: its bytes, and the report says what is wrong with it
+    return f.read_bytes()
+
+
 def write_report(run_dir) -> None:
     """Render report.pdf with the report command, from the finished run directory alone.
 
-    The report process ends with the study: an exception here (Ctrl-C) kills it, and so does the end of
-    this process, however it ends."""
+    Skipped when report.pdf exists and the run directory is unchanged since it was rendered (a rerun of
+    a finished study: rendering costs far more than the study's resume). The report process ends with the
+    study: an exception here (Ctrl-C) kills it, and so does the end of this process, however it ends.
+    """
+    stamp, pdf = Path(run_dir) / REPORT_FINGERPRINT, Path(run_dir) / "report.pdf"
+    fingerprint = run_fingerprint(run_dir)
+    if pdf.is_file() and stamp.is_file() and stamp.read_text() == fingerprint:
+        return
     done = subprocess.run([sys.executable, "-m", "bncompare.reports.report", str(run_dir)], stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True, preexec_fn=ends_with_this_process())
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or ["no message"]
         raise BNError(f"the report of {run_dir} failed: {lines[-1].removeprefix('error: ')}")
+    stamp.write_text(fingerprint)
 
 
 def compose(overrides: list[str] | None = None) -> dict:
