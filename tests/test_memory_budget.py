@@ -50,3 +50,38 @@ def test_the_default_studies_fit():
     for graph in ("tree", "sachs", "alarm", "random"):
         spec = study_spec(compose([f"graph={graph}"]))
         check_budget(spec, build_problem(spec)[0])
+
+
+def three_nodes(folder, card: int):
+    path = folder / f"three-{card}.yaml"
+    path.write_text(f"nodes:\n  A: {{card: {card}}}\n  B: {{card: {card}}}\n  C: {{card: {card}, parents: [A, B]}}\n")
+    return ["graph=file", f"graph.options.path={path}", "graph.options.truth=prior"]
+
+
+@pytest.mark.parametrize("card, study, gb", [(200, [], "18"), (100, ["study=smoke"], "1.5")])
+def test_wide_cpts_that_outgrew_the_old_estimate_are_refused(tmp_path, monkeypatch, card, study, gb):
+    """Measured: 200 states grew to 23.7 GB (estimated 7.7); 100 states to 3.47 GB (estimated 986 MB)."""
+    monkeypatch.setenv("BNCOMPARE_MEMORY_GB", gb)
+    with pytest.raises(BNError, match="the study would need ~[0-9.]+ [GT]B of memory") as err:
+        run_study(compose([*study, "progress=false", "report=false", *three_nodes(tmp_path, card)]), tmp_path / "o")
+    assert "graph.options.card" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("override, named", [
+    ("episodes=1000000000000", "episodes"),  # grew ~9 MB/s: every cell's rows are kept
+    ("transformer.train.steps=1000000000000", "transformer.train.steps"),  # costs time only
+    ("estimators.pyro_nuts.params.num_samples=100000000000", "pyro_nuts"),
+])
+def test_every_count_is_bounded(tmp_path, override, named):
+    with pytest.raises(BNError, match=named) as err:
+        run_study(compose([*SMOKE, override]), tmp_path / "out")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400", "-1", "0", "nan", "-inf", "lots"])
+def test_a_bad_memory_limit_is_one_line(monkeypatch, value):
+    from bncompare.studies.budget import memory_limit
+
+    monkeypatch.setenv("BNCOMPARE_MEMORY_GB", value)
+    with pytest.raises(BNError, match=f"BNCOMPARE_MEMORY_GB must be a positive number.*got '{value}'"):
+        memory_limit()
