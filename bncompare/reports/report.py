@@ -67,7 +67,10 @@ def render(data: ReportData, out: Path) -> Path:
     from matplotlib.backends.backend_pdf import PdfPages
 
     setup_style()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BNError(f"cannot write to {str(out.parent)!r}: {e.strerror or e}") from None
     tmp = out.with_name(out.name + ".tmp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # tight_layout notes about table axes
