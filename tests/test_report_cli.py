@@ -1,6 +1,11 @@
 """The report, compare and merge commands on damaged run folders and bad arguments: one line on stderr, exit 2."""
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -8,6 +13,7 @@ from bncompare.reports import compare, merge, report
 from bncompare.studies.run import compose
 from bncompare.studies.runner import run_study
 
+ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["graph=chain-5", "estimators=counting", "episodes=32", "context_lens=[2]", "queries=2", "progress=false",
          "report=false"]
 COMMANDS = {"report": report.main, "compare": compare.main, "merge": merge.main}
@@ -80,3 +86,35 @@ def test_a_damaged_run_folder_is_one_line_exit_2(kind, command, run_dir, tmp_pat
 def test_out_into_proc_is_one_line(command, run_dir, capsys):
     err = one_line(capsys, COMMANDS[command], run_dir, "--out", "/proc/x/y")
     assert "cannot write to '/proc/x" in err, err
+
+
+def _env():
+    import os
+
+    return dict(os.environ, PYTHONPATH=str(ROOT))
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("bncompare.reports.report", []), ("bncompare.reports.compare", ["--bogus"]),
+    ("bncompare.reports.merge", ["somewhere"]), ("bncompare.studies.train", ["--checkpoint-every", "x"]),
+    ("bncompare.networks", ["--only", "nope"])])
+def test_a_bad_argument_is_one_line_exit_2(module, argv):
+    run = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True, env=_env(),
+                         timeout=120)
+    err = run.stderr.strip()
+    assert run.returncode == 2 and "\n" not in err and err.startswith("error: ") and "--help" in err, err
+
+
+def test_ctrl_c_during_a_report_is_one_line_exit_130(run_dir, tmp_path):
+    work = tmp_path / "run"
+    shutil.copytree(run_dir, work)
+    child = subprocess.Popen([sys.executable, "-m", "bncompare.reports.report", str(work)], stderr=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, text=True, env=_env())
+    deadline = time.monotonic() + 120
+    while not [p for p in work.iterdir() if p.name.startswith(("report.pdf.", ".report.pdf."))]:  # pages begun
+        assert child.poll() is None and time.monotonic() < deadline, "the report ended before it was interrupted"
+        time.sleep(0.01)
+    child.send_signal(signal.SIGINT)
+    err = child.communicate(timeout=60)[1].strip()
+    assert child.returncode == 130 and err == "error: interrupted; no report written", err
+    assert not (work / "report.pdf").exists()

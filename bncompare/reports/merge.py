@@ -13,10 +13,9 @@ interval), ``runs.txt`` and ``report.pdf``.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from bncompare.errors import BNError, exit_with
+from bncompare.errors import ArgumentParser, BNError, exit_with, on_ctrl_c
 
 COMBINED, RUNS = "results_combined.csv", "runs.txt"  # beside the merged results.csv and report.pdf
 COMBINED_COLUMNS = ["graph", "estimator", "context_len", "node", "metric", "mean", "sem", "half95", "ci_low",
@@ -50,8 +49,9 @@ def merge(paths, out) -> Path:
     return render(data, out / rundir.REPORT)
 
 
+@on_ctrl_c("interrupted; rerun the same command to merge again")
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bncompare.reports.merge", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m bncompare.reports.merge", description=__doc__.split("\n\n")[0])
     parser.add_argument("dirs", nargs="+", help="study output folders, or folders that contain them")
     parser.add_argument("--out", required=True, help="folder for the merged results.csv and report.pdf")
     args = parser.parse_args(argv)

@@ -12,12 +12,11 @@ networks), each one a function ``(pdf, ctx)``.
 """
 from __future__ import annotations
 
-import argparse
 import warnings
 from pathlib import Path
 
 from bncompare import rundir
-from bncompare.errors import BNError, exit_with
+from bncompare.errors import ArgumentParser, BNError, exit_with, on_ctrl_c
 from bncompare.reports import (
     autoregressive_pages,
     evaluation_pages,
@@ -90,8 +89,9 @@ def render(data: ReportData, out: Path) -> Path:
     return out
 
 
+@on_ctrl_c("interrupted; no report written")
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bncompare.reports.report", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m bncompare.reports.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a finished run directory (holding results.csv)")
     parser.add_argument("--out", help="where to write the PDF (default: <run_dir>/report.pdf)")
     args = parser.parse_args(argv)
