@@ -118,3 +118,16 @@ def test_ctrl_c_during_a_report_is_one_line_exit_130(run_dir, tmp_path):
     err = child.communicate(timeout=60)[1].strip()
     assert child.returncode == 130 and err == "error: interrupted; no report written", err
     assert not (work / "report.pdf").exists()
+
+
+def test_two_reports_of_one_folder_at_once_both_finish(run_dir, tmp_path):
+    # Both write report.pdf: each through a temporary file of its own, so neither finds its file renamed away.
+    work = tmp_path / "run"
+    shutil.copytree(run_dir, work)
+    argv = [sys.executable, "-m", "bncompare.reports.report", str(work)]
+    children = [subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=_env())
+                for _ in range(2)]
+    errors = [c.communicate(timeout=300)[1].strip() for c in children]
+    assert [c.returncode for c in children] == [0, 0], errors
+    assert (work / "report.pdf").read_bytes().startswith(b"%PDF")
+    assert [p.name for p in work.iterdir() if "report.pdf" in p.name] == ["report.pdf"]  # no temporary file left

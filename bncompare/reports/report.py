@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bncompare import rundir
 from bncompare.errors import ArgumentParser, BNError, exit_with, on_ctrl_c
+from bncompare.files import atomic_write
 from bncompare.reports import (
     autoregressive_pages,
     evaluation_pages,
@@ -62,18 +63,27 @@ def write_report(paths, out=None) -> Path:
 
 
 def render(data: ReportData, out: Path) -> Path:
+    """Write the report of ``data`` to ``out`` through a unique temporary file: two reports of one folder never
+    share one, and a reader sees the old PDF or the new one."""
     import matplotlib.pyplot as plt
-    from matplotlib.backends.backend_pdf import PdfPages
 
     setup_style()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out, lambda tmp: _pages(data, tmp))
     except OSError as e:
-        raise BNError(f"cannot write to {str(out.parent)!r}: {e.strerror or e}") from None
-    tmp = out.with_name(out.name + ".tmp")
+        raise BNError(f"cannot write to {str(out)!r}: {e.strerror or e}") from None
+    finally:
+        plt.close("all")
+    return out
+
+
+def _pages(data: ReportData, path: Path) -> None:
+    from matplotlib.backends.backend_pdf import PdfPages
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # tight_layout notes about table axes
-        with PdfPages(tmp) as pdf:
+        with PdfPages(path) as pdf:
             study_pages.title_page(pdf, data)
             study_pages.config_page(pdf, data)
             if len(data.graphs) > 1:
@@ -84,9 +94,6 @@ def render(data: ReportData, out: Path) -> Path:
                     page(pdf, ctx)
             info = pdf.infodict()
             info["Title"] = f"bncompare report: {', '.join(data.graphs)}"
-    plt.close("all")
-    tmp.replace(out)
-    return out
 
 
 @on_ctrl_c("interrupted; no report written")
