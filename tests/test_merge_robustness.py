@@ -131,3 +131,15 @@ def test_combine_seeds_t_interval_by_hand():
     one = comb.loc["bayes"]
     assert one["half95"] == pytest.approx(1.96 * 0.02) and one["interval"] == "normal over episodes"
     assert one["ci_high"] == pytest.approx(0.2 + 1.96 * 0.02) and np.isclose(one["sem"], 0.02)
+
+
+@pytest.mark.parametrize("where", ["the input", "inside the input", "around the input"])
+def test_an_input_as_the_output_is_refused(run_dir, tmp_path, capsys, where):
+    work = tmp_path / "sweep" / "a"
+    shutil.copytree(run_dir, work)
+    before = {p.name: p.read_bytes() for p in work.iterdir() if p.is_file()}
+    out = {"the input": work, "inside the input": work / "merged", "around the input": tmp_path / "sweep"}[where]
+    err = merge_in_process(capsys, work, "--out", out)
+    assert "would overwrite it" in err and str(work) in err, err
+    assert {p.name: p.read_bytes() for p in work.iterdir() if p.is_file()} == before
+    assert not (work / "merged").exists()

@@ -30,6 +30,16 @@ def combined_table(data):
     return pd.concat(parts, ignore_index=True)[COMBINED_COLUMNS]
 
 
+def _not_an_input(out: Path, inputs) -> None:
+    """Refuse an output folder that is an input, or inside or around one: the merge would overwrite what it reads."""
+    where = out.resolve()
+    for given in inputs:
+        path = Path(given).resolve()
+        if where == path or where.is_relative_to(path) or path.is_relative_to(where):
+            raise BNError(f"--out {str(out)!r} is (or is inside or around) the input {str(given)!r}; the merge would "
+                          "overwrite it: choose another folder")
+
+
 def merge(paths, out) -> Path:
     """Merge the runs at or below ``paths`` into the folder ``out``; returns the path of its report."""
     from bncompare import rundir
@@ -39,6 +49,7 @@ def merge(paths, out) -> Path:
 
     data = load(list(paths))
     out = Path(out)
+    _not_an_input(out, list(paths) + [r.dir for r in data.runs])
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
