@@ -31,6 +31,7 @@ import pandas as pd
 import yaml
 
 from bncompare import rundir
+from bncompare.csvtext import escaped
 from bncompare.errors import ArgumentParser, BNError, exit_with, on_ctrl_c
 from bncompare.rundir import read_table
 
@@ -354,7 +355,7 @@ def write_reference(run_dir, name: str | None = None, out=None) -> Path:
         "config": run.config,
     }
     try:
-        atomic_write_text(folder / f"{name}.csv", rows.to_csv(index=False))
+        atomic_write_text(folder / f"{name}.csv", escaped(rows).to_csv(index=False))
         atomic_write_text(folder / f"{name}.json", json.dumps(provenance, indent=1, default=str) + "\n")
     except OSError as e:
         raise BNError(f"cannot write to {str(folder)!r}: {e.strerror or e}") from None
