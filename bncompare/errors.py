@@ -1,4 +1,8 @@
-"""One exception type for bad input, so the CLI can print it as one line."""
+"""One exception type for bad input, so the CLI can print it as one line; what every command does with it, with
+a bad argument and with Ctrl-C."""
+import argparse
+
+INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
 
 
 class BNError(ValueError):
@@ -14,6 +18,31 @@ def exit_with(message: str, code: int = 2):
 
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
     sys.exit(code)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line (argparse prints the whole usage first), exit code 2."""
+
+    def error(self, message: str):
+        exit_with(f"{message} (see {self.prog} --help)")
+
+
+def on_ctrl_c(what: str = "interrupted"):
+    """Decorate a command's ``main``: Ctrl-C prints ``what`` in one line and exits 130, without a traceback."""
+    from functools import wraps
+
+    def decorate(main):
+        @wraps(main)
+        def command(*args, **kwargs):
+            try:
+                return main(*args, **kwargs)
+            except KeyboardInterrupt:
+                import signal
+
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting adds no traceback
+                exit_with(what, INTERRUPTED)
+        return command
+    return decorate
 
 
 def check_setting_types(settings, what: str) -> None:

@@ -48,6 +48,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from bncompare.csvtext import escaped, unescaped
 from bncompare.errors import BNError
 from bncompare.files import atomic_write, atomic_write_text
 
@@ -182,8 +183,8 @@ def write_table(path, frame: pd.DataFrame) -> Path:
     """``frame`` as CSV without its index, gzipped when ``path`` ends in .gz."""
     path = Path(path)
     if path.suffix == ".gz":
-        return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, compression="gzip"))
-    return atomic_write_text(path, frame.to_csv(index=False))
+        return atomic_write(path, lambda tmp: escaped(frame).to_csv(tmp, index=False, compression="gzip"))
+    return atomic_write_text(path, escaped(frame).to_csv(index=False))
 
 
 def read_table(source, columns: list[str] | None = None, what: str = "table", where=None) -> pd.DataFrame:
@@ -199,7 +200,7 @@ def read_table(source, columns: list[str] | None = None, what: str = "table", wh
         raise DamagedFile(f"{where} is not a {what} ({_short(e)})") from None
     if columns is not None and list(frame.columns) != list(columns):
         raise DamagedFile(f"{where} has columns {list(frame.columns)}, expected {list(columns)}")
-    return frame
+    return unescaped(frame)
 
 
 def read_results(path) -> pd.DataFrame:
@@ -218,7 +219,7 @@ def read_cell(path) -> pd.DataFrame:
 def read_history(path) -> pd.DataFrame:
     """A training history: one row per training step (a ``step`` column); anything else is a DamagedFile."""
     try:
-        frame = pd.read_csv(path)
+        frame = unescaped(pd.read_csv(path))
     except (ValueError, EOFError, OSError) as e:
         raise DamagedFile(f"{path} is not a training history ({_short(e)})") from None
     if "step" not in frame.columns:
@@ -230,7 +231,7 @@ def write_history(path, history: list[dict]) -> Path:
     """A training history (one dict per logged step) as CSV; creates ``extras/`` when needed."""
     path = Path(path)
     path.parent.mkdir(exist_ok=True)
-    return atomic_write_text(path, pd.DataFrame(history).to_csv(index=False))
+    return atomic_write_text(path, escaped(pd.DataFrame(history)).to_csv(index=False))
 
 
 def write_artifacts(path, artifacts: dict) -> Path:

@@ -83,3 +83,23 @@ def test_damaged_training_history_is_rewritten(tmp_path, caplog):
     assert any("history_trained.csv" in r.getMessage() for r in caplog.records)
     pd.testing.assert_frame_equal(pd.read_csv(history), good)
     assert "trained" in load_run(out)[0].histories
+
+
+def test_stale_cells_beside_a_damaged_cell_and_meta_are_logged_as_ignored(finished, tmp_path, caplog):
+    # Two stale cell files (another run's keys), a damaged cell and a damaged meta.json: only the damaged cell is
+    # computed, and the log says no more than that (the stale files are ignored, untouched).
+    work = _copy(finished, tmp_path)
+    cells = sorted((work / "cells").glob("*.csv.gz"))
+    stale = [work / "cells" / (c.name.rsplit("__", 1)[0] + "__000000000000.csv.gz") for c in cells[:2]]
+    for c, s in zip(cells, stale):
+        s.write_bytes(c.read_bytes())
+    _half(cells[2])
+    (work / "meta.json").write_text('{"runs": 5}')
+    before = {s: s.read_bytes() for s in stale}
+    with caplog.at_level(logging.INFO, logger="bncompare"):
+        run_study(compose(COUNTING), work)
+    assert json.loads((work / "meta.json").read_text())["runs"][-1]["cells_computed"] == 1
+    assert {s: s.read_bytes() for s in stale} == before
+    said = [r.getMessage() for r in caplog.records]
+    assert not [m for m in said if "computed again" in m and "damaged cell file" not in m], said
+    assert any("2 stale cell files" in m and "ignored" in m and "cells computed now: 1" in m for m in said), said

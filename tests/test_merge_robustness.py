@@ -131,3 +131,68 @@ def test_combine_seeds_t_interval_by_hand():
     one = comb.loc["bayes"]
     assert one["half95"] == pytest.approx(1.96 * 0.02) and one["interval"] == "normal over episodes"
     assert one["ci_high"] == pytest.approx(0.2 + 1.96 * 0.02) and np.isclose(one["sem"], 0.02)
+
+
+@pytest.mark.parametrize("where", ["the input", "inside the input", "around the input"])
+def test_an_input_as_the_output_is_refused(run_dir, tmp_path, capsys, where):
+    work = tmp_path / "sweep" / "a"
+    shutil.copytree(run_dir, work)
+    before = {p.name: p.read_bytes() for p in work.iterdir() if p.is_file()}
+    out = {"the input": work, "inside the input": work / "merged", "around the input": tmp_path / "sweep"}[where]
+    err = merge_in_process(capsys, work, "--out", out)
+    assert "would overwrite it" in err and str(work) in err, err
+    assert {p.name: p.read_bytes() for p in work.iterdir() if p.is_file()} == before
+    assert not (work / "merged").exists()
+
+
+FORMULAS = ('nodes:\n  "=A": {card: 2}\n  "+B": {parents: ["=A"]}\n  "-C": {parents: ["+B"]}\n'
+            '  "@D": {parents: ["-C"]}\n  "\'E": {parents: ["@D"]}\n')
+
+
+def _cells_starting_with_a_formula(path) -> list[str]:
+    import csv
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", newline="") as f:
+        rows = list(csv.reader(f))
+    bad = []
+    for row in rows:
+        for cell in row:
+            if cell[:1] in ("=", "+", "-", "@") and not _number(cell):
+                bad.append(cell)
+    return bad
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def test_names_a_spreadsheet_would_run_are_escaped_and_read_back(tmp_path, capsys):
+    from bncompare.reports.compare import main as compare_main
+    from bncompare.rundir import read_results
+
+    (tmp_path / "net.yaml").write_text(FORMULAS)
+    run = run_study(compose(SMALL[1:] + ["graph=file", f"graph.options.path={tmp_path / 'net.yaml'}",
+                                         "graph.options.truth=prior"]), tmp_path / "runs" / "formulas")
+    names = {"=A", "+B", "-C", "@D", "'E"}
+    written = [run / "results.csv", run / "episodes.csv.gz", *sorted((run / "cells").glob("*.csv.gz"))]
+    merged = tmp_path / "merged"
+    main([str(run), "--out", str(merged)])
+    written += [merged / "results.csv", merged / "results_combined.csv"]
+    compare_main([str(run), "--write-reference", "mine", "--out", str(tmp_path / "refs")])
+    written.append(tmp_path / "refs" / "mine.csv")
+    for path in written:
+        assert not _cells_starting_with_a_formula(path), (path, _cells_starting_with_a_formula(path)[:5])
+    results = read_results(run / "results.csv")
+    assert names <= set(results["node"]) and results["mean"].dtype.kind == "f"
+    assert (results["mean"] < 0).any()  # negative numbers (paired differences) stay numbers
+    assert set(read_results(merged / "results.csv")["node"]) == set(results["node"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        compare_main([str(run), "--reference", "mine", "--references", str(tmp_path / "refs")])
+    assert stop.value.code == 0 and "reproduced exactly" in capsys.readouterr().out

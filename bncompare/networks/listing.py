@@ -8,13 +8,13 @@ whole list about a minute); a test checks the scan against the loaded networks.
 """
 from __future__ import annotations
 
-import argparse
 import gzip
 import math
 import re
 import sys
 from dataclasses import dataclass
 
+from bncompare.errors import ArgumentParser, on_ctrl_c
 from bncompare.networks.bundled import bif_path, discrete_names
 
 VARIABLE = re.compile(r"\bvariable\s+([^\s{]+)\s*\{[^}]*?\[\s*(\d+)\s*\]")
@@ -61,8 +61,9 @@ def sizes(which: str = "all") -> list[Size]:
     return out
 
 
+@on_ctrl_c("interrupted")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bncompare.networks",
+    parser = ArgumentParser(prog="python -m bncompare.networks",
                                      description="List every discrete network by name (graph=<name>) with its size.")
     parser.add_argument("--only", choices=("all", "bundled", "families"), default="all",
                         help="bundled: pgmpy's networks with their CPTs; families: synthetic graphs (default sizes)")

@@ -15,7 +15,6 @@ Exit code 0 when no row differs, 1 when some row does, 2 on bad input.
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import math
@@ -32,7 +31,8 @@ import pandas as pd
 import yaml
 
 from bncompare import rundir
-from bncompare.errors import BNError, exit_with
+from bncompare.csvtext import escaped
+from bncompare.errors import ArgumentParser, BNError, exit_with, on_ctrl_c
 from bncompare.rundir import read_table
 
 if TYPE_CHECKING:
@@ -355,15 +355,16 @@ def write_reference(run_dir, name: str | None = None, out=None) -> Path:
         "config": run.config,
     }
     try:
-        atomic_write_text(folder / f"{name}.csv", rows.to_csv(index=False))
+        atomic_write_text(folder / f"{name}.csv", escaped(rows).to_csv(index=False))
         atomic_write_text(folder / f"{name}.json", json.dumps(provenance, indent=1, default=str) + "\n")
     except OSError as e:
         raise BNError(f"cannot write to {str(folder)!r}: {e.strerror or e}") from None
     return folder / f"{name}.csv"
 
 
+@on_ctrl_c("interrupted")
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bncompare.reports.compare",
+    parser = ArgumentParser(prog="python -m bncompare.reports.compare",
                                      description=__doc__.split("\n\n")[0],
                                      epilog="exit code: 0 nothing differs, 1 some row differs, 2 bad input")
     parser.add_argument("run_dir", nargs="?", help="a finished study run (its results.csv, config.yaml, meta.json)")

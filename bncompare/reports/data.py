@@ -90,7 +90,7 @@ class ReportData:
         for r in self.runs_of(graph):
             path = r.dir / rundir.EPISODES
             if path.is_file():
-                f = rundir.read_table(path, what="table of episodes")
+                f = checked_numbers(rundir.read_table(path, what="table of episodes"), path)
                 parts.append(f[f["metric"].isin(metrics)])
         return pd.concat(parts, ignore_index=True) if parts else None
 
@@ -147,11 +147,64 @@ def _artifacts(path: Path) -> dict[str, dict]:
     return out
 
 
+# What the reports take from each file, by type: a value of another type means the file is damaged (a missing
+# key or null is fine: older run folders lack some). A list's items must be mappings.
+SHAPES = {
+    rundir.CONFIG: {"graph": dict, "prior": dict, "eval_prior": dict, "process": dict, "study_name": str,
+                    "reference": str, "tv_reference": str, "seed": int},
+    rundir.META: {"runs": list, "versions": dict, "code_version": dict},
+    rundir.TRUTH: {"truth": str, "headline": str},
+}
+WHOLE_COLUMNS = ("seed", "context_len", "n", "episode")  # counts and labels: whole numbers, none missing
+NUMBER_COLUMNS = ("mean", "sem", "value")  # measured values: numbers (NaN and inf are values)
+
+
+def _damaged(path, why: str) -> BNError:
+    return BNError(f"{path} is damaged ({why}); rerun the study to rewrite it")
+
+
+def checked_shape(record: dict, path: Path) -> dict:
+    """``record`` (read from ``path``) when every key of SHAPES[path.name] it has is of its declared type."""
+    for key, kind in SHAPES.get(path.name, {}).items():
+        value = record.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise _damaged(path, f"{key} is {type(value).__name__}, not {kind.__name__}")
+        if kind is list and not all(isinstance(v, dict) for v in value):
+            raise _damaged(path, f"{key} holds an item that is not a mapping")
+    return record
+
+
+def checked_numbers(frame: pd.DataFrame, path) -> pd.DataFrame:
+    """``frame`` (a table read from ``path``) when its count columns hold whole numbers and its value columns
+    numbers; otherwise a one-line BNError naming the file and the column."""
+    for col in frame.columns:
+        if col in WHOLE_COLUMNS:
+            values = pd.to_numeric(frame[col], errors="coerce")
+            if values.isna().any() or not (values == values.round()).all():
+                raise _damaged(path, f"column {col!r} holds a value that is not a whole number")
+            if frame[col].dtype.kind not in "iu":
+                frame[col] = values.astype("int64")
+        elif col in NUMBER_COLUMNS and frame[col].dtype.kind not in "fiu":
+            raise _damaged(path, f"column {col!r} holds a value that is not a number")
+    return frame
+
+
 def _json(path: Path) -> dict:
     try:
-        return rundir.read_json(path)
+        return checked_shape(rundir.read_json(path), path)
     except rundir.DamagedFile as e:
         raise BNError(f"{e}; rerun the study to rewrite it") from None
+
+
+def _estimators(path: Path) -> dict:
+    """estimators.json: estimator name -> its declaration (a mapping)."""
+    record = _json(path)
+    for name, entry in record.items():
+        if not isinstance(entry, dict):
+            raise _damaged(path, f"the entry of {name!r} is not a mapping")
+    return record
 
 
 def _dag(path: Path) -> Graph | None:
@@ -169,12 +222,12 @@ def read_run(path) -> Run:
     """The run directory ``path`` (holding results.csv), every file read once; a damaged file is a one-line
     BNError naming it."""
     path = Path(path)
-    results = read_results(path / rundir.RESULTS)
-    config = rundir.read_config(path / rundir.CONFIG)
+    results = checked_numbers(read_results(path / rundir.RESULTS), path / rundir.RESULTS)
+    config = checked_shape(rundir.read_config(path / rundir.CONFIG), path / rundir.CONFIG)
     graph = str(results["graph"].iloc[0]) if len(results) else (config.get("graph") or {}).get("name", "?")
     seed = int(results["seed"].iloc[0]) if len(results) else int(config.get("seed", 0))
     return Run(path, graph, seed, config, _json(path / rundir.META), results, _dag(path / rundir.GRAPH),
-               _json(path / rundir.TRUTH), _json(path / rundir.ESTIMATORS), _histories(path), _artifacts(path))
+               _json(path / rundir.TRUTH), _estimators(path / rundir.ESTIMATORS), _histories(path), _artifacts(path))
 
 
 def load_run(path) -> tuple[Run, pd.DataFrame]:

@@ -13,10 +13,9 @@ interval), ``runs.txt`` and ``report.pdf``.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from bncompare.errors import BNError, exit_with
+from bncompare.errors import ArgumentParser, BNError, exit_with, on_ctrl_c
 
 COMBINED, RUNS = "results_combined.csv", "runs.txt"  # beside the merged results.csv and report.pdf
 COMBINED_COLUMNS = ["graph", "estimator", "context_len", "node", "metric", "mean", "sem", "half95", "ci_low",
@@ -31,6 +30,16 @@ def combined_table(data):
     return pd.concat(parts, ignore_index=True)[COMBINED_COLUMNS]
 
 
+def _not_an_input(out: Path, inputs) -> None:
+    """Refuse an output folder that is an input, or inside or around one: the merge would overwrite what it reads."""
+    where = out.resolve()
+    for given in inputs:
+        path = Path(given).resolve()
+        if where == path or where.is_relative_to(path) or path.is_relative_to(where):
+            raise BNError(f"--out {str(out)!r} is (or is inside or around) the input {str(given)!r}; the merge would "
+                          "overwrite it: choose another folder")
+
+
 def merge(paths, out) -> Path:
     """Merge the runs at or below ``paths`` into the folder ``out``; returns the path of its report."""
     from bncompare import rundir
@@ -40,6 +49,7 @@ def merge(paths, out) -> Path:
 
     data = load(list(paths))
     out = Path(out)
+    _not_an_input(out, list(paths) + [r.dir for r in data.runs])
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -50,8 +60,9 @@ def merge(paths, out) -> Path:
     return render(data, out / rundir.REPORT)
 
 
+@on_ctrl_c("interrupted; rerun the same command to merge again")
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bncompare.reports.merge", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m bncompare.reports.merge", description=__doc__.split("\n\n")[0])
     parser.add_argument("dirs", nargs="+", help="study output folders, or folders that contain them")
     parser.add_argument("--out", required=True, help="folder for the merged results.csv and report.pdf")
     args = parser.parse_args(argv)

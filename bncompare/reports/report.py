@@ -12,12 +12,12 @@ networks), each one a function ``(pdf, ctx)``.
 """
 from __future__ import annotations
 
-import argparse
 import warnings
 from pathlib import Path
 
 from bncompare import rundir
-from bncompare.errors import BNError, exit_with
+from bncompare.errors import ArgumentParser, BNError, exit_with, on_ctrl_c
+from bncompare.files import atomic_write
 from bncompare.reports import (
     autoregressive_pages,
     evaluation_pages,
@@ -63,15 +63,27 @@ def write_report(paths, out=None) -> Path:
 
 
 def render(data: ReportData, out: Path) -> Path:
+    """Write the report of ``data`` to ``out`` through a unique temporary file: two reports of one folder never
+    share one, and a reader sees the old PDF or the new one."""
     import matplotlib.pyplot as plt
-    from matplotlib.backends.backend_pdf import PdfPages
 
     setup_style()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out, lambda tmp: _pages(data, tmp))
+    except OSError as e:
+        raise BNError(f"cannot write to {str(out)!r}: {e.strerror or e}") from None
+    finally:
+        plt.close("all")
+    return out
+
+
+def _pages(data: ReportData, path: Path) -> None:
+    from matplotlib.backends.backend_pdf import PdfPages
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # tight_layout notes about table axes
-        with PdfPages(tmp) as pdf:
+        with PdfPages(path) as pdf:
             study_pages.title_page(pdf, data)
             study_pages.config_page(pdf, data)
             if len(data.graphs) > 1:
@@ -82,13 +94,11 @@ def render(data: ReportData, out: Path) -> Path:
                     page(pdf, ctx)
             info = pdf.infodict()
             info["Title"] = f"bncompare report: {', '.join(data.graphs)}"
-    plt.close("all")
-    tmp.replace(out)
-    return out
 
 
+@on_ctrl_c("interrupted; no report written")
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bncompare.reports.report", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m bncompare.reports.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a finished run directory (holding results.csv)")
     parser.add_argument("--out", help="where to write the PDF (default: <run_dir>/report.pdf)")
     args = parser.parse_args(argv)

@@ -305,9 +305,10 @@ def summarize_length(spec: StudySpec, graph_name: str, n: int, frames: dict, mir
 def _log_changes(before, now: dict, pending: list, stale: list) -> None:
     """Say why cells are computed again: what changed in their inputs since the last run (the code once)."""
     if not isinstance(before, dict):
-        if before is None and stale:
-            log.info("the cells found here were computed by a bncompare that did not record its code version "
-                     "or settings in meta.json: they are computed again")
+        if before is None and stale:  # stale files are only ignored: say that, not that something is redone
+            log.info("meta.json does not record what computed the %d stale cell files (it is damaged or missing, or "
+                     "an older bncompare wrote them): they are ignored, not mixed in (cells computed now: %d)",
+                     len(stale), len(pending))
         return
     redo = {name for _, name in pending}
     said = set()

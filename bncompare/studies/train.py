@@ -25,13 +25,13 @@ import math
 import os
 import sys
 
-from bncompare.errors import BNError, exit_with
+from bncompare.errors import ArgumentParser, BNError, exit_with, on_ctrl_c
 
 log = logging.getLogger("bncompare.studies.train")
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m bncompare.studies.train",
         description="Train a study's transformers into the model cache (one process, or many under torchrun). "
                     "Give the study's own overrides, e.g. graph=tree study=smoke transformer=gpu.",
@@ -94,6 +94,7 @@ def trainable(config: dict, only: list[str]):
     return spec, graph, prior, chosen
 
 
+@on_ctrl_c("interrupted; rerun the same command to resume from the last snapshot")
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     rank = int(os.environ.get("RANK", "0"))
