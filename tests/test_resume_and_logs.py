@@ -127,8 +127,10 @@ def test_second_process_waits_for_the_one_training_then_loads(tmp_path, monkeypa
     waiting.start()
     waiting.join(1.0)
     assert waiting.is_alive() and not (entry / LOG_CSV).exists()  # it waits instead of training too
-    save_checkpoint(entry, model, {"cache_key": ckpt.run_fingerprint(GRAPH, PRIOR, cfg),
-                                   "graph": ckpt.graph_signature(GRAPH), "history": history})
+    key, signature = ckpt.run_fingerprint(GRAPH, PRIOR, cfg), ckpt.graph_signature(GRAPH)
+    for step in ckpt.kept_steps(cfg):  # what that process's training keeps along the way (the entry is whole)
+        save_checkpoint(entry / ckpt.STEPS / str(step), model, {"cache_key": key, "graph": signature, "step": step})
+    save_checkpoint(entry, model, {"cache_key": key, "graph": signature, "history": history})
     monkeypatch.setattr(ckpt, "train", lambda *a, **k: pytest.fail("trained a model another process had trained"))
     os.close(fd)  # that process is done
     waiting.join(30)
