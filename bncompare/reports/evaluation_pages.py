@@ -175,7 +175,8 @@ def cost_accuracy_page(pdf, ctx: Ctx, accuracy=ACCURACY) -> None:
            f"of episodes), so points over different episodes compare fairly. Error bars: 95% intervals; "
            + ctx.band_note() + ". "
            "Grey lines join an estimator to its other budgets (declared budget_of): Pyro with more or fewer "
-           "draws or steps, the trained transformer at checkpoints along its training (same cost per context)."
+           "draws or steps, a trained transformer at checkpoints along its training (same cost per context; its label "
+           "says what it computes rather than learns)."
            + (f" Training the transformer took {train}, paid once per study, not per context." if train else ""))
     for j, n in enumerate(lens):
         for i, (metric, _, label) in enumerate(accuracy):
@@ -204,7 +205,8 @@ def prior_shift_page(pdf, ctx: Ctx) -> None:
     fig, axes = plt.subplots(1, 3, figsize=PAGE, squeeze=False)
     ref = ctx.styles.label(ctx.reference) if ctx.reference else "none"
     header(fig, f"{ctx.graph}: off the training prior",
-           f"the trained transformer and the Dirichlet({cfg.get('prior', {}).get('bayes_alpha', '?')}) estimators "
+           "the trained transformers (each label says what it computes rather than learns) and the "
+           f"Dirichlet({cfg.get('prior', {}).get('bayes_alpha', '?')}) estimators "
            f"assume the TRAINING prior {train}; the truth of every episode is drawn from {truth}. The reference "
            f"'{ref}' is the Bayes answer of the TRUE prior: the gap between the training prior's posterior mean and "
            "it is the price of the wrong prior, the gap between the transformer and that posterior mean is the "

@@ -234,7 +234,8 @@ def agnostic_page(pdf, ctx: Ctx) -> None:
             "Baselines: naive = prefix MLE (no graph); MLE and Bayes posterior mean use the true graph ({}); "
             "Bayes over DAGs, when present, is the limit of an estimator not told the graph (the posterior "
             "predictive averaged over every DAG of the agnostic model's training prior); a "
-            "structure-aware trained TF, when present, is trained on this graph only.".format(
+            "structure-aware trained TF, when present, is trained on this graph only (each label says what the model "
+            "computes rather than learns).".format(
                 p.get("p_low"), p.get("p_high"), p.get("max_parents"), "the same number of",
                 "each episode's own DAG" if ctx.data.runs_of(ctx.graph)[0].truth.get("per_episode_dags")
                 else "the study's graph"))
