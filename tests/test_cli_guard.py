@@ -34,7 +34,12 @@ def main_in_process(capsys, monkeypatch, tmp: Path, *args) -> subprocess.Complet
 
     monkeypatch.chdir(tmp)
     monkeypatch.setattr(sys, "argv", ["run.py", *args])
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    # main() sets these for its own process: setenv (not delenv of an absent key) makes monkeypatch undo them,
+    # so later tests' subprocesses do not inherit HYDRA_FULL_ERROR=1 and print tracebacks
+    from bncompare.studies.run import _USER_TRACEBACK
+
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
+    monkeypatch.setenv(_USER_TRACEBACK, "0")
     capsys.readouterr()
     with pytest.raises(SystemExit) as stop:
         main()

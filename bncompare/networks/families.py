@@ -205,3 +205,8 @@ def _load_real(name: str) -> BayesNet:
     from bncompare.networks.io import load_bif
 
     return load_bif(bif_path(name))
+
+
+# The other kinds of network register their names on import; importing them here (once every name above
+# exists, so their own imports of this module resolve) makes any import of this module know every name.
+import bncompare.networks.gaussian_families  # noqa: E402, F401
