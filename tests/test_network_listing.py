@@ -5,7 +5,7 @@ import sys
 import pandas as pd
 import pytest
 
-from bncompare.networks.bundled import discrete_names
+from bncompare.bundled import discrete_names
 from bncompare.networks.families import available, is_real, load_network
 from bncompare.networks.listing import bundled_size, main
 

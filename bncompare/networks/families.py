@@ -8,7 +8,7 @@ Synthetic families (structure only; CPTs come from a prior):
 
 Real networks (structure AND CPTs, read offline from the BIF files bundled in
 the pgmpy wheel): every ``<name>.bif.gz`` there, from asia to munin
-(:func:`bncompare.networks.bundled.discrete_names`; ``python -m bncompare.networks`` lists them).
+(:func:`bncompare.bundled.discrete_names`; ``python -m bncompare.networks`` lists them).
 
 Other kinds of network register their names here (:func:`register_names`): the
 linear-Gaussian ones (``gaussian-tree``, ``gaussian-random-N``, ecoli70, magic-niab,
@@ -25,8 +25,8 @@ from functools import cache
 
 import numpy as np
 
+from bncompare.bundled import bif_path, discrete_names
 from bncompare.errors import BNError
-from bncompare.networks.bundled import bif_path, discrete_names
 from bncompare.networks.graph import Graph
 from bncompare.networks.network import BayesNet
 
@@ -206,7 +206,3 @@ def _load_real(name: str) -> BayesNet:
 
     return load_bif(bif_path(name))
 
-
-# The other kinds of network register their names on import; importing them here (once every name above
-# exists, so their own imports of this module resolve) makes any import of this module know every name.
-import bncompare.networks.gaussian_families  # noqa: E402, F401

@@ -14,8 +14,8 @@ import re
 import sys
 from dataclasses import dataclass
 
+from bncompare.bundled import bif_path, discrete_names
 from bncompare.errors import ArgumentParser, on_ctrl_c
-from bncompare.networks.bundled import bif_path, discrete_names
 
 VARIABLE = re.compile(r"\bvariable\s+([^\s{]+)\s*\{[^}]*?\[\s*(\d+)\s*\]")
 PROBABILITY = re.compile(r"\bprobability\s*\(\s*([^\s|)]+)\s*(?:\|([^)]*))?\)")

@@ -1,6 +1,6 @@
 """``graph=<name>`` for every discrete network in pgmpy's wheel, without a YAML file per network.
 
-:func:`register` stores one config per bundled network (``bncompare.networks.bundled``) in
+:func:`register` stores one config per bundled network (``bncompare.bundled``) in
 Hydra's ConfigStore, group ``graph``; the study command calls it before composing. Each is::
 
     name: <network>
@@ -16,7 +16,7 @@ from __future__ import annotations
 def register() -> None:
     from hydra.core.config_store import ConfigStore
 
-    from bncompare.networks.bundled import discrete_names
+    from bncompare.bundled import discrete_names
 
     store = ConfigStore.instance()
     for name in discrete_names():
