@@ -91,6 +91,7 @@ from bncompare.codeversion import code_version
 from bncompare.errors import BNError
 from bncompare.estimators.autoregressive import gd_directions
 from bncompare.files import atomic_write
+from bncompare.transformer.snapshot import write_torch
 
 log = logging.getLogger(__name__)
 
@@ -407,7 +408,7 @@ def load_entry(folder: Path, key: str, d: int):
 def save_entry(folder: Path, key: str, layer: LinearAttention, history: list, cfg: LinearTrainConfig) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     state = {"W_PV": layer.W_PV.detach().cpu().clone(), "W_KQ": layer.W_KQ.detach().cpu().clone()}
-    atomic_write(folder / WEIGHTS, lambda tmp: torch.save(state, tmp))
+    write_torch(folder / WEIGHTS, state)  # the same bytes for the same weights
     meta = {"key": key, "config": asdict(cfg), "weights_sha256": _sha256(folder / WEIGHTS), "history": history}
     text = json.dumps(meta, indent=0)
     atomic_write(folder / META, lambda tmp: tmp.write_text(text))
