@@ -20,3 +20,18 @@ def read_only_dir(tmp_path):
     if os.geteuid() == 0:
         subprocess.run(["chattr", "-i", str(path)])
     path.chmod(0o755)
+
+
+
+@pytest.fixture
+def refused_in_one_line(capsys):
+    """``refused_in_one_line(main, *argv)`` runs a command's ``main(argv)`` in process: it must exit 2 with one
+    line on stderr starting "error: "; returns that line."""
+    def run(main, *argv) -> str:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stop:
+            main([str(a) for a in argv])
+        err = capsys.readouterr().err.strip()
+        assert stop.value.code == 2 and "\n" not in err and err.startswith("error: "), err
+        return err
+    return run

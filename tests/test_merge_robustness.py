@@ -21,15 +21,6 @@ def run_dir(tmp_path_factory):
     return run_study(compose(SMALL), tmp_path_factory.mktemp("merge") / "chain-seed0")
 
 
-def merge_in_process(capsys, *argv):
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as stop:
-        main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip()
-    assert stop.value.code == 2 and "\n" not in err and err.startswith("error: "), err
-    return err
-
-
 def test_two_runs_of_the_same_graph_and_seed_are_refused(run_dir, tmp_path):
     shutil.copytree(run_dir, tmp_path / "sweep" / "a")
     shutil.copytree(run_dir, tmp_path / "sweep" / "b")
@@ -42,18 +33,18 @@ def test_two_runs_of_the_same_graph_and_seed_are_refused(run_dir, tmp_path):
     assert not (tmp_path / "merged" / "results.csv").exists()
 
 
-def test_a_folder_without_runs_is_named(run_dir, tmp_path, capsys):
+def test_a_folder_without_runs_is_named(run_dir, tmp_path, refused_in_one_line):
     (tmp_path / "empty").mkdir()
-    err = merge_in_process(capsys, run_dir, tmp_path / "empty", "--out", tmp_path / "merged")
+    err = refused_in_one_line(main, run_dir, tmp_path / "empty", "--out", tmp_path / "merged")
     assert "holds no study run" in err and "empty" in err
 
 
 @pytest.mark.parametrize("text, expect", [("", "is not a results table"), ("a,b\n1,2\n", "has columns ['a', 'b']")])
-def test_damaged_results_csv_is_one_line(run_dir, tmp_path, capsys, text, expect):
+def test_damaged_results_csv_is_one_line(run_dir, tmp_path, refused_in_one_line, text, expect):
     work = tmp_path / "run"
     shutil.copytree(run_dir, work)
     (work / "results.csv").write_text(text)
-    assert expect in merge_in_process(capsys, work, "--out", tmp_path / "merged")
+    assert expect in refused_in_one_line(main, work, "--out", tmp_path / "merged")
 
 
 def test_two_seeds_merge_into_mean_of_means_with_se_across_seeds(tmp_path):
@@ -134,12 +125,12 @@ def test_combine_seeds_t_interval_by_hand():
 
 
 @pytest.mark.parametrize("where", ["the input", "inside the input", "around the input"])
-def test_an_input_as_the_output_is_refused(run_dir, tmp_path, capsys, where):
+def test_an_input_as_the_output_is_refused(run_dir, tmp_path, refused_in_one_line, where):
     work = tmp_path / "sweep" / "a"
     shutil.copytree(run_dir, work)
     before = {p.name: p.read_bytes() for p in work.iterdir() if p.is_file()}
     out = {"the input": work, "inside the input": work / "merged", "around the input": tmp_path / "sweep"}[where]
-    err = merge_in_process(capsys, work, "--out", out)
+    err = refused_in_one_line(main, work, "--out", out)
     assert "would overwrite it" in err and str(work) in err, err
     assert {p.name: p.read_bytes() for p in work.iterdir() if p.is_file()} == before
     assert not (work / "merged").exists()

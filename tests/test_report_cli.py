@@ -24,16 +24,6 @@ def run_dir(tmp_path_factory):
     return run_study(compose(SMALL), tmp_path_factory.mktemp("cli") / "chain-seed0")
 
 
-def one_line(capsys, main, *argv) -> str:
-    """Run ``main(argv)``: it must exit 2 with one line on stderr; that line."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as stop:
-        main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip()
-    assert stop.value.code == 2 and "\n" not in err and err.startswith("error: "), err
-    return err
-
-
 def _cell(path, row: int, col: str, value: str) -> None:
     """Set one cell of the CSV table ``path`` (row 0 is the first data row) as raw text."""
     lines = path.read_text().splitlines()
@@ -71,20 +61,20 @@ DAMAGE = {  # what is done to the folder, and what the line must say
 
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("kind", DAMAGE)
-def test_a_damaged_run_folder_is_one_line_exit_2(kind, command, run_dir, tmp_path, capsys):
+def test_a_damaged_run_folder_is_one_line_exit_2(kind, command, run_dir, tmp_path, refused_in_one_line):
     work = tmp_path / "run"
     shutil.copytree(run_dir, work)
     damage, expect = DAMAGE[kind]
     damage(work)
     argv = [work, "--out", tmp_path / "merged"] if command == "merge" else [work]
-    err = one_line(capsys, COMMANDS[command], *argv)
+    err = refused_in_one_line(COMMANDS[command], *argv)
     assert expect in err and str(work) in err, err
     assert not (tmp_path / "merged" / "results.csv").exists()
 
 
 @pytest.mark.parametrize("command", ["report", "merge"])
-def test_out_into_proc_is_one_line(command, run_dir, capsys):
-    err = one_line(capsys, COMMANDS[command], run_dir, "--out", "/proc/x/y")
+def test_out_into_proc_is_one_line(command, run_dir, refused_in_one_line):
+    err = refused_in_one_line(COMMANDS[command], run_dir, "--out", "/proc/x/y")
     assert "cannot write to '/proc/x" in err, err
 
 
