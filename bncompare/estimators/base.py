@@ -144,6 +144,11 @@ class Estimator:
         """
         return self
 
+    def pending_training(self, graph: Graph, prior, seed: int = 0) -> str | None:
+        """What ``prepare`` would train (a key naming the training, e.g. its cache entry), or None when it
+        trains nothing or loads a finished model: lets a study price itself before anything runs."""
+        return None
+
     def fit(self, graph: Graph, contexts: torch.Tensor) -> Estimator:
         raise NotImplementedError
 

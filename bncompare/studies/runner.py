@@ -50,6 +50,7 @@ from bncompare.studies.store import (
     write_meta,
     write_results,
 )
+from bncompare.studies.timing import check_time
 from bncompare.studies.truth import build_problem, graph_label, prior_distance
 
 log = logging.getLogger(__name__)
@@ -284,6 +285,7 @@ def run_study(config: dict, out_dir, network=None) -> Path:
     estimators = build_estimators(spec, graph, truth)
     store = CellStore(out)
     plan = plan_run(spec, estimators, truth, store, out)
+    check_time(spec, graph, prior, estimators, plan.pending, truth.per_episode_graphs)  # refuse before training
     write_run_manifest(out, config, spec, graph, truth, prior, estimators)
     prepare_seconds = prepare(spec, estimators, plan, graph, prior, out)
     summaries, frames = run_cells(spec, estimators, plan, Episodes(graph, truth, spec), store, out)

@@ -10,6 +10,7 @@ with code 2.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
@@ -100,6 +101,9 @@ class StudyConfig:
     out_dir: str | None = None  # conf/config.yaml: reports/<graph>/<study>-seed<seed>
     report: bool = True  # write report.pdf at the end
     progress: bool = True  # tqdm progress bars
+    # refuse, before anything runs, a study whose estimated time (cells still to compute, trainings not cached;
+    # bncompare.studies.timing) exceeds this many minutes: a laptop's hour; study=paper raises it
+    max_minutes: float = 60.0
     variables: str = "discrete"  # discrete | gaussian | autoregressive: the kind of network (conf/variables/*.yaml)
     process: ProcessConfig | None = None  # graph=autoregressive only (conf/process/*.yaml start from its defaults)
     graph: GraphConfig = field(default_factory=GraphConfig)
@@ -162,6 +166,7 @@ class StudySpec:
     attention_episodes: int
     device: str
     progress: bool
+    max_minutes: float  # refuse a study estimated to take longer (not part of any cell's key)
     variables: str  # discrete | gaussian | autoregressive: what the graph's nodes hold (checked against the graph)
     eval_prior: dict | None  # the truth's CPT prior when it is not the training prior (None: the same)
     # the two priors, built once (priors.make_prior); the dicts above are their config form, part of cell keys
@@ -227,6 +232,12 @@ def _at_least(value, what: str, low: int):
     if value is not None and value < low:
         raise BNError(f"{what} must be >= {low}, got {value}")
     return value
+
+
+def _minutes(value) -> float:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise BNError(f"max_minutes must be a positive number of minutes (e.g. 60), got {value!r}")
+    return float(value)
 
 
 def _lens(values: list[int], what: str) -> tuple[int, ...]:
@@ -390,6 +401,6 @@ def _build_spec(cfg: dict) -> StudySpec:
         mc_samples=_at_least(c.fidelity.mc_samples, "fidelity.mc_samples", 1),
         fidelity_episodes=_at_least(c.fidelity.episodes, "fidelity.episodes", 0),
         attention_episodes=_at_least(c.diagnostics.attention_episodes, "diagnostics.attention_episodes", 0),
-        device=c.device, progress=c.progress, variables=c.variables, eval_prior=eval_prior,
-        built_prior=built_prior, built_truth_prior=built_truth_prior,
+        device=c.device, progress=c.progress, max_minutes=_minutes(c.max_minutes), variables=c.variables,
+        eval_prior=eval_prior, built_prior=built_prior, built_truth_prior=built_truth_prior,
     )

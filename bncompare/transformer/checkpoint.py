@@ -278,6 +278,18 @@ def cache_entry(graph: Graph, prior, cfg: TrainConfig | GaussianTrainConfig, cac
     return Path(cache_dir or default_cache_dir()) / recipe.folder / recipe.fingerprint(graph, prior, cfg)[:24]
 
 
+def pending_entry(graph: Graph, prior, cfg, cache_dir=None) -> str | None:
+    """The cache entry :func:`trained_model` would train into, or None when it holds the finished model of this
+    training (read from its config.json only: the weights are checked when they are loaded)."""
+    directory = cache_entry(graph, prior, cfg, cache_dir)
+    try:
+        meta = json.loads((directory / CONFIG).read_text())
+    except (OSError, ValueError):
+        return str(directory)
+    done = isinstance(meta, dict) and meta.get("cache_key") == recipe_of(cfg).fingerprint(graph, prior, cfg)
+    return None if done else str(directory)
+
+
 def _lock_training(directory: Path) -> FileLock | None:
     """Hold ``directory``'s training lock (an flock the kernel drops if the holder dies), waiting while another
     process trains the same model; the held lock, or None on a file system without locks."""

@@ -21,7 +21,7 @@ from dataclasses import replace
 from bncompare.errors import BNError
 from bncompare.estimators.base import Estimator, SettingsTags, Tags
 from bncompare.networks.graph import Graph
-from bncompare.transformer.checkpoint import graph_signature, kept_step, model_at_step, trained_model
+from bncompare.transformer.checkpoint import graph_signature, kept_step, model_at_step, pending_entry, trained_model
 from bncompare.transformer.estimator import TransformerEstimator
 from bncompare.transformer.model import TransformerConfig
 from bncompare.transformer.readouts import READOUTS
@@ -98,6 +98,11 @@ class TrainedTransformer(Estimator):
     def training_task(self, graph: Graph, prior):
         """The (graph, prior) the model trains on: the study's own, for this estimator."""
         return graph, prior
+
+    def pending_training(self, graph: Graph, prior, seed: int = 0) -> str | None:
+        """The cache entry ``prepare`` would train into, or None when its model is cached already."""
+        train_graph, train_prior = self.training_task(graph, prior)
+        return pending_entry(train_graph, train_prior, self.config(seed), self.cache_dir)
 
     def check_graph(self, graph: Graph) -> None:
         """Refuse to fit a graph the model was not prepared for."""

@@ -19,7 +19,7 @@ from bncompare.errors import BNError
 from bncompare.estimators.base import AREstimator, Tags
 from bncompare.networks.graph import Graph
 from bncompare.transformer.ar_tokens import ARLayout, encode_ar
-from bncompare.transformer.checkpoint import graph_signature, kept_step, model_at_step, trained_model
+from bncompare.transformer.checkpoint import graph_signature, kept_step, model_at_step, pending_entry, trained_model
 from bncompare.transformer.model import InContextTransformer
 from bncompare.transformer.train_ar import ARTrainConfig, preset
 
@@ -116,6 +116,10 @@ class TrainedARTransformer(AREstimator):
         params = super().get_params()
         params["train_cfg"] = {k: v for k, v in self.config(0).to_dict().items() if k != "seed"}
         return params
+
+    def pending_training(self, graph: Graph, prior, seed: int = 0) -> str | None:
+        """The cache entry ``prepare`` would train into, or None when its model is cached already."""
+        return pending_entry(graph, prior, self.config(seed), self.cache_dir)
 
     def prepare(self, graph: Graph, prior, seed: int = 0):
         if not isinstance(graph, Graph):

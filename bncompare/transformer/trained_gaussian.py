@@ -17,7 +17,7 @@ import torch
 from bncompare.errors import BNError
 from bncompare.estimators.base import GaussianEstimator, SettingsTags, Tags
 from bncompare.networks.graph import Graph
-from bncompare.transformer.checkpoint import graph_signature, kept_step, model_at_step, trained_model
+from bncompare.transformer.checkpoint import graph_signature, kept_step, model_at_step, pending_entry, trained_model
 from bncompare.transformer.gaussian_tokens import PREDICTION_WIDTH, GaussianLayout, encode_gaussian
 from bncompare.transformer.model import InContextTransformer
 from bncompare.transformer.readouts import READOUTS, ConjugateReadout
@@ -124,6 +124,10 @@ class TrainedGaussianTransformer(GaussianEstimator):
         """What the configured model computes rather than learns (its readout declares it; none for
         ``student_t``)."""
         return READOUTS[self.config(0).model.output].computed_parts
+
+    def pending_training(self, graph: Graph, prior, seed: int = 0) -> str | None:
+        """The cache entry ``prepare`` would train into, or None when its model is cached already."""
+        return pending_entry(graph, prior, self.config(seed), self.cache_dir)
 
     def prepare(self, graph: Graph, prior, seed: int = 0):
         if not isinstance(graph, Graph):
