@@ -20,7 +20,6 @@ own process when ``report=true``.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -34,6 +33,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from bncompare.errors import BNError, exit_with
+from bncompare.files import HOLDER_NAME, LOCK_NAME
 
 CONFIG_MODULE = "bncompare.studies.conf"
 _USER_TRACEBACK = "BNCOMPARE_USER_HYDRA_FULL_ERROR"
@@ -167,27 +167,48 @@ def ends_with_this_process():
 
 
 REPORT_FINGERPRINT = ".report_fingerprint"  # beside report.pdf: what the run directory held when it was rendered
-NOT_REPORT_INPUT = {"report.pdf", REPORT_FINGERPRINT, "run.log", ".hydra"}  # rewritten by every run, read by no page
+# rewritten by every run, read by no page: the report, its stamp, the log, Hydra's record, the folder's lock and
+# the name of the process holding it (a new pid every run); and store.OUTPUTS (what the tables were written from)
+NOT_REPORT_INPUT = {"report.pdf", REPORT_FINGERPRINT, "run.log", ".hydra", LOCK_NAME, HOLDER_NAME}
 
 
 def run_fingerprint(run_dir) -> str:
     """sha256 of every file the report may read, by relative path and content, and of the report code."""
     from bncompare.codeversion import code_version
+    from bncompare.studies.store import OUTPUTS
 
-    root = Path(run_dir)
+    root, skip = Path(run_dir), NOT_REPORT_INPUT | {OUTPUTS}
     h = hashlib.sha256(json.dumps(code_version(("reports", "rundir.py")), sort_keys=True).encode())
     for f in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = f.relative_to(root)
-        if rel.parts[0] not in NOT_REPORT_INPUT:
+        if rel.parts[0] not in skip:
             h.update(str(rel.as_posix()).encode() + b"\0" + _report_input(f) + b"\0")
     return h.hexdigest()
 
 
+def gzip_body(data: bytes) -> bytes:
+    """A gzip file's compressed stream and trailer (CRC-32 and length of the content), without its header: the
+    header holds a time stamp and the temporary file's name, which differ between two writes of the same
+    content. Equal bodies mean equal content; not a gzip member: the bytes as they are."""
+    if len(data) < 18 or data[:3] != b"\x1f\x8b\x08":
+        return data
+    flags, pos = data[3], 10
+    try:
+        if flags & 4:  # FEXTRA: a length, then that many bytes
+            pos += 2 + int.from_bytes(data[10:12], "little")
+        for bit in (8, 16):  # FNAME, FCOMMENT: zero-terminated
+            if flags & bit:
+                pos = data.index(b"\0", pos) + 1
+    except ValueError:
+        return data
+    return data[pos + 2 if flags & 2 else pos:]  # FHCRC: the header's own CRC-16
+
+
 def _report_input(f: Path) -> bytes:
-    """A file's content as the report sees it: gzip without its header's time stamp, meta.json without
-    the record of reruns that computed nothing (so the report's run log counts the runs that did)."""
+    """A file's content as the report sees it: gzip without its header (time stamp, temporary name), meta.json
+    without the record of reruns that computed nothing (so the report's run log counts the runs that did)."""
     if f.suffix == ".gz":
-        return gzip.decompress(f.read_bytes())
+        return gzip_body(f.read_bytes())
     if f.name == "meta.json":
         try:
             meta = json.loads(f.read_text())

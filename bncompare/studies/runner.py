@@ -42,12 +42,16 @@ from bncompare.studies.store import (
     cell_key,
     changes,
     history_damaged,
+    outputs_current,
+    outputs_record,
     read_meta,
+    read_outputs,
     write_artifacts,
     write_episodes,
     write_history,
     write_manifest,
     write_meta,
+    write_outputs,
     write_results,
 )
 from bncompare.studies.timing import check_time
@@ -138,13 +142,35 @@ class Plan:
     inputs: dict[str, dict]  # estimator -> everything that determines its cells' numbers
     keys: dict[str, str]  # estimator -> the hash of its inputs, in its cell files' names
     code: dict  # the code version that computes the numbers (part of every input)
-    found: dict[tuple[int, str], pd.DataFrame]  # finished cells of these keys
+    # finished cells of these keys: their rows, or None for a file the last run recorded byte for byte (read on
+    # demand by frame(): a rerun whose tables are current never parses it)
+    found: dict[tuple[int, str], pd.DataFrame | None]
     meta: dict  # meta.json of the earlier runs in this folder ({} for a new one)
+    store: CellStore | None = None
+    tables_current: bool = False  # results.csv and episodes.csv.gz are what these cells give: nothing to rewrite
 
     @property
     def pending(self) -> list[tuple[int, str]]:
         """The cells still to compute, in run order."""
         return [c for c in self.cells if c not in self.found]
+
+    def frame(self, cell: tuple[int, str]) -> pd.DataFrame:
+        """The rows of a finished cell."""
+        if self.found[cell] is None:
+            n, name = cell
+            frame = self.store.load(name, n, self.keys[name])
+            if frame is None:  # it matched the record a moment ago: someone changed it under the run's lock
+                raise BNError(f"{self.store.path(name, n, self.keys[name])} changed while the run read it; rerun")
+            self.found[cell] = frame
+        return self.found[cell]
+
+    def paths(self) -> list:
+        """Every cell's file, in run order."""
+        return [self.store.path(name, n, self.keys[name]) for n, name in self.cells]
+
+    def table_inputs(self, spec: StudySpec) -> dict:
+        """What results.csv and episodes.csv.gz depend on beside the cells (the code that summarizes them)."""
+        return {"code": self.code, "graph": graph_label(spec), "seed": spec.seed}
 
 
 def build_estimators(spec: StudySpec, graph, truth) -> dict:
@@ -181,11 +207,17 @@ def plan_run(spec: StudySpec, estimators: dict, truth, store: CellStore, out: Pa
             log.warning("estimator %s runs at no context length: its context_lens %s are not among %s",
                         e.name, list(e.context_lens or []), list(spec.context_lens))
     found = {}
+    recorded = dict(read_outputs(out).get("cells") or [])  # cell files the last finished run wrote its tables from
     for n, name in cells:
+        if store.intact(name, n, keys[name], recorded.get(store.path(name, n, keys[name]).name)):
+            found[(n, name)] = None  # byte for byte what was written whole: trusted without parsing it
+            continue
         frame = store.load(name, n, keys[name])
         if frame is not None:
             found[(n, name)] = frame
-    plan = Plan(cells, mirror_of, inputs, keys, code, found, read_meta(out))
+    plan = Plan(cells, mirror_of, inputs, keys, code, found, read_meta(out), store)
+    plan.tables_current = not plan.pending and outputs_current(out, plan.paths(), plan.table_inputs(spec),
+                                                               read_outputs(out))
     stale = store.stale({store.path(name, n, keys[name]) for n, name in cells})
     log.info("%s: %d cells, %d already done%s", out, len(cells), len(found),
              f", {len(stale)} stale cell files ignored" if stale else "")
@@ -232,6 +264,8 @@ def run_cells(spec: StudySpec, estimators: dict, plan: Plan, episodes: Episodes,
     both keyed by (context_len, estimator)."""
     from tqdm.auto import tqdm
 
+    if plan.tables_current:  # a rerun with nothing changed: results.csv is what these cells give
+        return {}, {}
     graph_name, cells = graph_label(spec), plan.cells
     summaries, frames, this_length = {}, {}, {}
     pending = set(plan.pending)
@@ -244,7 +278,7 @@ def run_cells(spec: StudySpec, estimators: dict, plan: Plan, episodes: Episodes,
             store.write(name, n, plan.keys[name], frame)
             bar.update(1)
         else:
-            frame = plan.found[(n, name)]
+            frame = plan.frame((n, name))
         frames[(n, name)] = this_length[name] = frame
         if i + 1 == len(cells) or cells[i + 1][0] != n:  # every cell of this N is at hand
             summaries.update(summarize_length(spec, graph_name, n, this_length, plan.mirror_of))
@@ -256,9 +290,12 @@ def run_cells(spec: StudySpec, estimators: dict, plan: Plan, episodes: Episodes,
 
 def finish(out: Path, spec: StudySpec, plan: Plan, summaries: dict, frames: dict, started, seconds: float,
            prepare_seconds: dict) -> None:
-    """results.csv, episodes.csv.gz and meta.json of the finished run."""
-    write_results(out, [summaries[c] for c in plan.cells])
-    write_episodes(out, [(name, n, frames[(n, name)]) for n, name in plan.cells], graph_label(spec), spec.seed)
+    """results.csv, episodes.csv.gz and meta.json of the finished run (the tables only when they are not
+    current already), and the record of what the tables were written from."""
+    if not plan.tables_current:
+        write_results(out, [summaries[c] for c in plan.cells])
+        write_episodes(out, [(name, n, frames[(n, name)]) for n, name in plan.cells], graph_label(spec), spec.seed)
+        write_outputs(out, outputs_record(out, plan.paths(), plan.table_inputs(spec)))
     runs = plan.meta.get("runs") if isinstance(plan.meta.get("runs"), list) else []
     runs.append({"started": started.isoformat(timespec="seconds"), "wall_seconds": round(seconds, 2),
                  "cells_computed": len(plan.pending), "cells_reused": len(plan.found),

@@ -82,6 +82,11 @@ class CellStore:
         """Where the cell (estimator, context length) of inputs hashed to ``key`` is kept."""
         return self.dir / rundir.cell_name(estimator, context_len, key)
 
+    def intact(self, estimator: str, context_len: int, key: str, digest: str | None) -> bool:
+        """Whether the cell's file holds exactly the bytes whose sha256 a finished run recorded (``digest``):
+        a file written whole and not touched since, so it need not be parsed to be trusted."""
+        return digest is not None and file_digest(self.path(estimator, context_len, key)) == digest
+
     def load(self, estimator: str, context_len: int, key: str) -> pd.DataFrame | None:
         """The cell's rows when its file is there AND reads back whole, else None; a damaged file is logged
         and removed (its cell is computed again)."""
@@ -132,6 +137,47 @@ def write_episodes(out_dir: Path, cells: list[tuple[str, int, pd.DataFrame]], gr
         parts.append(f)
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=rundir.EPISODE_COLUMNS)
     return rundir.write_table(Path(out_dir) / rundir.EPISODES, frame[rundir.EPISODE_COLUMNS])
+
+
+OUTPUTS = ".outputs.json"  # what results.csv and episodes.csv.gz were last written from (read by no report page)
+
+
+def file_digest(path: Path) -> str | None:
+    """sha256 of a file's bytes; None when it cannot be read."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def outputs_record(out_dir: Path, cells: list[Path], inputs: dict) -> dict:
+    """What a finished run's tables were computed from: every cell file (in run order) with its sha256,
+    ``inputs`` (the code version, graph, seed), and the sha256 of results.csv and episodes.csv.gz as written."""
+    out = Path(out_dir)
+    inputs = json.loads(json.dumps(inputs, sort_keys=True, default=str))  # as the JSON file holds them
+    return {"cells": [[p.name, file_digest(p)] for p in cells], "inputs": inputs,
+            "tables": {name: file_digest(out / name) for name in (rundir.RESULTS, rundir.EPISODES)}}
+
+
+def read_outputs(out_dir: Path) -> dict:
+    """The record :func:`write_outputs` left ({} when there is none or it does not read)."""
+    try:
+        record = json.loads((Path(out_dir) / OUTPUTS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def write_outputs(out_dir: Path, record: dict) -> Path:
+    """Keep :func:`outputs_record` beside the tables (written last: a run killed before it leaves the old one,
+    which then no longer matches)."""
+    return rundir.write_json(Path(out_dir) / OUTPUTS, record)
+
+
+def outputs_current(out_dir: Path, cells: list[Path], inputs: dict, record: dict) -> bool:
+    """Whether results.csv and episodes.csv.gz are exactly what these cells and inputs give: the last run
+    wrote them from the same cell files, byte for byte, and nothing touched them since."""
+    return bool(record) and record == outputs_record(out_dir, cells, inputs)
 
 
 def read_meta(out_dir: Path) -> dict:
