@@ -198,3 +198,37 @@ def test_summaries_keep_infinity():
     assert ex.loc["cond_tv_excess", "mean"] == pytest.approx(0.2)  # paired: mean of (0.1, 0.3)
     assert ex.loc["cond_tv_excess", "sem"] == pytest.approx(0.1)
     assert np.isinf(ex.loc["cond_kl_excess", "mean"])
+
+
+def _pairwise_tv_loop(x, y, cards):
+    """The definition, one pair at a time: the reference the batched pairwise_tv must match."""
+    import itertools
+
+    B, M = x.shape[0], x.shape[-1]
+    total = torch.zeros(B, dtype=torch.float64)
+    pairs = list(itertools.combinations(range(M), 2))
+    for i, j in pairs:
+        k = cards[i] * cards[j]
+        freq = [torch.stack([torch.bincount(z[b, :, i] * cards[j] + z[b, :, j], minlength=k) for b in range(B)])
+                .double() / z.shape[1] for z in (x, y)]
+        total += 0.5 * (freq[0] - freq[1]).abs().sum(-1)
+    return total / len(pairs)
+
+
+@pytest.mark.parametrize("block", [1 << 22, 40, 1])  # one block, several, one node's rows at a time
+def test_pairwise_tv_matches_the_pair_loop(block):
+    gen = torch.Generator().manual_seed(3)
+    cards = (2, 5, 3, 1, 4, 2, 7)
+    x = torch.stack([torch.randint(0, c, (3, 50), generator=gen) for c in cards], -1)
+    y = torch.stack([torch.randint(0, c, (3, 20), generator=gen) for c in cards], -1)  # another n
+    want = _pairwise_tv_loop(x, y, cards)
+    assert torch.allclose(pairwise_tv(x, y, cards, block=block), want, rtol=0, atol=1e-12)
+    assert torch.allclose(pairwise_tv(x, x, cards, block=block), torch.zeros(3, dtype=torch.float64), atol=1e-15)
+
+
+def test_pairwise_tv_with_many_samples_counts_in_float64():
+    # ny * count_x = 4099 * 4097 > 2^24 is odd: float32 would round it, and the TV by ~3e-8
+    x = torch.zeros(1, 4097, 2, dtype=torch.long)
+    y = torch.zeros(1, 4099, 2, dtype=torch.long)
+    y[0, 0, 1] = 1
+    assert torch.allclose(pairwise_tv(x, y, (1, 2)), _pairwise_tv_loop(x, y, (1, 2)), rtol=0, atol=1e-12)
