@@ -8,7 +8,7 @@ from bncompare.estimators import MLE
 from bncompare.estimators.generate import generate
 from bncompare.networks import DirichletPrior, Graph, get_graph, sample
 from bncompare.transformer import ConstructedTransformer, InContextTransformer, TransformerConfig, TransformerEstimator
-from bncompare.transformer.construct import construct_model
+from bncompare.transformer.construct import LINEARS, construct_model
 from bncompare.transformer.diagnostics import attention_to_parents
 from bncompare.transformer.encoding import Layout, encode
 from bncompare.transformer.model import SparseLinear
@@ -110,11 +110,14 @@ def test_sparse_predictions_equal_the_dense_construction(name, mode, N):
     assert max_err(est.predict_proba(queries), dense.predict_proba(queries)) < 1e-9
     nodes = [graph.n_nodes - 1, 0, graph.n_nodes - 1]  # any subset, in any order, repeats too
     assert max_err(est.predict_proba(queries, nodes), dense.predict_proba(queries, nodes)) < 1e-9
-    # the whole sparse model (what the attention diagnostics read) computes the same as the dense one
+    # the whole model (what the attention diagnostics read), written sparse or dense, computes the same
     tokens = encode(graph, contexts, queries, range(graph.n_nodes), torch.float64)
-    out, w = est.model_(tokens, N, return_weights=True)
     out_d, w_d = dense.model(tokens, N, return_weights=True)
-    assert max_err([out, *w], [out_d, *w_d]) < 1e-9
+    for sparse in (True, False):
+        model = construct_model(graph, mode, alpha=0.7, sparse=sparse)
+        assert all(isinstance(model.get_submodule(name), SparseLinear) == sparse for name in LINEARS)
+        out, w = model(tokens, N, return_weights=True)
+        assert max_err([out, *w], [out_d, *w_d]) < 1e-9
 
 
 @pytest.mark.parametrize("mode", ["mle", "dirichlet"])
@@ -130,8 +133,7 @@ def test_sparse_generation_equals_the_dense_construction(mode):
 def test_attention_diagnostics_equal_the_dense_construction():
     graph = GRAPHS["general-7"]
     contexts, queries = episodes(graph, B=1, N=25, seed=2)
-    est = ConstructedTransformer().fit(graph, contexts)
-    rows = attention_to_parents(est.model_, graph, contexts, queries, layers=[0, 1])
+    rows = attention_to_parents(construct_model(graph, sparse=True), graph, contexts, queries, layers=[0, 1])
     want = attention_to_parents(dense_construction(graph), graph, contexts, queries, layers=[0, 1])
     assert [r.keys() for r in rows] == [r.keys() for r in want]
     for r, w in zip(rows, want):

@@ -61,12 +61,18 @@ import torch
 from bncompare.errors import BNError
 from bncompare.estimators.base import Estimator, Tags
 from bncompare.networks.graph import Graph
-from bncompare.runtime import resolve_device
+from bncompare.runtime import resolve_device, single_thread
 from bncompare.transformer.encoding import Layout
 from bncompare.transformer.estimator import answer
-from bncompare.transformer.model import InContextTransformer, SparseLinear, TransformerConfig
+from bncompare.transformer.model import InContextTransformer, TransformerConfig
 
 DEFAULT_BETA = 50.0
+# Widest model whose weights are stored dense: torch's sparse matmul on CPU costs milliseconds a call even for
+# tiny matrices (measured: ~15 ms on a family's 30-wide model, against well under 1 ms dense), and a dense
+# 512 x 512 matrix takes 2 MB. The models of single families are this small; whole networks are not.
+DENSE_UP_TO = 512
+LINEARS = ("embed",) + tuple(f"blocks.{i}.{part}" for i in range(2)
+                             for part in ("attn.q", "attn.k", "attn.v", "attn.proj", "mlp.up", "mlp.down"))
 MODES = ("mle", "dirichlet")
 
 
@@ -94,8 +100,12 @@ def construct_model(
     beta: float = DEFAULT_BETA,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
+    sparse: bool | None = None,
 ) -> InContextTransformer:
-    """The 2-block transformer computing the in-context MLE ("mle") or Dirichlet(alpha) posterior mean of ``graph``."""
+    """The 2-block transformer computing the in-context MLE ("mle") or Dirichlet(alpha) posterior mean of ``graph``.
+
+    ``sparse``: the weight matrices' layout (the same entries either way); by default sparse when the model is
+    wider than :data:`DENSE_UP_TO`."""
     if not isinstance(graph, Graph):
         raise BNError(f"construct_model needs a Graph, got {type(graph).__name__}")
     _check_settings(mode, alpha, beta)
@@ -106,7 +116,7 @@ def construct_model(
     cfg = TransformerConfig(  # every setting spelled out: the construction relies on each
         d_model=d_model, n_layer=2, n_head=1, d_ff=S, norm="none", attention="softmax",
         context_attention="full", attn_scale="fixed", mlp="relu", query_view="prefix", output="probs",
-        match_scores=False, sparse=True,
+        match_scores=False, sparse=d_model > DENSE_UP_TO if sparse is None else bool(sparse),
     ).for_layout(lay)
     model = InContextTransformer(cfg).to(torch.float64)  # write the weights in float64, cast at the end
     children = [[c for c in range(M) if m in graph.parents[c]] for m in range(M)]
@@ -114,9 +124,9 @@ def construct_model(
     penalty = beta * (max(n_pa) + 1) + 1000.0  # C: keeps a query's weight on itself below exp(-1000)
     scale = math.sqrt(d_model)  # undo SDPA's 1/sqrt(head_dim)
 
-    # Every weight is a list of (row, col, value) entries: the matrices are sparse (cfg.sparse), so the
-    # construction costs its nonzeros, never d_model^2.
-    W = {name: [] for name, mod in model.named_modules() if isinstance(mod, SparseLinear)}
+    # Every weight is a list of (row, col, value) entries at distinct positions, written sparse (cfg.sparse) or
+    # dense: a sparse construction costs its nonzeros, never d_model^2.
+    W = {name: [] for name in LINEARS}
     W["embed"] += [(i, i, 1.0) for i in range(G)]
 
     # Block 1 MLP: g_{m,v} = ReLU(x_{m,v} + sum of targets that m is a parent of - 1).
@@ -152,8 +162,13 @@ def construct_model(
     model.blocks[1].mlp.up.bias.data.fill_(-1.0)
 
     for name, entries in W.items():
-        if entries:  # block 1's attention stays all zero
-            model.get_submodule(name).set_weight(*zip(*entries))
+        rows, cols, values = zip(*entries) if entries else ((), (), ())  # block 1's attention stays all zero
+        layer = model.get_submodule(name)
+        if cfg.sparse:
+            layer.set_weight(rows, cols, values)
+        else:
+            layer.weight.data.zero_()
+            layer.weight.data[list(rows), list(cols)] = torch.tensor(values, dtype=torch.float64)
     head = torch.zeros(D, d_model, dtype=torch.float64)  # the readout's head is dense: d_out x d_model
     head[:, OUT:] = torch.eye(D)
     model.head.weight.data.copy_(head)
@@ -217,20 +232,26 @@ class ConstructedTransformer(Estimator):
 
     def predict_proba(self, queries, nodes=None):
         queries, nodes = self._check_queries(queries, nodes)  # fitted? shapes? node range? (one-line errors)
-        B, cards = queries.shape[0], self.graph_.cards
+        cards = self.graph_.cards
         by_shape: dict[tuple[int, ...], list[int]] = {}  # targets whose families have the same cardinalities
         for j, m in enumerate(nodes):
             by_shape.setdefault(tuple(cards[i] for i in self.families_[m]), []).append(j)
         out: list[torch.Tensor] = [None] * len(nodes)
-        for shape, js in by_shape.items():  # one pass for all of them: their contexts stacked
-            cols = [list(self.families_[nodes[j]]) for j in js]
-            ctx = torch.cat([self.contexts_[..., c] for c in cols])
-            qry = torch.cat([queries[..., c] for c in cols])
-            if shape not in self.family_models_:
-                self.family_models_[shape] = construct_model(family_graph(shape), self.mode, self.alpha, self.beta,
-                                                             self.dtype)
-            probs = answer(self.family_models_[shape], family_graph(shape), ctx, qry, [len(shape) - 1],
-                           self.batch_size)[0]
-            for i, j in enumerate(js):
-                out[j] = probs[i * B : (i + 1) * B]
+        with single_thread():  # a family's model is tiny: a second thread costs more than it saves (50x, loaded)
+            for shape, js in by_shape.items():  # one pass for all of them: their contexts stacked
+                for j, p in zip(js, self._answer_family(shape, [nodes[j] for j in js], queries)):
+                    out[j] = p
         return out
+
+    def _answer_family(self, shape: tuple[int, ...], targets: list[int], queries: torch.Tensor) -> list[torch.Tensor]:
+        """The probabilities of ``targets`` (families of cardinalities ``shape``), each (B, Q, card)."""
+        B = queries.shape[0]
+        cols = [list(self.families_[m]) for m in targets]
+        ctx = torch.cat([self.contexts_[..., c] for c in cols])
+        qry = torch.cat([queries[..., c] for c in cols])
+        if shape not in self.family_models_:
+            self.family_models_[shape] = construct_model(family_graph(shape), self.mode, self.alpha, self.beta,
+                                                         self.dtype)
+        probs = answer(self.family_models_[shape], family_graph(shape), ctx, qry, [len(shape) - 1],
+                       self.batch_size)[0]
+        return list(probs.split(B))

@@ -123,7 +123,7 @@ class SparseLinear(nn.Module):
 
     @torch.no_grad()
     def set_weight(self, rows, cols, values) -> None:
-        """``W[rows[i], cols[i]] = values[i]`` and 0 elsewhere (a repeated index: the last value)."""
+        """``W[rows[i], cols[i]] = values[i]`` (distinct positions) and 0 elsewhere."""
         dtype, device = self.bias.dtype, self.bias.device
         idx = torch.tensor([list(rows), list(cols)], dtype=torch.long).reshape(2, -1)
         w = torch.sparse_coo_tensor(idx, torch.tensor(list(values), dtype=torch.float64), (self.n_out, self.n_in))
