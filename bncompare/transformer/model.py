@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from bncompare.errors import BNError, check_setting_types
 from bncompare.transformer.encoding import Layout
-from bncompare.transformer.readouts import READOUTS, norm_layer
+from bncompare.transformer.readouts import READOUTS, TRAINED_OUTPUTS, norm_layer
 
 CHOICES = {
     "norm": ("layer", "none"),
@@ -97,8 +97,9 @@ class TransformerConfig:
         if self.cards is not None:
             self.cards = tuple(int(c) for c in self.cards)
         READOUTS[self.output].check(self)
-        if self.sparse and READOUTS[self.output].trainable:
-            raise BNError(f"sparse weights are written, not trained: output={self.output!r} is a trained readout")
+        if self.sparse:
+            if self.output in TRAINED_OUTPUTS:
+                raise BNError(f"sparse weights are written, not trained: output={self.output!r} is a trained readout")
 
     def for_layout(self, layout: Layout) -> TransformerConfig:
         """This config with the graph-derived fields of ``layout`` filled in."""
