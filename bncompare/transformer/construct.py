@@ -54,18 +54,25 @@ subtracts the row maximum).
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import torch
 
 from bncompare.errors import BNError
 from bncompare.estimators.base import Estimator, Tags
 from bncompare.networks.graph import Graph
-from bncompare.runtime import resolve_device
+from bncompare.runtime import resolve_device, single_thread
 from bncompare.transformer.encoding import Layout
-from bncompare.transformer.estimator import TransformerEstimator
+from bncompare.transformer.estimator import answer
 from bncompare.transformer.model import InContextTransformer, TransformerConfig
 
 DEFAULT_BETA = 50.0
+# Widest model whose weights are stored dense: torch's sparse matmul on CPU costs milliseconds a call even for
+# tiny matrices (measured: ~15 ms on a family's 30-wide model, against well under 1 ms dense), and a dense
+# 512 x 512 matrix takes 2 MB. The models of single families are this small; whole networks are not.
+DENSE_UP_TO = 512
+LINEARS = ("embed",) + tuple(f"blocks.{i}.{part}" for i in range(2)
+                             for part in ("attn.q", "attn.k", "attn.v", "attn.proj", "mlp.up", "mlp.down"))
 MODES = ("mle", "dirichlet")
 
 
@@ -93,8 +100,12 @@ def construct_model(
     beta: float = DEFAULT_BETA,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
+    sparse: bool | None = None,
 ) -> InContextTransformer:
-    """The 2-block transformer computing the in-context MLE ("mle") or Dirichlet(alpha) posterior mean of ``graph``."""
+    """The 2-block transformer computing the in-context MLE ("mle") or Dirichlet(alpha) posterior mean of ``graph``.
+
+    ``sparse``: the weight matrices' layout (the same entries either way); by default sparse when the model is
+    wider than :data:`DENSE_UP_TO`."""
     if not isinstance(graph, Graph):
         raise BNError(f"construct_model needs a Graph, got {type(graph).__name__}")
     _check_settings(mode, alpha, beta)
@@ -105,7 +116,7 @@ def construct_model(
     cfg = TransformerConfig(  # every setting spelled out: the construction relies on each
         d_model=d_model, n_layer=2, n_head=1, d_ff=S, norm="none", attention="softmax",
         context_attention="full", attn_scale="fixed", mlp="relu", query_view="prefix", output="probs",
-        match_scores=False,
+        match_scores=False, sparse=d_model > DENSE_UP_TO if sparse is None else bool(sparse),
     ).for_layout(lay)
     model = InContextTransformer(cfg).to(torch.float64)  # write the weights in float64, cast at the end
     children = [[c for c in range(M) if m in graph.parents[c]] for m in range(M)]
@@ -113,58 +124,79 @@ def construct_model(
     penalty = beta * (max(n_pa) + 1) + 1000.0  # C: keeps a query's weight on itself below exp(-1000)
     scale = math.sqrt(d_model)  # undo SDPA's 1/sqrt(head_dim)
 
-    W = {name: torch.zeros_like(p) for name, p in model.state_dict().items()}
-    W["embed.weight"][:G, :G] = torch.eye(G)
+    # Every weight is a list of (row, col, value) entries at distinct positions, written sparse (cfg.sparse) or
+    # dense: a sparse construction costs its nonzeros, never d_model^2.
+    W = {name: [] for name in LINEARS}
+    W["embed"] += [(i, i, 1.0) for i in range(G)]
 
     # Block 1 MLP: g_{m,v} = ReLU(x_{m,v} + sum of targets that m is a parent of - 1).
     b1 = "blocks.0.mlp."
     for m in range(M):
         for v in range(graph.cards[m]):
             s = lay.offsets[m] + v
-            W[b1 + "up.weight"][s, s] = 1.0
-            for c in children[m]:
-                W[b1 + "up.weight"][s, lay.target(c)] = 1.0
-            W[b1 + "up.bias"][s] = -1.0
-            W[b1 + "down.weight"][G + s, s] = 1.0
+            W[b1 + "up"] += [(s, s, 1.0)] + [(s, lay.target(c), 1.0) for c in children[m]]
+            W[b1 + "down"].append((G + s, s, 1.0))
+    model.blocks[0].mlp.up.bias.data.fill_(-1.0)
 
     # Block 2 attention. Head coordinates reuse the token's: one-hots, query flag, sink flag.
     a2 = "blocks.1.attn."
     qf, sf = lay.query_flag, lay.sink_flag
-    for s in range(S):
-        W[a2 + "q.weight"][s, G + s] = beta * scale
-        W[a2 + "k.weight"][s, s] = 1.0
-        W[a2 + "v.weight"][OA + s, s] = 1.0
-    W[a2 + "q.bias"][qf] = -penalty * scale
-    W[a2 + "k.weight"][qf, qf] = 1.0
-    W[a2 + "k.weight"][sf, sf] = 1.0
+    W[a2 + "q"] += [(s, G + s, beta * scale) for s in range(S)]
+    W[a2 + "k"] += [(s, s, 1.0) for s in range(S)] + [(qf, qf, 1.0), (sf, sf, 1.0)]
+    W[a2 + "v"] += [(OA + s, s, 1.0) for s in range(S)]
+    model.blocks[1].attn.q.bias.data[qf] = -penalty * scale
     for m in range(M):
         d = graph.cards[m]
         sink_score = beta * n_pa[m] + math.log(alpha * d) if mode == "dirichlet" else beta * (n_pa[m] - 0.5)
-        W[a2 + "q.weight"][sf, lay.target(m)] = sink_score * scale
-        W[a2 + "v.weight"][OA + lay.offsets[m] : OA + lay.offsets[m] + d, sf] = 1.0 / d  # the sink's value: uniform
-    W[a2 + "proj.weight"] = torch.eye(d_model, dtype=torch.float64)
+        W[a2 + "q"].append((sf, lay.target(m), sink_score * scale))
+        W[a2 + "v"] += [(OA + lay.offsets[m] + v, sf, 1.0 / d) for v in range(d)]  # the sink's value: uniform
+    W[a2 + "proj"] += [(i, i, 1.0) for i in range(d_model)]
 
     # Block 2 MLP: out_v = sum_m ReLU(o_{m,v} + t_m - 1) = o_{m0,v}.
     b2 = "blocks.1.mlp."
     for m in range(M):
         for v in range(graph.cards[m]):
             s = lay.offsets[m] + v
-            W[b2 + "up.weight"][s, OA + s] = 1.0
-            W[b2 + "up.weight"][s, lay.target(m)] = 1.0
-            W[b2 + "up.bias"][s] = -1.0
-            W[b2 + "down.weight"][OUT + v, s] = 1.0
+            W[b2 + "up"] += [(s, OA + s, 1.0), (s, lay.target(m), 1.0)]
+            W[b2 + "down"].append((OUT + v, s, 1.0))
+    model.blocks[1].mlp.up.bias.data.fill_(-1.0)
 
-    W["head.weight"][:, OUT:] = torch.eye(D)
-    model.load_state_dict(W)
+    for name, entries in W.items():
+        rows, cols, values = zip(*entries) if entries else ((), (), ())  # block 1's attention stays all zero
+        layer = model.get_submodule(name)
+        if cfg.sparse:
+            layer.set_weight(rows, cols, values)
+        else:
+            layer.weight.data.zero_()
+            layer.weight.data[list(rows), list(cols)] = torch.tensor(values, dtype=torch.float64)
+    head = torch.zeros(D, d_model, dtype=torch.float64)  # the readout's head is dense: d_out x d_model
+    head[:, OUT:] = torch.eye(D)
+    model.head.weight.data.copy_(head)
+    model.head.bias.data.zero_()
     return model.to(device=device or resolve_device(), dtype=dtype).eval()
+
+
+@cache
+def family_graph(cards: tuple[int, ...]) -> Graph:
+    """Node ``m`` with its parents as a network of its own: the parents (roots, ``cards[:-1]``), then ``m``."""
+    k = len(cards) - 1
+    return Graph(tuple(f"P{i}" for i in range(k)) + ("T",), tuple(cards), ((),) * k + (tuple(range(k)),))
 
 
 class ConstructedTransformer(Estimator):
     """The constructed transformer behind the estimator interface; ``fit`` writes the weights for the graph.
 
-    Names: ``"transformer_mle"`` and ``"transformer_dirichlet"``. ``model_`` is
-    the :class:`InContextTransformer`; predictions go through
-    :class:`TransformerEstimator`, the same path the trained model takes.
+    Names: ``"transformer_mle"`` and ``"transformer_dirichlet"``. ``model_`` is the
+    :class:`InContextTransformer` of the whole graph (sparse weights; the attention diagnostics read it).
+
+    Predictions are the same model's, evaluated on the coordinates each answer reads. The answer for
+    target ``m`` reads only the one-hots of ``m``'s family (block 1's gate zeroes every other parent's,
+    block 2's MLP reads ``m``'s block; the self and sink terms depend on ``|pa(m)|`` and ``d_m`` alone),
+    and restricted to them the model is the construction for the family alone (:func:`family_graph`; its
+    penalty ``C`` is smaller, but a query's weight on itself is exactly 0 in both). So target ``m`` is
+    answered by that small model on the family's columns, through :func:`answer` (the path of every
+    transformer): a cost of the family's size per token instead of the whole graph's, for predictions
+    and for generation (one node at a time). The answers equal the whole model's up to rounding.
     """
 
     tags = Tags(family="constructed", has_attention=True, floors_are_zeros=True)
@@ -181,15 +213,45 @@ class ConstructedTransformer(Estimator):
 
     def fit(self, graph, contexts):
         contexts = self._start_fit(graph, contexts)
-        self.model_ = construct_model(graph, self.mode, self.alpha, self.beta, self.dtype)
+        settings = (graph, self.mode, self.alpha, self.beta, self.dtype)
+        if getattr(self, "built_for_", None) != settings:  # the weights depend on the graph and settings alone
+            self.model_ = construct_model(graph, self.mode, self.alpha, self.beta, self.dtype)
+            # a family's columns: its parents, most states first (a score sums over parents, so their order is
+            # free: families that differ only in it share one model), then the target
+            self.families_ = [tuple(sorted(pa, key=lambda p: (-graph.cards[p], p))) + (m,)
+                              for m, pa in enumerate(graph.parents)]
+            self.family_models_ = {}  # by the family's cardinalities, built when first asked for
+            self.built_for_ = settings
+        self.contexts_ = contexts
         # Mode "mle" answers ~1e-12 where MLE answers exactly 0. Below the error bound a probability is one of
         # those zeros, as long as the bound stays under half the smallest nonzero MLE probability 1/N.
         n = contexts.shape[1]
         bound = error_bound(self.mode, self.beta, n, self.alpha)
         self.zero_below_ = bound if self.mode == "mle" and bound < 0.5 / max(n, 1) else 0.0
-        self.wrapper_ = TransformerEstimator(self.model_, self.batch_size, name=self.name).fit(graph, contexts)
         return self
 
     def predict_proba(self, queries, nodes=None):
-        self._check_queries(queries, nodes)  # fitted? shapes? node range? (one-line errors under our name)
-        return self.wrapper_.predict_proba(queries, nodes)
+        queries, nodes = self._check_queries(queries, nodes)  # fitted? shapes? node range? (one-line errors)
+        cards = self.graph_.cards
+        by_shape: dict[tuple[int, ...], list[int]] = {}  # targets whose families have the same cardinalities
+        for j, m in enumerate(nodes):
+            by_shape.setdefault(tuple(cards[i] for i in self.families_[m]), []).append(j)
+        out: list[torch.Tensor] = [None] * len(nodes)
+        with single_thread():  # a family's model is tiny: a second thread costs more than it saves (50x, loaded)
+            for shape, js in by_shape.items():  # one pass for all of them: their contexts stacked
+                for j, p in zip(js, self._answer_family(shape, [nodes[j] for j in js], queries)):
+                    out[j] = p
+        return out
+
+    def _answer_family(self, shape: tuple[int, ...], targets: list[int], queries: torch.Tensor) -> list[torch.Tensor]:
+        """The probabilities of ``targets`` (families of cardinalities ``shape``), each (B, Q, card)."""
+        B = queries.shape[0]
+        cols = [list(self.families_[m]) for m in targets]
+        ctx = torch.cat([self.contexts_[..., c] for c in cols])
+        qry = torch.cat([queries[..., c] for c in cols])
+        if shape not in self.family_models_:
+            self.family_models_[shape] = construct_model(family_graph(shape), self.mode, self.alpha, self.beta,
+                                                         self.dtype)
+        probs = answer(self.family_models_[shape], family_graph(shape), ctx, qry, [len(shape) - 1],
+                       self.batch_size)[0]
+        return list(probs.split(B))

@@ -36,25 +36,31 @@ class TransformerEstimator(Estimator):
         self.contexts_ = contexts
         return self
 
-    @torch.no_grad()
     def predict_proba(self, queries, nodes=None):
         queries, nodes = self._check_queries(queries, nodes)
-        param = next(self.model.parameters())
-        device, dtype = param.device, param.dtype
-        ctx, queries = self.contexts_.to(device), queries.to(device)
-        B, N, _ = ctx.shape
-        Q, T = queries.shape[1], len(nodes)
-        # Queries never see each other, so answering them in chunks changes nothing
-        # but bounds the memory of one forward pass.
-        q_chunk = max(1, max(self.max_query_tokens, N) // T)
-        self.model.eval()
-        out = torch.empty(B, Q, T, self.model.cfg.d_out, dtype=torch.float64, device=device)
-        for q0 in range(0, Q, q_chunk):
-            qs = queries[:, q0 : q0 + q_chunk]
-            for s in range(0, B, self.batch_size):
-                tokens = encode(self.graph_, ctx[s : s + self.batch_size], qs[s : s + self.batch_size], nodes, dtype,
-                                view=self.model.cfg.query_view)
-                o = self.model(tokens, N)  # the query tokens
-                o = o.reshape(o.shape[0], qs.shape[1], T, -1)
-                out[s : s + self.batch_size, q0 : q0 + q_chunk] = o.to(torch.float64)
-        return [self.model.probabilities(out[:, :, j, : self.graph_.cards[m]]) for j, m in enumerate(nodes)]
+        return answer(self.model, self.graph_, self.contexts_, queries, nodes, self.batch_size, self.max_query_tokens)
+
+
+@torch.no_grad()
+def answer(model: InContextTransformer, graph, contexts: torch.Tensor, queries: torch.Tensor, nodes: list[int],
+           batch_size: int = 256, max_query_tokens: int = 256) -> list[torch.Tensor]:
+    """``model``'s probabilities of ``nodes`` for each query, (B, Q, card) float64 each, in chunks of contexts."""
+    param = next(model.parameters())
+    device, dtype = param.device, param.dtype
+    ctx, queries = contexts.to(device), queries.to(device)
+    B, N, _ = ctx.shape
+    Q, T = queries.shape[1], len(nodes)
+    # Queries never see each other, so answering them in chunks changes nothing
+    # but bounds the memory of one forward pass.
+    q_chunk = max(1, max(max_query_tokens, N) // T)
+    model.eval()
+    out = torch.empty(B, Q, T, model.cfg.d_out, dtype=torch.float64, device=device)
+    for q0 in range(0, Q, q_chunk):
+        qs = queries[:, q0 : q0 + q_chunk]
+        for s in range(0, B, batch_size):
+            tokens = encode(graph, ctx[s : s + batch_size], qs[s : s + batch_size], nodes, dtype,
+                            view=model.cfg.query_view)
+            o = model(tokens, N)  # the query tokens
+            o = o.reshape(o.shape[0], qs.shape[1], T, -1)
+            out[s : s + batch_size, q0 : q0 + q_chunk] = o.to(torch.float64)
+    return [model.probabilities(out[:, :, j, : graph.cards[m]]) for j, m in enumerate(nodes)]

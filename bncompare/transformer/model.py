@@ -29,7 +29,10 @@ Other settings, each a lever of the learning benchmark (docs/levers.md gives the
 - ``output``: the readout (:mod:`readouts`: ``"logits"``, ``"probs"``, ``"mixture"``,
   ``"evidence"``), with its settings ``match_scores`` and ``evidence_rounds``;
 - ``query_view`` is read by the encoder, not the model: ``"prefix"`` shows a query
-  every earlier variable (the paper's), ``"parents"`` only the target's parents.
+  every earlier variable (the paper's), ``"parents"`` only the target's parents;
+- ``sparse``: the blocks' linear maps hold sparse matrices (:class:`SparseLinear`), for weights that are
+  written rather than trained (the construction's are almost all zero: dense, they would not fit in memory
+  on a network of a thousand nodes). Only a readout that is not trained may have them.
 
 ``d_in``, ``d_out`` and ``cards`` come from the graph: they are filled in when a model
 is built for one (:meth:`TransformerConfig.for_layout`), never set by hand.
@@ -45,7 +48,7 @@ import torch.nn.functional as F
 
 from bncompare.errors import BNError, check_setting_types
 from bncompare.transformer.encoding import Layout
-from bncompare.transformer.readouts import READOUTS, norm_layer
+from bncompare.transformer.readouts import READOUTS, TRAINED_OUTPUTS, norm_layer
 
 CHOICES = {
     "norm": ("layer", "none"),
@@ -76,6 +79,7 @@ class TransformerConfig:
     output: str = "mixture"  # the readout, a key of readouts.READOUTS
     match_scores: bool = True  # the mixture readout adds learned per-node gains on matching values
     evidence_rounds: int = 4  # rounds of the evidence readout's parent search
+    sparse: bool = False  # sparse weight matrices in the embedding and the blocks (written, not trained)
     d_in: int | None = None  # token width (from the graph)
     d_out: int | None = None  # largest cardinality (from the graph)
     cards: tuple[int, ...] | None = None  # the nodes' cardinalities (from the graph)
@@ -93,6 +97,9 @@ class TransformerConfig:
         if self.cards is not None:
             self.cards = tuple(int(c) for c in self.cards)
         READOUTS[self.output].check(self)
+        if self.sparse:
+            if self.output in TRAINED_OUTPUTS:
+                raise BNError(f"sparse weights are written, not trained: output={self.output!r} is a trained readout")
 
     def for_layout(self, layout: Layout) -> TransformerConfig:
         """This config with the graph-derived fields of ``layout`` filled in."""
@@ -105,15 +112,40 @@ class TransformerConfig:
         return d
 
 
+class SparseLinear(nn.Module):
+    """``x @ W.T + b`` with ``W`` a sparse (CSR) matrix, written by :meth:`set_weight`; cost: its nonzeros per row."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.n_in, self.n_out = n_in, n_out
+        self.register_buffer("weight", torch.sparse_csr_tensor(
+            torch.zeros(n_out + 1, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0), (n_out, n_in)))
+        self.bias = nn.Parameter(torch.zeros(n_out))
+
+    @torch.no_grad()
+    def set_weight(self, rows, cols, values) -> None:
+        """``W[rows[i], cols[i]] = values[i]`` (distinct positions) and 0 elsewhere."""
+        dtype, device = self.bias.dtype, self.bias.device
+        idx = torch.tensor([list(rows), list(cols)], dtype=torch.long).reshape(2, -1)
+        w = torch.sparse_coo_tensor(idx, torch.tensor(list(values), dtype=torch.float64), (self.n_out, self.n_in))
+        self.weight = w.coalesce().to_sparse_csr().to(device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.sparse.mm(self.weight, x.reshape(-1, self.n_in).T).T
+        return y.reshape(*x.shape[:-1], self.n_out) + self.bias
+
+
+def linear(cfg: TransformerConfig, n_in: int, n_out: int) -> nn.Module:
+    """A block's linear map: dense (trained) or sparse (``cfg.sparse``: written)."""
+    return SparseLinear(n_in, n_out) if cfg.sparse else nn.Linear(n_in, n_out)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.cfg, self.n_head = cfg, cfg.n_head
         self.null_key = cfg.attention == "softmax_1"
-        self.q = nn.Linear(cfg.d_model, cfg.d_model)
-        self.k = nn.Linear(cfg.d_model, cfg.d_model)
-        self.v = nn.Linear(cfg.d_model, cfg.d_model)
-        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.q, self.k, self.v, self.proj = (linear(cfg, cfg.d_model, cfg.d_model) for _ in range(4))
         if cfg.attn_scale != "fixed":  # log of a per-head temperature; kept out of weight decay (1-d)
             self.log_temp = nn.Parameter(torch.zeros(cfg.n_head))
 
@@ -181,10 +213,10 @@ class MLP(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.gated = cfg.mlp == "swiglu"
-        self.up = nn.Linear(cfg.d_model, cfg.d_ff)
+        self.up = linear(cfg, cfg.d_model, cfg.d_ff)
         if self.gated:
-            self.gate = nn.Linear(cfg.d_model, cfg.d_ff)
-        self.down = nn.Linear(cfg.d_ff, cfg.d_model)
+            self.gate = linear(cfg, cfg.d_model, cfg.d_ff)
+        self.down = linear(cfg, cfg.d_ff, cfg.d_model)
 
     def forward(self, h):
         a = F.silu(self.gate(h)) * self.up(h) if self.gated else F.relu(self.up(h))
@@ -214,7 +246,7 @@ class InContextTransformer(nn.Module):
         if any(getattr(cfg, name) is None for name in GRAPH_FIELDS):
             raise BNError("TransformerConfig: d_in, d_out and cards come from the graph: build it with for_layout")
         self.cfg = cfg
-        self.embed = nn.Linear(cfg.d_in, cfg.d_model)
+        self.embed = linear(cfg, cfg.d_in, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm_f = norm_layer(cfg)
         readout = READOUTS[cfg.output]
