@@ -5,10 +5,10 @@ A cell (one estimator at one context length) is priced as a sum of work units ti
 - what every estimator's cell pays alike (:data:`MEASURES`): drawing its episodes, the per-episode rows of
   the measures, the fidelity measures' own work (true samples, log-likelihoods, pairwise marginals);
 - the estimator's own work, from its kind's :class:`Cost` in :data:`COSTS`: per context, per batch (one
-  vectorized fit), per context row x node, per CPT parameter, per predicted node value (the queries, and the
+  vectorized fit), per context row x node, per CPT parameter, per predicted probability (the queries, and the
   rows the fidelity measures ask: every joint state when the joint is enumerated, else ``mc_samples``
-  generated rows, node by node), times its own budget (Pyro's draws or steps) relative to the calibrated one;
-- a transformer's forward passes, counted as layers x tokens x width x (width + tokens) per sequence
+  generated rows, node by node), per predict call, per Pyro plate and per draw or step of its budget;
+- a transformer's forward passes, layers x tokens x width x (8 x width + tokens) per sequence
   (:func:`forward_units`) at ``Cost.forward`` seconds per unit; its width and depth come from its settings
   (the trained model's ``d_model`` and ``n_layer``; the construction's width follows from the graph).
 
@@ -61,6 +61,7 @@ class Cost:
     plate_node: float = 0.0  # per node of a Pyro plate of 32 contexts (one model, one chain or guide)
     draw: float = 0.0  # per draw (NUTS: samples + warmup; SVI: steps) x plate x graph size (nodes + params / 100)
     forward: float = 0.0  # per forward_units of a transformer
+    model: Callable | None = field(default=None, compare=False)  # (params, graph) -> a transformer's (width, layers)
     draws: Callable[[dict], float] = field(default=lambda p: 0.0, compare=False)  # the estimator's own budget
 
 
@@ -77,6 +78,27 @@ def _train_factor(p: dict) -> float:
         return 0.45
     # the evidence readout's parent search: 2.5x the training time (conf/study/agnostic.yaml's measurement)
     return 2.5 if _train_cfg(p).model.output == "evidence" else 1.0
+
+
+def _constructed_shape(params: dict, graph: Graph) -> tuple[int, int]:
+    """The construction's residual stream: d_in + 2S + d_out with d_in = S + M + 2 (S = sum of states); 2 layers."""
+    S = sum(graph.cards)
+    return 3 * S + graph.n_nodes + 2 + max(graph.cards), 2
+
+
+def _trained_shape(params: dict, graph: Graph) -> tuple[int, int]:
+    model = _train_cfg(params).model
+    return int(model.d_model), int(model.n_layer)
+
+
+def _train_cfg(params: dict):
+    from bncompare.transformer.train import TrainConfig
+
+    cfg = params.get("train_cfg")
+    try:
+        return TrainConfig.from_dict(dict(cfg)) if isinstance(cfg, dict) else TrainConfig()
+    except BNError:
+        return TrainConfig()  # a bad config is reported by the estimator itself
 
 
 # Calibrated 2026-12-03 on this machine (2 cores). Anchors, a quiet run of the default tree-7 study (7 nodes,
@@ -105,16 +127,17 @@ COSTS: dict[str, Cost] = {
     "pyro_nuts": Cost(**_PYRO, draws=lambda p: _num(p, "num_samples", 200) + _num(p, "warmup_steps", 0) + 20),
     "pyro_svi": Cost(library="pyro", plate_node=0.05, draw=6.9e-4, draws=lambda p: _num(p, "steps", 1000)),
     # transformers: forward passes (the construction in float64, its width from the graph) and per-node readouts
-    "constructed": Cost(batch=5e-3, call_graph=5e-4, forward=5e-11),
-    "trained": Cost(prepare=2.0, batch=5e-3, call_graph=1e-3, forward=6e-11),
-    "transformer_agnostic": Cost(prepare=2.0, batch=5e-3, call_graph=1e-3, forward=6e-11),
-    # linear-Gaussian and autoregressive kinds: per context and batch, their measures included
-    "gaussian_mle": Cost(context=3e-4, batch=2e-3), "gaussian_ridge": Cost(context=3e-4, batch=2e-3),
-    "nig_posterior": Cost(context=3e-4, batch=2e-3), "gaussian_naive": Cost(context=3e-4, batch=2e-3),
+    "constructed": Cost(batch=5e-3, call_graph=5e-4, forward=5e-11, model=_constructed_shape),
+    "trained": Cost(prepare=2.0, batch=5e-3, call_graph=1e-3, forward=6e-11, model=_trained_shape),
+    "transformer_agnostic": Cost(prepare=2.0, batch=5e-3, call_graph=1e-3, forward=6e-11, model=_trained_shape),
+    # linear-Gaussian kinds (graph=gaussian-tree study=smoke, under load: 0.1-0.3 s a cell of 32 episodes) and
+    # autoregressive ones (not measured: guesses of the same size): per context and batch, measures included
+    "gaussian_mle": Cost(context=3e-4, batch=5e-2), "gaussian_ridge": Cost(context=3e-4, batch=5e-2),
+    "nig_posterior": Cost(context=3e-4, batch=5e-2), "gaussian_naive": Cost(context=3e-4, batch=5e-2),
     "pgmpy_gaussian": Cost(library="pgmpy", context_node=2e-3, rows=2e-6),
     "pyro_gaussian_nuts": Cost(**_PYRO, draws=lambda p: _num(p, "num_samples", 200) + _num(p, "warmup_steps", 0) + 20),
     "pyro_gaussian_svi": Cost(library="pyro", plate_node=0.05, draw=6.9e-4, draws=lambda p: _num(p, "steps", 1000)),
-    "constructed_gd": Cost(context=1e-3, batch=5e-3), "gaussian_trained": Cost(context=2e-3, batch=2e-2),
+    "constructed_gd": Cost(context=1e-3, batch=5e-2), "gaussian_trained": Cost(context=2e-3, batch=5e-2),
     "ar_least_squares": Cost(context=3e-4, batch=2e-3), "ar_ridge": Cost(context=3e-4, batch=2e-3),
     "ar_procrustes": Cost(context=5e-4, batch=2e-3), "ar_one_step_gd": Cost(context=3e-4, batch=2e-3),
     "ar_pyro_nuts": Cost(**_PYRO, draws=lambda p: _num(p, "num_samples", 200) + _num(p, "warmup_steps", 0) + 20),
@@ -122,18 +145,20 @@ COSTS: dict[str, Cost] = {
     "ar_trained": Cost(context=2e-3, batch=2e-2),
 }
 GUESS = Cost(context=1e-2, batch=1e-2)  # a kind from outside bncompare: 10 ms per context, stated as a guess
-TRANSFORMER_KINDS = ("constructed", "trained", "transformer_agnostic")  # priced by their forward passes
 
 # Training, seconds per step = STEP_FIXED + STEP_NODE x nodes (drawing tasks, per-node losses) + STEP_UNIT x
 # forward_units of the step's batch x 3 (forward and backward), x the recipe's factor; the held-out checks at
 # STEP_UNIT per forward unit. Calibrated 2026-12-03: tree-7, 2000 steps of batch 16, d_model 64 x 2 layers,
 # contexts up to 500: 149 s on the quiet machine (13.4 steps/s); hailfinder, study=smoke's 60 steps (d_model
 # 32): 25 s under load.
+TRAIN_FIXED = 2.0  # building the task sampler, the first held-out check (1-5 s before the first step, logged)
 STEP_FIXED = 0.01
 STEP_NODE = 2e-3
 STEP_UNIT = 3.3e-11
-# Trained kinds of other variables: seconds per step at their default sizes (small models, linear layers)
-STEP_SECONDS = {"gaussian_trained": 0.05, "ar_trained": 0.05, "ar_trained_linear": 0.005}
+# Trained kinds of other variables: seconds per step at their default sizes. gaussian_trained: study=smoke's
+# 20 steps ran at 5.3 steps/s under load (2026-12-03); ar_trained is not measured (a guess of the same size).
+# ar_trained_linear trains one linear layer in its own cache and declares no pending training: not counted.
+STEP_SECONDS = {"gaussian_trained": 0.1, "ar_trained": 0.1}
 
 
 # ----- work units ----------------------------------------------------------------------------------------------
@@ -155,25 +180,6 @@ def _predict_forwards(N: int, rows: int, nodes: int) -> tuple[int, int]:
     return -(-rows // chunk), 1 + N + chunk * nodes
 
 
-def transformer_shape(kind: str, params: dict, graph: Graph) -> tuple[int, int]:
-    """(width, layers) of the model an estimator of this kind runs."""
-    if kind == "constructed":  # the construction's residual stream: d_in + 2S + d_out with d_in = S + M + 2
-        S = sum(graph.cards)
-        return 3 * S + graph.n_nodes + 2 + max(graph.cards), 2
-    model = _train_cfg(params).model
-    return int(model.d_model), int(model.n_layer)
-
-
-def _train_cfg(params: dict):
-    from bncompare.transformer.train import TrainConfig
-
-    cfg = params.get("train_cfg")
-    try:
-        return TrainConfig.from_dict(dict(cfg)) if isinstance(cfg, dict) else TrainConfig()
-    except BNError:
-        return TrainConfig()  # a bad config is reported by the estimator itself
-
-
 def cell_units(spec: StudySpec, graph: Graph, e: EstimatorSpec, N: int, per_episode_graphs: bool = False) -> dict:
     """The work units of estimator ``e``'s cell at context length ``N`` (the fields of :class:`Cost`)."""
     n = min(spec.episodes, e.subset or spec.episodes)
@@ -193,12 +199,13 @@ def cell_units(spec: StudySpec, graph: Graph, e: EstimatorSpec, N: int, per_epis
     calls = batches + f_batches * fid_calls
     asked = batches * M + f_batches * (fid_calls * M if exact else fid_calls)  # generation asks one node a call
     plates = -(-n // BLOCK)
+    own = COSTS.get(e.kind, GUESS)
     units = {"context": n, "context_node": n * M, "batch": fits, "call_node": asked, "call_graph": calls * M,
              "rows": n * N * M, "params": n * P, "values": (n * Q + f * fid_rows) * width,
              "pairs": 0 if exact else f_batches * M * (M - 1) / 2, "plate_node": plates * M,
-             "draw": plates * COSTS.get(e.kind, GUESS).draws(e.params) * (M + P / 100), "forward": 0.0}
-    if e.kind in TRANSFORMER_KINDS:
-        d, layers = transformer_shape(e.kind, e.params, graph)
+             "draw": plates * own.draws(e.params) * (M + P / 100), "forward": 0.0}
+    if own.model is not None:  # a transformer: its forward passes
+        d, layers = own.model(e.params, graph)
         calls, tokens = _predict_forwards(N, Q, M)
         work = forward_units(n * calls, tokens, d, layers)
         if exact:  # states in chunks of 512 / M, every node of each
@@ -222,7 +229,7 @@ def training_seconds(kind: str, params: dict, graph: Graph) -> float:
     """Estimated seconds to train the model of a trained estimator from scratch."""
     if kind in STEP_SECONDS:
         cfg = params.get("train_cfg") if isinstance(params.get("train_cfg"), dict) else {}
-        return _num(cfg, "steps", _num(params, "steps", 2000)) * STEP_SECONDS[kind]
+        return TRAIN_FIXED + _num(cfg, "steps", _num(params, "steps", 2000)) * STEP_SECONDS[kind]
     cfg = _train_cfg(params)
     d, layers, M = int(cfg.model.d_model), int(cfg.model.n_layer), graph.n_nodes
     tokens = 1 + cfg.n_context_max / 2 + cfg.n_queries * M  # contexts drawn up to n_context_max
@@ -230,7 +237,7 @@ def training_seconds(kind: str, params: dict, graph: Graph) -> float:
     checks = (cfg.steps // cfg.eval_every + 1) if cfg.eval_every > 0 else 0
     held_out = checks * sum(STEP_NODE * M + STEP_UNIT * forward_units(cfg.eval_tasks, 1 + n + cfg.n_queries * M, d,
                                                                       layers) for n in cfg.eval_lengths)
-    return (cfg.steps * step + held_out) * _train_factor(params)
+    return TRAIN_FIXED + (cfg.steps * step + held_out) * _train_factor(params)
 
 
 # ----- the estimate of a study ---------------------------------------------------------------------------------
