@@ -183,3 +183,19 @@ def test_bad_input():
     for bad in (lambda: DirichletPosterior(0), lambda: BDeu(-1)):
         with pytest.raises(BNError):
             bad()
+
+
+@pytest.mark.parametrize("block", [1 << 24, 40 * 12 * 3, 1])  # all columns at once, 3 at a time, one by one
+def test_naive_mle_one_node_at_a_time_as_generation_asks(block, monkeypatch):
+    import bncompare.estimators.counting as counting
+
+    net = load_network("asia")
+    g = net.graph
+    x, queries = contexts_of(net, 2, 40, seed=3), contexts_of(net, 2, 12, seed=4)
+    queries[:, :5] = x[:, :5]
+    monkeypatch.setattr(counting, "PREFIX_BLOCK", block)
+    est = NaiveMLE().fit(g, x)
+    for m in range(g.n_nodes):
+        got = est.predict_proba(queries, [m])[0]
+        for b in range(2):
+            assert torch.equal(got[b], brute_naive(g, x[b], queries[b], m)[0])

@@ -129,6 +129,9 @@ class BDeu(CountingEstimator):
         return self.ess / (graph.cards[m] * graph.n_configs[m])
 
 
+PREFIX_BLOCK = 1 << 24  # NaiveMLE compares about this many context-query-column entries per tensor op
+
+
 class NaiveMLE(Estimator):
     """MLE of x_m given the whole prefix x_<m, found by matching rows (no tables: prefixes can be huge)."""
 
@@ -144,13 +147,19 @@ class NaiveMLE(Estimator):
         ctx = self.contexts_
         queries = queries.to(ctx.device)
         B, Q, M = queries.shape
-        match = torch.ones(B, Q, ctx.shape[1], dtype=torch.float64, device=ctx.device)
-        out = {}
-        for m in range(max(nodes) + 1):
-            if m in nodes:
-                onehot = torch.nn.functional.one_hot(ctx[..., m], self.graph_.cards[m]).to(torch.float64)
-                out[m] = mle_rows(match @ onehot, self.graph_.cards[m])  # counts of matching rows per value
-            match = match * (ctx[:, None, :, m] == queries[:, :, None, m])
+        N = ctx.shape[1]
+        match = torch.ones(B, Q, N, dtype=torch.float64, device=ctx.device)
+        # the prefix columns between two requested nodes are compared a block at a time, not one by one:
+        # generation asks one node per call, so a per-column loop made munin's generation ~M^2/2 tensor ops
+        width = max(1, PREFIX_BLOCK // max(1, B * Q * N))
+        out, done = {}, 0  # match covers the columns before ``done``
+        for m in sorted(set(nodes)):
+            for s in range(done, m, width):
+                e = min(m, s + width)
+                match = match * (ctx[:, None, :, s:e] == queries[:, :, None, s:e]).all(-1)
+            done = m
+            onehot = torch.nn.functional.one_hot(ctx[..., m], self.graph_.cards[m]).to(torch.float64)
+            out[m] = mle_rows(match @ onehot, self.graph_.cards[m])  # counts of matching rows per value
         return [out[m] for m in nodes]
 
     def unseen(self, queries, nodes=None) -> list[torch.Tensor]:
