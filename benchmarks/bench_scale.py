@@ -215,6 +215,10 @@ def exponents(rows: list[dict], kinds: list[str]) -> list[dict]:
             e[f"params@{n}"] = slope([r["parameters"] for r in mine], ys)
             e[f"nodes@{n}"] = slope([r["nodes"] for r in mine], ys)
         e["networks"] = sum(cost(r, LENGTHS[-1]) is not None for r in mine)
+        if kind == "trained":  # and its training step
+            steps = [r.get("train_s_per_step") for r in mine]
+            e["train_step@params"] = slope([r["parameters"] for r in mine], steps)
+            e["train_step@nodes"] = slope([r["nodes"] for r in mine], steps)
         out.append(e)
     return out
 
@@ -226,26 +230,52 @@ def print_exponents(exps: list[dict]) -> None:
     for e in exps:
         print(f"{e['kind']:15s} {fmt(e['params@10'], '.2f'):>9s} {fmt(e['params@500'], '.2f'):>10s} "
               f"{fmt(e['nodes@10'], '.2f'):>9s} {fmt(e['nodes@500'], '.2f'):>9s}  {e['networks']}")
+        if "train_step@nodes" in e:
+            print(f"{'  training step':15s} {fmt(e['train_step@params'], '.2f'):>9s} {'':>10s} "
+                  f"{fmt(e['train_step@nodes'], '.2f'):>9s}")
+
+
+def markdown(rows: list[dict], kinds: list[str]) -> str:
+    """The table the docs page shows: fit + predict milliseconds per context at N = 500, one column per kind."""
+    nets = list(dict.fromkeys(r["network"] for r in rows))
+    by = {(r["network"], r["kind"]): r for r in rows}
+    lines = ["| network | nodes | parameters | " + " | ".join(kinds) + " | trained s/step |",
+             "|---|---:|---:|" + "---:|" * (len(kinds) + 1)]
+    for net in nets:
+        first = next(r for r in rows if r["network"] == net)
+        cells = []
+        for kind in kinds:
+            r = by.get((net, kind), {})
+            c = cost(r, 500) if r else None
+            cells.append(f"{c * 1e3:.3g}" if c is not None else ("-" if r.get("status", "ok") == "ok" else "over"))
+        step = by.get((net, "trained"), {}).get("train_s_per_step")
+        lines.append(f"| {net} | {first['nodes']} | {first['parameters']} | " + " | ".join(cells)
+                     + f" | {fmt(step, '.2f')} |")
+    return "\n".join(lines)
 
 
 def plot(rows: list[dict], kinds: list[str], path: str) -> None:
+    """Two log-log panels of seconds per context (N = 500) against parameters and against nodes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    for kind in kinds:
-        pts = sorted((r["parameters"], cost(r, 500)) for r in rows if r["kind"] == kind and cost(r, 500))
-        if pts:
-            ax.plot(*zip(*pts), marker="o", ms=3, label=kind)
-    ax.set(xscale="log", yscale="log", xlabel="free CPT parameters",
-           ylabel="seconds per context (fit + predict, N = 500)",
-           title="Cost per context against network size, bundled networks")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5), sharey=True)
+    colors = plt.get_cmap("tab20").colors
+    for ax, size, label in zip(axes, ("parameters", "nodes"), ("free CPT parameters", "nodes")):
+        for i, kind in enumerate(kinds):
+            pts = sorted((r[size], cost(r, 500)) for r in rows if r["kind"] == kind and cost(r, 500))
+            if pts:
+                ax.plot(*zip(*pts), marker="os^Dv"[i % 5], ms=3.5, lw=1, color=colors[(2 * i) % 20 + (i >= 10)],
+                        label=kind)
+        ax.set(xscale="log", yscale="log", xlabel=label)
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0].set_ylabel("seconds per context (fit + predict, N = 500)")
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.suptitle("Cost per context on the bundled networks (one thread)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     print(f"plot: {path}")
 
 
@@ -260,6 +290,7 @@ def main(argv=None):
                     help="budget of one fit + predict (a kind over it is not tried on larger networks)")
     ap.add_argument("--max-gb", type=float, default=3.0, help="memory one measurement may add")
     ap.add_argument("--csv", default=None, help="write the table here (and the exponents next to it, .json)")
+    ap.add_argument("--markdown", action="store_true", help="also print the docs page's table (milliseconds, N = 500)")
     ap.add_argument("--plot", default=None, help="write a log-log PNG of cost against parameters here")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -315,6 +346,8 @@ def main(argv=None):
         print(f"table: {args.csv} (and {Path(args.csv).with_suffix('.json')})")
     if args.plot:
         plot(rows, kinds, args.plot)
+    if args.markdown:
+        print("\n" + markdown(rows, kinds))
 
 
 if __name__ == "__main__":
