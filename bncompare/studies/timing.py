@@ -126,7 +126,9 @@ COSTS: dict[str, Cost] = {
     # one chain per plate of 32 contexts; ~20 draws' worth of step-size adaptation on top of the budget
     "pyro_nuts": Cost(**_PYRO, draws=lambda p: _num(p, "num_samples", 200) + _num(p, "warmup_steps", 0) + 20),
     "pyro_svi": Cost(library="pyro", plate_node=0.05, draw=6.9e-4, draws=lambda p: _num(p, "steps", 1000)),
-    # transformers: forward passes (the construction in float64, its width from the graph) and per-node readouts
+    # transformers: forward passes (the construction in float64, its width from the graph) and per-node readouts.
+    # constructed on hailfinder, study=smoke, N = 2: 169 s estimated, 139 s measured (load 5-9): when its
+    # generation gets faster, lower `forward` (and `call_graph`) until bench_time_estimate.py's ratio is ~1
     "constructed": Cost(batch=5e-3, call_graph=5e-4, forward=5e-11, model=_constructed_shape),
     "trained": Cost(prepare=2.0, batch=5e-3, call_graph=1e-3, forward=6e-11, model=_trained_shape),
     "transformer_agnostic": Cost(prepare=2.0, batch=5e-3, call_graph=1e-3, forward=6e-11, model=_trained_shape),
