@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from bncompare.errors import BNError
 from bncompare.estimators import MLE
 from bncompare.estimators.generate import generate
 from bncompare.networks import DirichletPrior, Graph, get_graph, sample
@@ -173,3 +174,11 @@ def test_construction_of_a_munin_sized_graph_stays_sparse():
     nodes = list(range(0, graph.n_nodes, 10))
     got = ConstructedTransformer().fit(graph, contexts).predict_proba(contexts[:, :3], nodes)
     assert max_err(got, MLE().fit(graph, contexts).predict_proba(contexts[:, :3], nodes)) < 1e-9
+
+
+def test_sparse_weights_are_refused_for_a_trained_readout():
+    with pytest.raises(BNError, match="sparse weights are written, not trained") as e:
+        TransformerConfig(sparse=True)  # the trained recipe's readout
+    assert "\n" not in str(e.value)
+    model = InContextTransformer(TransformerConfig().for_layout(Layout((2, 2))))
+    assert not any(isinstance(m, SparseLinear) for m in model.modules())  # a trained model stays dense
