@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from bncompare.errors import BNError
 from bncompare.estimators import MLE
 from bncompare.estimators.generate import generate
 from bncompare.networks import DirichletPrior, Graph, get_graph, sample
@@ -152,20 +153,32 @@ def big_graph(n=1000, seed=0):
     return Graph(tuple(f"X{m}" for m in range(n)), cards, tuple(parents))
 
 
-def test_construction_of_a_munin_sized_graph_stays_sparse():
-    graph = big_graph()
-    model = construct_model(graph)
-    d_model = model.cfg.d_model
-    assert d_model > 15_000  # dense, each of its ten d_model-wide matrices would take ~2 GB
+def assert_stored_sparse(model, limit: int) -> None:
+    """Every linear map of the blocks is a CSR matrix, and all weights together take under ``limit`` bytes."""
     linears = [m for m in model.modules() if isinstance(m, SparseLinear)]
     assert len(linears) == 13 and all(m.weight.layout == torch.sparse_csr for m in linears)  # embed + 2 x (4 + 2)
     stored = sum(t.numel() * t.element_size() for m in linears
                  for t in (m.weight.values(), m.weight.col_indices(), m.weight.crow_indices(), m.bias))
     stored += sum(p.numel() * p.element_size() for p in model.head.parameters())  # the dense readout: d_out rows
-    assert stored < 20 * 2**20, stored  # ~5 MB; one dense d_model^2 matrix would be ~2 GB
+    assert stored < limit, stored
+
+
+def test_construction_of_a_munin_sized_graph_stays_sparse():
+    graph = big_graph()
+    model = construct_model(graph)
+    assert model.cfg.d_model > 15_000  # dense, each of its d_model-wide matrices would take ~2 GB
+    assert_stored_sparse(model, 20 * 2**20)  # ~5 MB
     # ... and its estimator answers nodes across the graph exactly, by families (each built when first asked for)
     contexts = (torch.rand(2, 15, graph.n_nodes, generator=torch.Generator().manual_seed(1))
                 * torch.tensor(graph.cards)).long()
     nodes = list(range(0, graph.n_nodes, 10))
     got = ConstructedTransformer().fit(graph, contexts).predict_proba(contexts[:, :3], nodes)
     assert max_err(got, MLE().fit(graph, contexts).predict_proba(contexts[:, :3], nodes)) < 1e-9
+
+
+def test_sparse_weights_are_refused_for_a_trained_readout():
+    with pytest.raises(BNError, match="sparse weights are written, not trained") as e:
+        TransformerConfig(sparse=True)  # the trained recipe's readout
+    assert "\n" not in str(e.value)
+    model = InContextTransformer(TransformerConfig().for_layout(Layout((2, 2))))
+    assert not any(isinstance(m, SparseLinear) for m in model.modules())  # a trained model stays dense

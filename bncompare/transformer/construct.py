@@ -50,6 +50,12 @@ probability is at most (:func:`error_bound`)
 The default ``beta = 50`` gives < 1e-8 for N <= 500 in both modes (float64);
 beta >= 41 suffices for 1e-6 at N = 500. Scores stay far from overflow (SDPA
 subtracts the row maximum).
+
+Cost. Every weight matrix has a few nonzeros per row, so the weights are written as
+(row, col, value) entries and stored sparse above :data:`DENSE_UP_TO` (munin:
+``d_model`` ~18k, ~5 MB instead of ~2 GB a matrix). The estimator answers target ``m``
+with the construction for ``m``'s family alone (:class:`ConstructedTransformer`), so a
+prediction costs the family's size per token rather than the network's.
 """
 from __future__ import annotations
 
