@@ -15,6 +15,7 @@ from bncompare.networks.families import get_graph
 from bncompare.networks.graph import Graph
 from bncompare.studies.run import compose
 from bncompare.studies.runner import run_study
+from bncompare.studies.store import OUTPUTS
 
 COUNTING = ["graph=chain-5", "estimators=counting", "episodes=16", "context_lens=[2,20]", "queries=2",
             "progress=false", "report=false"]
@@ -87,7 +88,10 @@ def test_each_finished_cell_is_read_once(finished, tmp_path, monkeypatch):
     reads = []
     real = rundir.read_cell
     monkeypatch.setattr(rundir, "read_cell", lambda path: reads.append(path.name) or real(path))
-    run_study(compose(COUNTING), work)  # everything is done: a resume reads the cells and computes none
+    run_study(compose(COUNTING), work)  # everything is done and the tables are current: no cell is parsed
+    assert reads == []
+    (work / OUTPUTS).unlink()  # no record of what the tables came from: a resume reads the cells, computes none
+    run_study(compose(COUNTING), work)
     cells = sorted(p.name for p in (work / rundir.CELLS).glob("*.csv.gz"))
     assert sorted(reads) == cells and len(cells) == 2 * 5  # 5 counting estimators at 2 lengths, each read once
     assert rundir.read_results(work / rundir.RESULTS).equals(rundir.read_results(finished / rundir.RESULTS))

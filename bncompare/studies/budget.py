@@ -11,7 +11,8 @@ shapes the code allocates (float64 and int64 tensors, 8 bytes an entry):
   and CPT estimates; Pyro's posterior draws; a transformer's attention), :data:`CPT_COPIES`;
 - the measures: predictions and errors (B, Q, d) per node, Monte Carlo samples, the exact joint;
 - the rows of every cell, held until the run's files are written;
-- training a transformer: its task draws, targets, activations and optimizer state.
+- training a transformer: its task draws, targets, activations and optimizer state; on two cores one
+  training may run in a second process (:mod:`bncompare.studies.background`), held beside everything else.
 
 Phases that do not overlap are not added: the peak is the fixed part (the interpreter and its
 libraries, the cached episodes, every estimator's fitted state, the rows) plus the largest of the
@@ -29,6 +30,7 @@ import os
 from bncompare.errors import BNError
 from bncompare.metrics.joint import n_joint_states
 from bncompare.networks.graph import Graph
+from bncompare.studies import background
 from bncompare.studies.protocol import BLOCK
 from bncompare.studies.spec import StudySpec
 
@@ -36,6 +38,8 @@ F64 = 8
 # Python, torch, pandas, pgmpy, Pyro and matplotlib loaded, with their allocators' slack: ~290-600 MB measured
 # alone, but small studies peaked at 1.5 GB in a CI run (tests/test_memory_peak.py): rounded up from that
 BASE = 1600 * 2**20
+# the second process's interpreter (Python, torch, the transformer; no pandas plots, Pyro or pgmpy): 370 MB measured
+SECOND_PROCESS = 600 * 2**20
 GAMMA_TEMPS = 16  # tensors of a node's CPT shape alive at once in the Dirichlet prior's Gamma sampler
 ROW_BYTES = 48  # one tidy row (episode, node, metric, value: 4 x 8 bytes) in a pandas frame, and slack
 ROWS_PER_NODE = 10  # per-node rows of an episode (conditional errors, scores, agreement): 8 measured
@@ -151,9 +155,13 @@ def estimates(spec: StudySpec, graph: Graph) -> list[tuple[str, int, str, bool]]
         T = N + Q * M + 1
         out.append(("a transformer's attention over a batch", 2 * B * 4 * T * T * 4 + 16 * B * T * width_tf * 4,
                     "context_lens, queries or batch_size", False))
-    for kind in ("trained", "transformer_agnostic"):
-        if kind in kinds:
-            out.append(_training(kinds[kind].params.get("train_cfg") or {}, graph, cpt, node))
+    trainings = [_training(kinds[kind].params.get("train_cfg") or {}, graph, cpt, node)
+                 for kind in ("trained", "transformer_agnostic") if kind in kinds]
+    out += trainings
+    if trainings and background.enabled():  # one training may run in a second process, beside everything else
+        out.append(("a second process training a transformer (its interpreter and the training)",
+                    SECOND_PROCESS + max(p[1] for p in trainings),
+                    "transformer.train settings, or BNCOMPARE_PARALLEL=0 (train in the study's process)", True))
     return out
 
 

@@ -10,7 +10,8 @@ and hands the finished directory to the report command.
 :func:`run_study` takes five steps, each a function: :func:`plan_run` (the cells,
 their keys, the finished ones found in the folder), :func:`write_run_manifest`
 (config, graph, truth and estimators files), :func:`prepare` (train or load what
-the missing cells need), :func:`run_cells` (compute, store and summarize) and
+the missing cells need; on two cores the longest training goes to a second process),
+:func:`run_cells` (compute, store and summarize; what waits for that process last) and
 :func:`finish` (results, episodes, meta).
 """
 from __future__ import annotations
@@ -30,7 +31,8 @@ from bncompare.errors import BNError
 from bncompare.files import lock_dir, probe_writable
 from bncompare.metrics.summary import cell_summary
 from bncompare.runtime import resolve_device
-from bncompare.studies import registry
+from bncompare.studies import background, registry
+from bncompare.studies.background import Background
 from bncompare.studies.budget import check_budget
 from bncompare.studies.evaluate import evaluate_cell
 from bncompare.studies.protocol import Episodes
@@ -233,18 +235,90 @@ def write_run_manifest(out: Path, config: dict, spec: StudySpec, graph, truth, p
                    estimator_records(spec, estimators))
 
 
-def prepare(spec: StudySpec, estimators: dict, plan: Plan, graph, prior, out: Path) -> dict[str, float]:
-    """Prepare (train, load) the estimators the pending cells need; returns the seconds each took.
+@dataclass
+class Preparation:
+    """The estimators prepared so far and the seconds each took; ``later``: those waiting for the second
+    process (``job``), prepared by :meth:`finish`."""
 
-    A damaged training history or a missing artifacts file is rewritten: preparing again loads the cached model."""
+    seconds: dict[str, float]
+    later: list[str]
+    job: Background | None = None
+
+    def waits(self, cell: tuple[int, str], plan: Plan) -> bool:
+        """Whether the cell needs an estimator (its own or its mirror) the second process prepares."""
+        name = cell[1]
+        return name in self.later or plan.mirror_of[name] in self.later
+
+    def finish(self, spec: StudySpec, estimators: dict, graph, prior, out: Path) -> None:
+        """Wait for the second process, then prepare what waited for it (loading the model it trained)."""
+        if self.job is not None:
+            self.job.wait()
+            self.job = None
+        _prepare(spec, estimators, self.later, graph, prior, out, self.seconds)
+        self.later = []
+
+    def stop(self) -> None:
+        """End the second process if it still runs (the study failed or was stopped)."""
+        if self.job is not None:
+            self.job.stop()
+
+
+def prepare(spec: StudySpec, estimators: dict, plan: Plan, graph, prior, out: Path) -> Preparation:
+    """Prepare (train, load) the estimators the pending cells need.
+
+    On two cores the longest of them (the first trained one, with its other budgets) is trained by a second
+    process while this one prepares the rest and runs their cells (:mod:`bncompare.studies.background`):
+    those estimators are ``later``, prepared by ``Preparation.finish``. A damaged training history or a
+    missing artifacts file is rewritten: preparing again loads the cached model."""
     needed = {name for _, name in plan.pending}
     needed |= {plan.mirror_of[name] for name in needed if plan.mirror_of[name] is not None}
     needed |= {e.name for e in spec.estimators if estimators[e.name].tags.has_history and history_damaged(out, e.name)}
     needed |= {e.name for e in spec.estimators
                if estimators[e.name].tags.has_artifacts and artifacts_missing(out, e.name)}
-    seconds = {}
+    order = [e.name for e in spec.estimators if e.name in needed]
+    prep = Preparation({}, [])
+    first = _background_choice(spec, estimators, plan, order, graph, prior)
+    if first is not None:
+        prep.later = [first] + [e.name for e in spec.estimators if e.budget_of == first and e.name in needed]
+        prep.job = Background.start(first, estimators[first], graph, prior, spec.seed)
+    try:
+        _prepare(spec, estimators, [name for name in order if name not in prep.later], graph, prior, out, prep.seconds)
+    except BaseException:
+        prep.stop()
+        raise
+    return prep
+
+
+def _background_choice(spec: StudySpec, estimators: dict, plan: Plan, order: list[str], graph, prior) -> str | None:
+    """The estimator a second process should train: the first one that trains (declares a training history)
+    and is no other's budget, when its model is not cached yet, there is other work to overlap with and a
+    second core (else None)."""
+    trains = [n for n in order if estimators[n].tags.family == "trained" and estimators[n].tags.has_history
+              and spec.estimator(n).budget_of is None]
+    if not trains or not background.enabled() or _cached_model(estimators[trains[0]], graph, prior, spec.seed):
+        return None
+    first = trains[0]
+    group = {first} | {e.name for e in spec.estimators if e.budget_of == first}
+    other = [n for n in order if n not in group] + [c for c in plan.pending
+                                                   if c[1] not in group and plan.mirror_of[c[1]] not in group]
+    return first if other else None
+
+
+def _cached_model(est, graph, prior, seed: int) -> bool:
+    """Whether a trained transformer's model is in the model cache (loading it takes less than starting a
+    process); False for other kinds, which a second process may always prepare."""
+    from bncompare.transformer.checkpoint import CONFIG, cache_entry
+    from bncompare.transformer.trained import TrainedTransformer
+
+    if not isinstance(est, TrainedTransformer):
+        return False
+    return (cache_entry(*est.training_task(graph, prior), est.config(seed), est.cache_dir) / CONFIG).is_file()
+
+
+def _prepare(spec: StudySpec, estimators: dict, names: list[str], graph, prior, out: Path, seconds: dict) -> None:
+    """Prepare ``names`` in this process, in the study's order, adding the seconds each took to ``seconds``."""
     for e in spec.estimators:
-        if e.name in needed:
+        if e.name in names:
             est = estimators[e.name]
             t0 = time.perf_counter()
             est.prepare(graph, prior, spec.seed)
@@ -253,37 +327,51 @@ def prepare(spec: StudySpec, estimators: dict, plan: Plan, graph, prior, out: Pa
                 write_history(out, e.name, est.history_)
             if est.tags.has_artifacts:
                 write_artifacts(out, e.name, est.artifacts_)
-    return seconds
 
 
 def run_cells(spec: StudySpec, estimators: dict, plan: Plan, episodes: Episodes, store: CellStore,
-              out: Path) -> tuple[dict, dict]:
-    """Walk the plan in order: finished cells as found, missing ones computed and stored. Once every cell of a
-    context length is at hand they are summarized with their paired differences (references, mirrors) and
+              out: Path, prep: Preparation | None = None, graph=None, prior=None) -> tuple[dict, dict]:
+    """Compute and store the missing cells: first those whose estimators are prepared, in plan order, then,
+    once the second process is done (``prep.finish``), those that waited for it. Once every cell of a context
+    length is at hand they are summarized with their paired differences (references, mirrors) and
     results.csv is rewritten, so a killed run leaves the lengths it finished. Returns (summaries, frames),
     both keyed by (context_len, estimator)."""
     from tqdm.auto import tqdm
 
     if plan.tables_current:  # a rerun with nothing changed: results.csv is what these cells give
+        if prep is not None and prep.later:
+            prep.finish(spec, estimators, graph, prior, out)
         return {}, {}
     graph_name, cells = graph_label(spec), plan.cells
-    summaries, frames, this_length = {}, {}, {}
-    pending = set(plan.pending)
+    lengths = {n: [c for c in cells if c[0] == n] for n, _ in cells}
+    summaries, frames = {}, {c: plan.frame(c) for c in cells if c in plan.found}
+    pending = plan.pending
+    waiting = [c for c in pending if prep is not None and prep.waits(c, plan)]
     bar = tqdm(total=len(pending), desc="cells", unit="cell", disable=not spec.progress, dynamic_ncols=True)
-    for i, (n, name) in enumerate(cells):
-        if (n, name) in pending:
-            bar.set_postfix_str(f"{name} N={n}")
-            mirror = estimators[plan.mirror_of[name]] if plan.mirror_of[name] is not None else None
-            frame = evaluate_cell(episodes, estimators[name], spec.estimator(name), n, mirror)
-            store.write(name, n, plan.keys[name], frame)
-            bar.update(1)
-        else:
-            frame = plan.frame((n, name))
-        frames[(n, name)] = this_length[name] = frame
-        if i + 1 == len(cells) or cells[i + 1][0] != n:  # every cell of this N is at hand
-            summaries.update(summarize_length(spec, graph_name, n, this_length, plan.mirror_of))
-            this_length = {}
-            write_results(out, [summaries[c] for c in cells if c in summaries])
+
+    def summarize(n: int) -> None:  # every cell of this N is at hand
+        summaries.update(summarize_length(spec, graph_name, n, {name: frames[(n, name)] for _, name in lengths[n]},
+                                          plan.mirror_of))
+        write_results(out, [summaries[c] for c in cells if c in summaries])
+
+    for n, group in lengths.items():
+        if all(c in frames for c in group):
+            summarize(n)
+    for cell in [c for c in pending if c not in waiting] + [None] + waiting:
+        if cell is None:  # the first part is done: what waits for the second process comes now
+            if prep is not None and prep.later:
+                bar.set_postfix_str(f"waiting for {prep.later[0]}'s training")
+                prep.finish(spec, estimators, graph, prior, out)
+            continue
+        n, name = cell
+        bar.set_postfix_str(f"{name} N={n}")
+        mirror = estimators[plan.mirror_of[name]] if plan.mirror_of[name] is not None else None
+        frame = evaluate_cell(episodes, estimators[name], spec.estimator(name), n, mirror)
+        store.write(name, n, plan.keys[name], frame)
+        bar.update(1)
+        frames[cell] = frame
+        if all(c in frames for c in lengths[n]):
+            summarize(n)
     bar.close()
     return summaries, frames
 
@@ -324,9 +412,13 @@ def run_study(config: dict, out_dir, network=None) -> Path:
     plan = plan_run(spec, estimators, truth, store, out)
     check_time(spec, graph, prior, estimators, plan.pending, truth.per_episode_graphs)  # refuse before training
     write_run_manifest(out, config, spec, graph, truth, prior, estimators)
-    prepare_seconds = prepare(spec, estimators, plan, graph, prior, out)
-    summaries, frames = run_cells(spec, estimators, plan, Episodes(graph, truth, spec), store, out)
-    finish(out, spec, plan, summaries, frames, started, time.perf_counter() - t_start, prepare_seconds)
+    prep = prepare(spec, estimators, plan, graph, prior, out)  # may start a second process: stopped below
+    try:
+        summaries, frames = run_cells(spec, estimators, plan, Episodes(graph, truth, spec), store, out, prep, graph,
+                                      prior)
+    finally:
+        prep.stop()
+    finish(out, spec, plan, summaries, frames, started, time.perf_counter() - t_start, prep.seconds)
     return out
 
 
