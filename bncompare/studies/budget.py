@@ -45,7 +45,6 @@ ROW_BYTES = 48  # one tidy row (episode, node, metric, value: 4 x 8 bytes) in a 
 ROWS_PER_NODE = 10  # per-node rows of an episode (conditional errors, scores, agreement): 8 measured
 ROWS_PER_EPISODE = 20  # per-episode rows that are not per node (timing, joint measures, attention): 6-12
 MAX_COUNT = 10**8  # no count a user gives may exceed this (episodes, queries, lengths, steps, draws)
-TRANSFORMER_KINDS = ("constructed", "trained", "transformer_agnostic")
 log = logging.getLogger(__name__)
 
 
@@ -150,18 +149,38 @@ def estimates(spec: StudySpec, graph: Graph) -> list[tuple[str, int, str, bool]]
     if states <= spec.max_exact_states:
         out.append(("the exact joint distribution", fid * states * rows * F64, "fidelity.max_exact_states", False))
     kinds = {e.kind: e for e in spec.estimators}
-    if any(k in kinds for k in TRANSFORMER_KINDS):
-        width_tf = max(64, M + 2 * sum(graph.cards) + max(graph.cards) + 8)  # the construction's residual stream
-        T = N + Q * M + 1
-        out.append(("a transformer's attention over a batch", 2 * B * 4 * T * T * 4 + 16 * B * T * width_tf * 4,
+    for kind, width_tf in _transformer_widths(kinds, graph).items():
+        # one forward pass holds at most 256 contexts and max(256, N) query tokens (or one query's M),
+        # in float64 for the construction: tokens in, the residual stream's temporaries, the attention scores
+        Bp, T = min(B, 256), N + 1 + min(Q * M, max(256, N, M))
+        d_in = sum(graph.cards) + M + 2
+        out.append((f"a transformer's forward pass ({kind})", Bp * T * (d_in + 16 * width_tf + 4 * T) * F64,
                     "context_lens, queries or batch_size", False))
     trainings = [_training(kinds[kind].params.get("train_cfg") or {}, graph, cpt, node)
                  for kind in ("trained", "transformer_agnostic") if kind in kinds]
     out += trainings
     if trainings and background.enabled():  # one training may run in a second process, beside everything else
+        biggest = max(trainings, key=lambda p: p[1])
         out.append(("a second process training a transformer (its interpreter and the training)",
-                    SECOND_PROCESS + max(p[1] for p in trainings),
-                    "transformer.train settings, or BNCOMPARE_PARALLEL=0 (train in the study's process)", True))
+                    SECOND_PROCESS + biggest[1],
+                    f"{biggest[2]}, or set BNCOMPARE_PARALLEL=0 (train in the study's process)", True))
+    return out
+
+
+def _transformer_widths(kinds: dict, graph: Graph) -> dict[str, int]:
+    """The residual stream's width of each transformer kind of the study: the trained models' ``d_model``; the
+    construction answers each node with its family's model (its one-hots twice, its nodes, flags)."""
+    from bncompare.transformer.train import TrainConfig
+
+    out = {}
+    if "constructed" in kinds:
+        fam = [[*pa, m] for m, pa in enumerate(graph.parents)]
+        out["constructed"] = max(3 * sum(graph.cards[i] for i in f) + 2 * len(f) + 8 for f in fam)
+    for kind in ("trained", "transformer_agnostic"):
+        if kind in kinds:
+            cfg = kinds[kind].params.get("train_cfg") or {}
+            model = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
+            out[kind] = max(64, _num(cfg.get("d_model", model.get("d_model", TrainConfig().model.d_model))))
     return out
 
 
