@@ -62,6 +62,7 @@ class Cost:
     draw: float = 0.0  # per draw (NUTS: samples + warmup; SVI: steps) x plate x graph size (nodes + params / 100)
     forward: float = 0.0  # per forward_units of a transformer
     model: Callable | None = field(default=None, compare=False)  # (params, graph) -> a transformer's (width, layers)
+    by_family: bool = False  # the transformer answers each target with its family's model (width from the family)
     draws: Callable[[dict], float] = field(default=lambda p: 0.0, compare=False)  # the estimator's own budget
 
 
@@ -81,9 +82,11 @@ def _train_factor(p: dict) -> float:
 
 
 def _constructed_shape(params: dict, graph: Graph) -> tuple[int, int]:
-    """The construction's residual stream: d_in + 2S + d_out with d_in = S + M + 2 (S = sum of states); 2 layers."""
-    S = sum(graph.cards)
-    return 3 * S + graph.n_nodes + 2 + max(graph.cards), 2
+    """The residual stream of a family's construction (the estimator answers each target with its family's):
+    d_in + 2S + d_out, d_in = S + |family| + 2 (S = the family's states), on average over the nodes; 2 layers."""
+    widths = [3 * sum(graph.cards[i] for i in (*pa, m)) + len(pa) + 3 + max(graph.cards[i] for i in (*pa, m))
+              for m, pa in enumerate(graph.parents)]
+    return round(sum(widths) / len(widths)), 2
 
 
 def _trained_shape(params: dict, graph: Graph) -> tuple[int, int]:
@@ -127,9 +130,9 @@ COSTS: dict[str, Cost] = {
     "pyro_nuts": Cost(**_PYRO, draws=lambda p: _num(p, "num_samples", 200) + _num(p, "warmup_steps", 0) + 20),
     "pyro_svi": Cost(library="pyro", plate_node=0.05, draw=6.9e-4, draws=lambda p: _num(p, "steps", 1000)),
     # transformers: forward passes (the construction in float64, its width from the graph) and per-node readouts.
-    # constructed on hailfinder, study=smoke, N = 2: 169 s estimated, 139 s measured (load 5-9): when its
-    # generation gets faster, lower `forward` (and `call_graph`) until bench_time_estimate.py's ratio is ~1
-    "constructed": Cost(batch=5e-3, call_graph=5e-4, forward=5e-11, model=_constructed_shape),
+    # the construction answers by family (its width: the family's): on hailfinder, study=smoke, its two cells
+    # 5.9 s estimated, 6-11 s each measured (load 7-9); bench_time_estimate.py compares
+    "constructed": Cost(batch=5e-3, call_graph=5e-4, forward=5e-11, model=_constructed_shape, by_family=True),
     "trained": Cost(prepare=2.0, batch=5e-3, call_graph=1e-3, forward=6e-11, model=_trained_shape),
     "transformer_agnostic": Cost(prepare=2.0, batch=5e-3, call_graph=1e-3, forward=6e-11, model=_trained_shape),
     # linear-Gaussian kinds (graph=gaussian-tree study=smoke, under load: 0.1-0.3 s a cell of 32 episodes) and
@@ -208,11 +211,12 @@ def cell_units(spec: StudySpec, graph: Graph, e: EstimatorSpec, N: int, per_epis
              "draw": plates * own.draws(e.params) * (M + P / 100), "forward": 0.0}
     if own.model is not None:  # a transformer: its forward passes
         d, layers = own.model(e.params, graph)
-        calls, tokens = _predict_forwards(N, Q, M)
-        work = forward_units(n * calls, tokens, d, layers)
+        targets, apart = (1, M) if own.by_family else (M, 1)  # targets per sequence, sequences per target set
+        calls, tokens = _predict_forwards(N, Q, targets)
+        work = forward_units(n * calls * apart, tokens, d, layers)
         if exact:  # states in chunks of 512 / M, every node of each
-            calls, tokens = _predict_forwards(N, exact_chunk, M)
-            work += forward_units(f * -(-states // exact_chunk) * calls, tokens, d, layers)
+            calls, tokens = _predict_forwards(N, exact_chunk, targets)
+            work += forward_units(f * -(-states // exact_chunk) * calls * apart, tokens, d, layers)
         else:  # generated rows, node by node, in chunks of 256 rows
             calls, tokens = _predict_forwards(N, min(GENERATE_CHUNK, spec.mc_samples), 1)
             work += forward_units(f * -(-spec.mc_samples // GENERATE_CHUNK) * M * calls, tokens, d, layers)
