@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bncompare.rundir import read_results
+from bncompare.studies import runner
 from bncompare.studies.run import compose
 from bncompare.studies.runner import run_study
 
@@ -32,10 +33,20 @@ def numbers(out: Path):
         drop=True)
 
 
+def test_a_short_training_stays_in_the_study_process(tmp_path, monkeypatch, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("BNCOMPARE_PARALLEL", "1")
+    run_study(compose(tiny(tmp_path / "cache")), tmp_path / "run")  # ~1 s of training: not worth a process
+    assert "training in a second process" not in caplog.text
+
+
 def test_second_process_trains_the_same_model_and_numbers(tmp_path, monkeypatch, caplog):
     import logging
 
     caplog.set_level(logging.INFO)
+    monkeypatch.setattr(runner, "BACKGROUND_SECONDS", 0)  # a second process even for a training of seconds
     outs = {}
     for parallel in ("0", "1"):
         monkeypatch.setenv("BNCOMPARE_PARALLEL", parallel)

@@ -14,6 +14,8 @@ from bncompare.studies.runner import run_study
 from bncompare.studies.spec import study_spec
 from bncompare.studies.truth import build_problem
 
+import bncompare.studies.runner as runner
+runner.BACKGROUND_SECONDS = 0  # a second process even for the tiny training of a test
 cfg = compose(json.loads(sys.argv[2]))
 spec = study_spec(cfg)
 estimate = peak(spec, build_problem(spec)[0])[0]

@@ -235,6 +235,11 @@ def write_run_manifest(out: Path, config: dict, spec: StudySpec, graph, truth, p
                    estimator_records(spec, estimators))
 
 
+# a second process costs seconds of CPU to start (an interpreter, torch): worth it for a longer training only
+# (study=smoke's 60 steps, ~4 s, ran 4 s slower with one than without while another job held a core)
+BACKGROUND_SECONDS = 20.0
+
+
 @dataclass
 class Preparation:
     """The estimators prepared so far and the seconds each took; ``later``: those waiting for the second
@@ -266,7 +271,7 @@ class Preparation:
 def prepare(spec: StudySpec, estimators: dict, plan: Plan, graph, prior, out: Path) -> Preparation:
     """Prepare (train, load) the estimators the pending cells need.
 
-    On two cores the longest of them (the first trained one, with its other budgets) is trained by a second
+    On two cores the longest of them (the longest training, with its other budgets) is trained by a second
     process while this one prepares the rest and runs their cells (:mod:`bncompare.studies.background`):
     those estimators are ``later``, prepared by ``Preparation.finish``. A damaged training history or a
     missing artifacts file is rewritten: preparing again loads the cached model."""
@@ -290,14 +295,19 @@ def prepare(spec: StudySpec, estimators: dict, plan: Plan, graph, prior, out: Pa
 
 
 def _background_choice(spec: StudySpec, estimators: dict, plan: Plan, order: list[str], graph, prior) -> str | None:
-    """The estimator a second process should train: the first one that trains (declares a training history)
-    and is no other's budget, when its model is not cached yet, there is other work to overlap with and a
-    second core (else None)."""
-    trains = [n for n in order if estimators[n].tags.family == "trained" and estimators[n].tags.has_history
-              and spec.estimator(n).budget_of is None]
-    if not trains or not background.enabled() or _cached_model(estimators[trains[0]], graph, prior, spec.seed):
+    """The estimator a second process should train: of those that train (declare a training history), are no
+    other's budget and are not cached yet, the one with the longest estimated training, when that is at least
+    :data:`BACKGROUND_SECONDS`, there is other work to overlap with and a second core (else None)."""
+    from bncompare.studies.timing import training_seconds
+
+    if not background.enabled():
         return None
-    first = trains[0]
+    trains = {n: training_seconds(spec.estimator(n).kind, estimators[n].get_params(), graph) for n in order
+              if estimators[n].tags.family == "trained" and estimators[n].tags.has_history
+              and spec.estimator(n).budget_of is None and not _cached_model(estimators[n], graph, prior, spec.seed)}
+    if not trains or max(trains.values()) < BACKGROUND_SECONDS:
+        return None
+    first = max(trains, key=trains.get)
     group = {first} | {e.name for e in spec.estimators if e.budget_of == first}
     other = [n for n in order if n not in group] + [c for c in plan.pending
                                                    if c[1] not in group and plan.mirror_of[c[1]] not in group]
