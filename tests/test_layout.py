@@ -18,8 +18,8 @@ from bncompare.transformer.train import MODEL_SETTINGS, TrainConfig
 PACKAGE = Path(bncompare.__file__).parent
 # Lower layers never import higher ones; packages on one layer never import each other.
 # rundir (the run directory's names, columns and readers) sits below everything that writes or reads it.
-LAYERS = {"errors": 0, "csvtext": 1, "bundled": 1, "files": 1, "runtime": 1, "data": 1, "codeversion": 1,
-          "networks": 2, "rundir": 2,
+LAYERS = {"errors": 0, "csvtext": 1, "bundled": 1, "files": 1, "processes": 1, "runtime": 1, "data": 1,
+          "codeversion": 1, "networks": 2, "rundir": 2,
           "testing": 4, "cli": 7,  # the public estimator contract; the console script (dispatches by module name)
           "estimators": 3, "metrics": 4, "transformer": 5, "realdata": 5, "studies": 6,
           "reports": 6}  # transformer may use metrics.tv

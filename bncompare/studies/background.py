@@ -2,14 +2,15 @@
 prepares the others and runs the cells that do not need it: on two cores, the longest training no
 longer comes before everything else.
 
-    job = Background.start("trained", estimator, graph, prior, seed)   # or None: nothing to gain here
+    job = Background.start("trained", spec.estimator("trained"), graph, spec.prior, seed)
     ...                                                                 # the other estimators, their cells
     job.wait()                                                          # then: estimator.prepare() loads it
 
-The child calls ``estimator.prepare(graph, prior, seed)``, which trains into the model cache; the study
-calls it again once the child is done and loads the cached model. Training runs on one thread in either
-process (``transformer.train.train`` is single-threaded), so the weights are the same bytes whichever
-process trained them. The child's log lines are the study's, prefixed with the estimator's name.
+The child builds the estimator from its kind and settings, the graph and the prior from their records (plain
+JSON on its stdin: nothing is unpickled), and calls ``estimator.prepare(graph, prior, seed)``, which trains
+into the model cache; the study calls it again once the child is done and loads the cached model. Training
+runs on one thread in either process (``transformer.train.train`` is single-threaded), so the weights are the
+same bytes whichever process trained them. The child's log lines are the study's, prefixed with the estimator's name.
 
 The child ends with the study, however that ends: SIGTERM when the study's process ends, even by kill -9
 (``PR_SET_PDEATHSIG``), and :meth:`Background.stop` on an exception or Ctrl-C. What it leaves in the cache
@@ -18,13 +19,17 @@ to prepare everything in the study's process.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
-import pickle
 import subprocess
 import sys
 import threading
 import time
+
+from bncompare.networks.graph import Graph
+from bncompare.processes import ends_with_this_process
+from bncompare.studies.spec import EstimatorSpec
 
 log = logging.getLogger(__name__)
 CHILD = "from bncompare.studies.background import child; child()"
@@ -52,15 +57,19 @@ class Background:
         self.reader.start()
 
     @classmethod
-    def start(cls, name: str, estimator, graph, prior, seed: int) -> Background:
-        from bncompare.studies.run import ends_with_this_process
-
+    def start(cls, name: str, estimator: EstimatorSpec, graph: Graph, prior: dict, seed: int) -> Background:
+        """Start the child preparing ``estimator`` (its study entry: kind and params) on ``graph`` with the prior
+        record ``prior`` ({"kind", "params"}, as the study's settings hold it)."""
+        task = {"kind": estimator.kind, "params": estimator.params, "seed": int(seed), "prior": prior,
+                "graph": {"names": list(graph.names), "cards": list(graph.cards),
+                          "parents": [list(p) for p in graph.parents], "variables": graph.variables}}
+        data = json.dumps(task).encode()  # the study's settings are plain data: a failure here is a bug
         proc = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=False, preexec_fn=ends_with_this_process())
         job = None
         try:
             job = cls(name, proc)
-            proc.stdin.write(pickle.dumps((estimator, graph, prior, int(seed))))
+            proc.stdin.write(data)
             proc.stdin.close()
         except BaseException:
             proc.kill()
@@ -105,12 +114,19 @@ class Background:
 
 
 def child() -> None:
-    """The second process: read (estimator, graph, prior, seed) from stdin and prepare the estimator.
-    Its log goes to stderr (the study relays it); Ctrl-C ends it quietly (the study says it was stopped)."""
+    """The second process: read the task (JSON) from stdin, build the estimator, graph and prior it names and
+    prepare the estimator. Its log goes to stderr (the study relays it); Ctrl-C ends it quietly (the study says
+    it was stopped)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        estimator, graph, prior, seed = pickle.load(sys.stdin.buffer)
-        estimator.prepare(graph, prior, seed)
+        from bncompare.networks.priors import make_prior
+        from bncompare.studies.registry import build
+
+        task = json.loads(sys.stdin.buffer.read())
+        g = task["graph"]
+        graph = Graph(tuple(g["names"]), tuple(g["cards"]), tuple(tuple(p) for p in g["parents"]), g["variables"])
+        prior = make_prior(task["prior"]["kind"], **task["prior"]["params"])
+        build(task["kind"], task["params"]).prepare(graph, prior, task["seed"])
     except KeyboardInterrupt:
         os._exit(INTERRUPTED)
     except Exception as e:  # noqa: BLE001  one line for the study's log; the study prepares it again and reports

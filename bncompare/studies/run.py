@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bncompare.errors import BNError, exit_with
 from bncompare.files import HOLDER_NAME, LOCK_NAME
+from bncompare.processes import ends_with_this_process
 
 CONFIG_MODULE = "bncompare.studies.conf"
 _USER_TRACEBACK = "BNCOMPARE_USER_HYDRA_FULL_ERROR"
@@ -145,25 +146,6 @@ def _task(cfg: DictConfig) -> None:
 
 
 _app = hydra.main(version_base="1.3", config_path="conf", config_name="config")(_task)
-
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when the thread that started it ends
-
-
-def ends_with_this_process():
-    """A ``preexec_fn`` that makes a child process get SIGTERM when this one ends, even by kill -9 (Linux;
-    elsewhere None). ``prctl`` is looked up here, so the forked child only makes the call."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    prctl, parent = ctypes.CDLL(None, use_errno=True).prctl, os.getpid()
-
-    def die_with_parent():
-        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
-        if os.getppid() != parent:  # the parent ended before the call took effect
-            os._exit(1)
-    return die_with_parent
 
 
 REPORT_FINGERPRINT = ".report_fingerprint"  # beside report.pdf: what the run directory held when it was rendered

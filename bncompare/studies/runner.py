@@ -285,7 +285,7 @@ def prepare(spec: StudySpec, estimators: dict, plan: Plan, graph, prior, out: Pa
     first = _background_choice(spec, estimators, plan, order, graph, prior)
     if first is not None:
         prep.later = [first] + [e.name for e in spec.estimators if e.budget_of == first and e.name in needed]
-        prep.job = Background.start(first, estimators[first], graph, prior, spec.seed)
+        prep.job = Background.start(first, spec.estimator(first), graph, spec.prior, spec.seed)
     try:
         _prepare(spec, estimators, [name for name in order if name not in prep.later], graph, prior, out, prep.seconds)
     except BaseException:
@@ -295,16 +295,15 @@ def prepare(spec: StudySpec, estimators: dict, plan: Plan, graph, prior, out: Pa
 
 
 def _background_choice(spec: StudySpec, estimators: dict, plan: Plan, order: list[str], graph, prior) -> str | None:
-    """The estimator a second process should train: of those that train (declare a training history), are no
-    other's budget and are not cached yet, the one with the longest estimated training, when that is at least
+    """The estimator a second process should train: of those with a training still to run (``pending_training``)
+    that are no other's budget, the one with the longest estimated training, when that is at least
     :data:`BACKGROUND_SECONDS`, there is other work to overlap with and a second core (else None)."""
     from bncompare.studies.timing import training_seconds
 
     if not background.enabled():
         return None
     trains = {n: training_seconds(spec.estimator(n).kind, estimators[n].get_params(), graph) for n in order
-              if estimators[n].tags.family == "trained" and estimators[n].tags.has_history
-              and spec.estimator(n).budget_of is None and not _cached_model(estimators[n], graph, prior, spec.seed)}
+              if spec.estimator(n).budget_of is None and estimators[n].pending_training(graph, prior, spec.seed)}
     if not trains or max(trains.values()) < BACKGROUND_SECONDS:
         return None
     first = max(trains, key=trains.get)
@@ -312,17 +311,6 @@ def _background_choice(spec: StudySpec, estimators: dict, plan: Plan, order: lis
     other = [n for n in order if n not in group] + [c for c in plan.pending
                                                    if c[1] not in group and plan.mirror_of[c[1]] not in group]
     return first if other else None
-
-
-def _cached_model(est, graph, prior, seed: int) -> bool:
-    """Whether a trained transformer's model is in the model cache (loading it takes less than starting a
-    process); False for other kinds, which a second process may always prepare."""
-    from bncompare.transformer.checkpoint import CONFIG, cache_entry
-    from bncompare.transformer.trained import TrainedTransformer
-
-    if not isinstance(est, TrainedTransformer):
-        return False
-    return (cache_entry(*est.training_task(graph, prior), est.config(seed), est.cache_dir) / CONFIG).is_file()
 
 
 def _prepare(spec: StudySpec, estimators: dict, names: list[str], graph, prior, out: Path, seconds: dict) -> None:

@@ -60,6 +60,7 @@ CHOICES = {
     "query_view": ("prefix", "parents"),
 }
 GRAPH_FIELDS = ("d_in", "d_out", "cards")  # filled from the graph's layout when a model is built
+WRITTEN_FIELDS = ("sparse",)  # settings of written (constructed) models only: no training takes or keys them
 
 
 @dataclass

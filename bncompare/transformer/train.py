@@ -64,7 +64,7 @@ from bncompare.networks.sampling import sample
 from bncompare.runtime import DEVICES, flush_denormals, single_thread
 from bncompare.transformer import distributed, snapshot
 from bncompare.transformer.encoding import Layout, encode
-from bncompare.transformer.model import GRAPH_FIELDS, InContextTransformer, TransformerConfig
+from bncompare.transformer.model import GRAPH_FIELDS, WRITTEN_FIELDS, InContextTransformer, TransformerConfig
 from bncompare.transformer.readouts import TRAINED_OUTPUTS
 from bncompare.transformer.trainlog import TrainLog
 
@@ -151,7 +151,8 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """The fields as plain JSON values, the model's nested under ``model``."""
         d = asdict(self)
-        d["model"] = {k: v for k, v in self.model.to_dict().items() if k not in GRAPH_FIELDS}  # never set here
+        unset = GRAPH_FIELDS + WRITTEN_FIELDS  # never set here
+        d["model"] = {k: v for k, v in self.model.to_dict().items() if k not in unset}
         d["eval_lengths"] = list(self.eval_lengths)
         return d
 
@@ -160,7 +161,7 @@ class TrainConfig:
         return self.model.for_layout(Layout(graph.cards))
 
 
-MODEL_SETTINGS = frozenset(f.name for f in fields(TransformerConfig)) - set(GRAPH_FIELDS)
+MODEL_SETTINGS = frozenset(f.name for f in fields(TransformerConfig)) - set(GRAPH_FIELDS + WRITTEN_FIELDS)
 
 
 

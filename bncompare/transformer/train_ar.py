@@ -41,7 +41,7 @@ from bncompare.networks.graph import Graph
 from bncompare.runtime import DEVICES, flush_denormals, resolve_device, single_thread
 from bncompare.transformer import distributed, snapshot
 from bncompare.transformer.ar_tokens import ARLayout, encode_ar
-from bncompare.transformer.model import GRAPH_FIELDS, InContextTransformer, TransformerConfig
+from bncompare.transformer.model import GRAPH_FIELDS, WRITTEN_FIELDS, InContextTransformer, TransformerConfig
 from bncompare.transformer.readouts import AR_OUTPUTS
 from bncompare.transformer.train import (
     STREAM_EVAL,
@@ -145,7 +145,7 @@ class ARTrainConfig:
     def to_dict(self) -> dict:
         """The fields as plain JSON values, the model's nested under ``model``."""
         d = asdict(self)
-        d["model"] = {k: v for k, v in self.model.to_dict().items() if k not in GRAPH_FIELDS}
+        d["model"] = {k: v for k, v in self.model.to_dict().items() if k not in GRAPH_FIELDS + WRITTEN_FIELDS}
         d["eval_lengths"] = list(self.eval_lengths)
         return d
 

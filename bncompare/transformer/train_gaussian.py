@@ -41,7 +41,7 @@ from bncompare.networks.graph import Graph
 from bncompare.runtime import DEVICES, flush_denormals, resolve_device, single_thread
 from bncompare.transformer import distributed, snapshot
 from bncompare.transformer.gaussian_tokens import GaussianLayout, encode_gaussian
-from bncompare.transformer.model import GRAPH_FIELDS, InContextTransformer, TransformerConfig
+from bncompare.transformer.model import GRAPH_FIELDS, WRITTEN_FIELDS, InContextTransformer, TransformerConfig
 from bncompare.transformer.readouts import GAUSSIAN_OUTPUTS
 from bncompare.transformer.train import (
     MODEL_SETTINGS,
@@ -171,7 +171,7 @@ class GaussianTrainConfig:
     def to_dict(self) -> dict:
         """The fields as plain JSON values, the model's nested under ``model``."""
         d = asdict(self)
-        d["model"] = {k: v for k, v in self.model.to_dict().items() if k not in GRAPH_FIELDS}
+        d["model"] = {k: v for k, v in self.model.to_dict().items() if k not in GRAPH_FIELDS + WRITTEN_FIELDS}
         d["eval_lengths"] = list(self.eval_lengths)
         return d
 
