@@ -77,8 +77,9 @@ def _train_factor(p: dict) -> float:
     """A training's cost against the project recipe's at the same sizes, from the estimator's own settings."""
     if p.get("recipe") in ("paper", "paper_mle"):  # linear head, ReLU MLP: 66 s for 2000 steps against 149 s
         return 0.45
-    # the evidence readout's parent search: 2.5x the training time (conf/study/agnostic.yaml's measurement)
-    return 2.5 if _train_cfg(p).model.output == "evidence" else 1.0
+    from bncompare.transformer.readouts import READOUTS
+
+    return READOUTS[_train_cfg(p).model.output].train_cost  # the readout declares it
 
 
 def _constructed_shape(params: dict, graph: Graph) -> tuple[int, int]:

@@ -64,6 +64,7 @@ class Readout(nn.Module):
     # what it computes rather than learns, one phrase each whose first word names it (Tags.computed); () for
     # a readout whose answer is learned end to end
     computed_parts: tuple[str, ...] = ()
+    train_cost = 1.0  # a training step's seconds against the mixture readout's at the same sizes (time estimate)
 
     @classmethod
     def check(cls, cfg) -> None:
@@ -211,6 +212,8 @@ class EvidenceReadout(_ValueReadout):
     most 128 for 7 binary nodes) rather than rows. A round costs B * sum_t (t + 1) * U_t^2 for
     U_t = min(configurations of nodes 0..t, N).
     """
+
+    train_cost = 2.5  # the parent search: measured 2.5x the mixture readout's training (study=agnostic)
 
     MAX_CONFIGS = 512
     match_scores = True  # allowed, and not read: the hypotheses' gains do the matching
