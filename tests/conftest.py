@@ -7,6 +7,18 @@ import pytest
 import bncompare  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported; see bncompare/__init__.py)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module of tiny tensors: a second OpenMP thread only adds overhead, and under
+    CPU contention (parallel test runs) it makes each forward pass ~30x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def read_only_dir(tmp_path):
     """An existing folder nobody can write into (root ignores mode bits, so then: the immutable flag)."""

@@ -20,15 +20,7 @@ from bncompare.transformer import (
 )
 from bncompare.transformer.encoding import Layout
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: a second OpenMP thread only adds overhead, and under CPU
-    # contention (parallel test runs) it makes each forward pass ~30x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # Bounded and derandomized: the same examples every run; a failure prints the falsifying case (graph + seed).

@@ -14,13 +14,7 @@ from bncompare.transformer.diagnostics import attention_to_parents
 from bncompare.transformer.encoding import Layout, encode
 from bncompare.transformer.model import SparseLinear
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def dense_construction(graph: Graph, mode: str = "mle", alpha: float = 1.0, beta: float = 50.0):

@@ -17,13 +17,7 @@ from bncompare.transformer import (
 )
 from bncompare.transformer.encoding import Layout
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: extra threads only add overhead
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 MIXED = Graph(("A", "B", "C", "D", "E"), (3, 2, 4, 2, 3), ((), (0,), (0, 1), (2,), (1, 2, 3)))
