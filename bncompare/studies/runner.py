@@ -40,6 +40,7 @@ from bncompare.studies.spec import StudySpec, study_spec
 from bncompare.studies.store import (
     CellStore,
     artifacts_missing,
+    cell_digests,
     cell_inputs,
     cell_key,
     changes,
@@ -209,17 +210,20 @@ def plan_run(spec: StudySpec, estimators: dict, truth, store: CellStore, out: Pa
             log.warning("estimator %s runs at no context length: its context_lens %s are not among %s",
                         e.name, list(e.context_lens or []), list(spec.context_lens))
     found = {}
-    recorded = dict(read_outputs(out).get("cells") or [])  # cell files the last finished run wrote its tables from
+    record = read_outputs(out)  # the cell files the last finished run wrote its tables from, with their sha256
+    recorded = dict(record.get("cells") or [])
+    digests = cell_digests([store.path(name, n, keys[name]) for n, name in cells]) if recorded else []
+    for cell, (file, digest) in zip(cells, digests):
+        if digest is not None and recorded.get(file) == digest:
+            found[cell] = None  # byte for byte what was written whole: trusted without parsing it
     for n, name in cells:
-        if store.intact(name, n, keys[name], recorded.get(store.path(name, n, keys[name]).name)):
-            found[(n, name)] = None  # byte for byte what was written whole: trusted without parsing it
+        if (n, name) in found:
             continue
         frame = store.load(name, n, keys[name])
         if frame is not None:
             found[(n, name)] = frame
     plan = Plan(cells, mirror_of, inputs, keys, code, found, read_meta(out), store)
-    plan.tables_current = not plan.pending and outputs_current(out, plan.paths(), plan.table_inputs(spec),
-                                                               read_outputs(out))
+    plan.tables_current = not plan.pending and outputs_current(out, digests, plan.table_inputs(spec), record)
     stale = store.stale({store.path(name, n, keys[name]) for n, name in cells})
     log.info("%s: %d cells, %d already done%s", out, len(cells), len(found),
              f", {len(stale)} stale cell files ignored" if stale else "")
@@ -381,7 +385,7 @@ def finish(out: Path, spec: StudySpec, plan: Plan, summaries: dict, frames: dict
     if not plan.tables_current:
         write_results(out, [summaries[c] for c in plan.cells])
         write_episodes(out, [(name, n, frames[(n, name)]) for n, name in plan.cells], graph_label(spec), spec.seed)
-        write_outputs(out, outputs_record(out, plan.paths(), plan.table_inputs(spec)))
+        write_outputs(out, outputs_record(out, cell_digests(plan.paths()), plan.table_inputs(spec)))
     runs = plan.meta.get("runs") if isinstance(plan.meta.get("runs"), list) else []
     runs.append({"started": started.isoformat(timespec="seconds"), "wall_seconds": round(seconds, 2),
                  "cells_computed": len(plan.pending), "cells_reused": len(plan.found),

@@ -82,11 +82,6 @@ class CellStore:
         """Where the cell (estimator, context length) of inputs hashed to ``key`` is kept."""
         return self.dir / rundir.cell_name(estimator, context_len, key)
 
-    def intact(self, estimator: str, context_len: int, key: str, digest: str | None) -> bool:
-        """Whether the cell's file holds exactly the bytes whose sha256 a finished run recorded (``digest``):
-        a file written whole and not touched since, so it need not be parsed to be trusted."""
-        return digest is not None and file_digest(self.path(estimator, context_len, key)) == digest
-
     def load(self, estimator: str, context_len: int, key: str) -> pd.DataFrame | None:
         """The cell's rows when its file is there AND reads back whole, else None; a damaged file is logged
         and removed (its cell is computed again)."""
@@ -150,12 +145,18 @@ def file_digest(path: Path) -> str | None:
         return None
 
 
-def outputs_record(out_dir: Path, cells: list[Path], inputs: dict) -> dict:
-    """What a finished run's tables were computed from: every cell file (in run order) with its sha256,
-    ``inputs`` (the code version, graph, seed), and the sha256 of results.csv and episodes.csv.gz as written."""
+def cell_digests(cells: list[Path]) -> list[list]:
+    """[file name, sha256] of every cell file, in run order (None for one that cannot be read)."""
+    return [[p.name, file_digest(p)] for p in cells]
+
+
+def outputs_record(out_dir: Path, digests: list[list], inputs: dict) -> dict:
+    """What a finished run's tables were computed from: every cell file (in run order) with its sha256
+    (:func:`cell_digests`), ``inputs`` (the code version, graph, seed), and the sha256 of results.csv and
+    episodes.csv.gz as written."""
     out = Path(out_dir)
     inputs = json.loads(json.dumps(inputs, sort_keys=True, default=str))  # as the JSON file holds them
-    return {"cells": [[p.name, file_digest(p)] for p in cells], "inputs": inputs,
+    return {"cells": digests, "inputs": inputs,
             "tables": {name: file_digest(out / name) for name in (rundir.RESULTS, rundir.EPISODES)}}
 
 
@@ -174,10 +175,10 @@ def write_outputs(out_dir: Path, record: dict) -> Path:
     return rundir.write_json(Path(out_dir) / OUTPUTS, record)
 
 
-def outputs_current(out_dir: Path, cells: list[Path], inputs: dict, record: dict) -> bool:
-    """Whether results.csv and episodes.csv.gz are exactly what these cells and inputs give: the last run
-    wrote them from the same cell files, byte for byte, and nothing touched them since."""
-    return bool(record) and record == outputs_record(out_dir, cells, inputs)
+def outputs_current(out_dir: Path, digests: list[list], inputs: dict, record: dict) -> bool:
+    """Whether results.csv and episodes.csv.gz are exactly what these cells (their :func:`cell_digests`) and
+    inputs give: the last run wrote them from the same cell files, byte for byte, and nothing touched them since."""
+    return bool(record) and record == outputs_record(out_dir, digests, inputs)
 
 
 def read_meta(out_dir: Path) -> dict:
