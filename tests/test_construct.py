@@ -214,3 +214,21 @@ def test_model_built_for_another_graph_is_refused():
     with pytest.raises(BNError, match="built for another network") as e:
         TransformerEstimator(model).fit(other, torch.zeros(1, 4, 5, dtype=torch.long))
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("mode", ["mle", "dirichlet"])
+def test_context_rows_on_their_own_give_the_answers_of_full_attention(mode):
+    # the construction lets context rows attend only to the sink and themselves: with block 1's attention zero
+    # and nothing reading block 2's context rows, the paper's full attention gives the same bits
+    g = get_graph("child")
+    gen = torch.Generator().manual_seed(3)
+    cpts = DirichletPrior(1.0).sample(g, 4, gen)
+    contexts, queries = sample(g, cpts, 60, gen), sample(g, cpts, 5, gen)
+    model = construct_model(g, mode)
+    assert model.cfg.context_attention == "self"
+    full = InContextTransformer(TransformerConfig(**{**model.cfg.to_dict(), "context_attention": "full"}))
+    full = full.to(torch.float64).eval()
+    full.load_state_dict(model.state_dict())
+    ours = TransformerEstimator(model).fit(g, contexts).predict_proba(queries)
+    theirs = TransformerEstimator(full).fit(g, contexts).predict_proba(queries)
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
