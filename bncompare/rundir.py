@@ -182,8 +182,9 @@ def read_config(path) -> dict:
 def write_table(path, frame: pd.DataFrame) -> Path:
     """``frame`` as CSV without its index, gzipped when ``path`` ends in .gz."""
     path = Path(path)
-    if path.suffix == ".gz":
-        return atomic_write(path, lambda tmp: escaped(frame).to_csv(tmp, index=False, compression="gzip"))
+    if path.suffix == ".gz":  # level 6, not gzip's 9: a third of the time for files 1% larger (episodes.csv.gz)
+        gz = {"method": "gzip", "compresslevel": 6}
+        return atomic_write(path, lambda tmp: escaped(frame).to_csv(tmp, index=False, compression=gz))
     return atomic_write_text(path, escaped(frame).to_csv(index=False))
 
 

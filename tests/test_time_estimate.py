@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bncompare.errors import BNError
-from bncompare.studies import registry, timing
+from bncompare.studies import background, registry, timing
 from bncompare.studies.evaluate import evaluate_cell
 from bncompare.studies.protocol import Episodes
 from bncompare.studies.run import compose
@@ -147,3 +147,25 @@ def test_the_cli_refuses_before_training_with_exit_code_2(tmp_path):
     assert len(errors) == 1 and "max_minutes=0.001" in errors[0]
     assert not (tmp_path / "cache" / "transformer").exists()  # refused before any training
     assert not list((tmp_path / "out").glob("cells/*.csv*"))
+
+
+def test_a_second_process_overlaps_its_training_with_the_rest(tmp_path, monkeypatch):
+    from bncompare.studies.runner import CellStore, plan_run, second_process, to_prepare
+
+    spec, graph, truth, prior = problem([])
+    estimators = build_estimators(spec, graph, truth)
+    plan = plan_run(spec, estimators, truth, CellStore(tmp_path), tmp_path)
+    order = to_prepare(spec, estimators, plan, tmp_path)
+    monkeypatch.setenv("BNCOMPARE_PARALLEL", "0")
+    assert second_process(spec, estimators, plan, order, graph, prior) == []
+    monkeypatch.setattr(background, "enabled", lambda: True)  # as on any machine with two cores
+    later = second_process(spec, estimators, plan, order, graph, prior)
+    assert later == ["trained", "trained_quarter", "trained_half"]  # the longest training, with its budgets
+
+    alone = timing.estimate(spec, graph, prior, estimators, plan.pending)
+    both = timing.estimate(spec, graph, prior, estimators, plan.pending, second=later)
+    assert both.work == pytest.approx(alone.work) and alone.total == pytest.approx(alone.work)
+    assert set(both.waiting) == set(later)  # their cells wait for the model
+    child, waits = both.training["trained"], sum(both.cells[n] for n in later)
+    assert both.total == pytest.approx(max(child, alone.work - child - waits) + waits)
+    assert both.total < 0.8 * alone.total

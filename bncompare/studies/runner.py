@@ -272,24 +272,37 @@ class Preparation:
             self.job.stop()
 
 
-def prepare(spec: StudySpec, estimators: dict, plan: Plan, graph, prior, out: Path) -> Preparation:
-    """Prepare (train, load) the estimators the pending cells need.
-
-    On two cores the longest of them (the longest training, with its other budgets) is trained by a second
-    process while this one prepares the rest and runs their cells (:mod:`bncompare.studies.background`):
-    those estimators are ``later``, prepared by ``Preparation.finish``. A damaged training history or a
-    missing artifacts file is rewritten: preparing again loads the cached model."""
+def to_prepare(spec: StudySpec, estimators: dict, plan: Plan, out: Path) -> list[str]:
+    """The estimators to prepare (train, load), in the study's order: those the pending cells need (their own or
+    their mirror), and those whose training history or artifacts file in ``out`` must be written again."""
     needed = {name for _, name in plan.pending}
     needed |= {plan.mirror_of[name] for name in needed if plan.mirror_of[name] is not None}
     needed |= {e.name for e in spec.estimators if estimators[e.name].tags.has_history and history_damaged(out, e.name)}
     needed |= {e.name for e in spec.estimators
                if estimators[e.name].tags.has_artifacts and artifacts_missing(out, e.name)}
-    order = [e.name for e in spec.estimators if e.name in needed]
-    prep = Preparation({}, [])
+    return [e.name for e in spec.estimators if e.name in needed]
+
+
+def second_process(spec: StudySpec, estimators: dict, plan: Plan, order: list[str], graph, prior) -> list[str]:
+    """What a second process prepares (its estimator first, then that one's other budgets), or [] for none: see
+    :func:`_background_choice`."""
     first = _background_choice(spec, estimators, plan, order, graph, prior)
-    if first is not None:
-        prep.later = [first] + [e.name for e in spec.estimators if e.budget_of == first and e.name in needed]
-        prep.job = Background.start(first, spec.estimator(first), graph, spec.prior, spec.seed)
+    if first is None:
+        return []
+    return [first] + [e.name for e in spec.estimators if e.budget_of == first and e.name in order]
+
+
+def prepare(spec: StudySpec, estimators: dict, plan: Plan, graph, prior, out: Path, order: list[str],
+            later: list[str]) -> Preparation:
+    """Prepare ``order`` (:func:`to_prepare`) for the pending cells.
+
+    On two cores the longest of them (the longest training, with its other budgets: ``later``, from
+    :func:`second_process`) is trained by a second process while this one prepares the rest and runs their cells
+    (:mod:`bncompare.studies.background`); ``later`` is prepared by ``Preparation.finish``. A damaged training
+    history or a missing artifacts file is rewritten: preparing again loads the cached model."""
+    prep = Preparation({}, list(later))
+    if later:
+        prep.job = Background.start(later[0], spec.estimator(later[0]), graph, spec.prior, spec.seed)
     try:
         _prepare(spec, estimators, [name for name in order if name not in prep.later], graph, prior, out, prep.seconds)
     except BaseException:
@@ -412,9 +425,11 @@ def run_study(config: dict, out_dir, network=None) -> Path:
     estimators = build_estimators(spec, graph, truth)
     store = CellStore(out)
     plan = plan_run(spec, estimators, truth, store, out)
-    check_time(spec, graph, prior, estimators, plan.pending, truth.per_episode_graphs)  # refuse before training
+    order = to_prepare(spec, estimators, plan, out)
+    later = second_process(spec, estimators, plan, order, graph, prior)
+    check_time(spec, graph, prior, estimators, plan.pending, truth.per_episode_graphs, later)  # refuse before training
     write_run_manifest(out, config, spec, graph, truth, prior, estimators)
-    prep = prepare(spec, estimators, plan, graph, prior, out)  # may start a second process: stopped below
+    prep = prepare(spec, estimators, plan, graph, prior, out, order, later)  # a second process: stopped below
     try:
         summaries, frames = run_cells(spec, estimators, plan, Episodes(graph, truth, spec), store, out, prep, graph,
                                       prior)

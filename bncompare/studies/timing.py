@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from bncompare.errors import BNError
@@ -254,10 +254,23 @@ class TimeEstimate:
     cells: dict[str, float]  # estimator -> seconds of its pending cells
     training: dict[str, float]  # estimator -> seconds of the training it will run (one per cache entry)
     guessed: tuple[str, ...]  # estimators of kinds without measured costs
+    second: tuple[str, ...] = ()  # prepared by a second process (runner.second_process), beside everything else
+    waiting: tuple[str, ...] = ()  # estimators whose cells wait for the second process (its own, their mirrors)
+
+    @property
+    def work(self) -> float:
+        """Seconds of all the work, one process after the other."""
+        return sum(self.cells.values()) + sum(self.training.values())
 
     @property
     def total(self) -> float:
-        return sum(self.cells.values()) + sum(self.training.values())
+        """Seconds from the start to the last cell: with a second process, the longer of its training and
+        everything else this process does meanwhile, then the cells that waited for it."""
+        if not self.second:
+            return self.work
+        child = sum(self.training.get(n, 0.0) for n in self.second)
+        waits = sum(self.cells.get(n, 0.0) for n in self.waiting)
+        return max(child, self.work - child - waits) + waits
 
     def costliest(self, k: int = 3) -> list[str]:
         """The k estimators whose cells and training cost most, costliest first."""
@@ -271,9 +284,10 @@ class TimeEstimate:
         return sorted((p for p in parts if p[1] > 0), key=lambda p: -p[1])[:k]
 
 
-def estimate(spec: StudySpec, graph: Graph, prior, estimators: dict, pending, per_episode_graphs: bool = False
-             ) -> TimeEstimate:
-    """The time of the ``pending`` cells ((N, estimator) pairs) and of the trainings preparing them will run."""
+def estimate(spec: StudySpec, graph: Graph, prior, estimators: dict, pending, per_episode_graphs: bool = False,
+             second: Sequence[str] = ()) -> TimeEstimate:
+    """The time of the ``pending`` cells ((N, estimator) pairs) and of the trainings preparing them will run;
+    ``second``: the estimators a second process prepares meanwhile (their cells wait for it)."""
     cells: dict[str, float] = {}
     for N, name in pending:
         cells[name] = cells.get(name, 0.0) + cell_seconds(spec, graph, spec.estimator(name), N, per_episode_graphs)
@@ -295,13 +309,14 @@ def estimate(spec: StudySpec, graph: Graph, prior, estimators: dict, pending, pe
             entries.add(entry)
             training[e.name] = training_seconds(e.kind, est.get_params(), graph)
     guessed = tuple(e.name for e in spec.estimators if e.kind not in COSTS and e.name in cells)
-    return TimeEstimate(cells, training, guessed)
+    waiting = tuple(n for n in cells if n in second or spec.estimator(n).mirrors in second)
+    return TimeEstimate(cells, training, guessed, tuple(second), waiting)
 
 
-def check_time(spec: StudySpec, graph: Graph, prior, estimators: dict, pending, per_episode_graphs: bool = False
-               ) -> TimeEstimate:
+def check_time(spec: StudySpec, graph: Graph, prior, estimators: dict, pending, per_episode_graphs: bool = False,
+               second: Sequence[str] = ()) -> TimeEstimate:
     """Log the time the study will take, and refuse it (one line) when that exceeds ``spec.max_minutes``."""
-    est = estimate(spec, graph, prior, estimators, pending, per_episode_graphs)
+    est = estimate(spec, graph, prior, estimators, pending, per_episode_graphs, second)
     largest = est.largest()
     parts = ", ".join(f"{what} ~{_minutes(s)}" for what, s in largest)
     guess = f"; {', '.join(est.guessed)}: a guess (plugin kinds have no measured cost)" if est.guessed else ""
@@ -313,7 +328,8 @@ def check_time(spec: StudySpec, graph: Graph, prior, estimators: dict, pending, 
         raise BNError(f"the study would take ~{_minutes(est.total)}, more than max_minutes={spec.max_minutes:g} "
                       f"(largest: {parts}{guess}): lower {', '.join(knobs)}, or raise the limit, e.g. "
                       f"max_minutes={math.ceil(1.5 * est.total / 60)}")
-    log.info("time: ~%s estimated%s%s", _minutes(est.total), f" (largest: {parts})" if parts else "", guess)
+    both = f", {second[0]}'s training in a second process" if second else ""
+    log.info("time: ~%s estimated%s%s%s", _minutes(est.total), both, f" (largest: {parts})" if parts else "", guess)
     return est
 
 
