@@ -16,6 +16,7 @@ the missing cells need; on two cores the longest training goes to a second proce
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -30,7 +31,7 @@ from bncompare.codeversion import code_version
 from bncompare.errors import BNError
 from bncompare.files import lock_dir, probe_writable
 from bncompare.metrics.summary import cell_summary
-from bncompare.runtime import resolve_device
+from bncompare.runtime import resolve_device, single_thread
 from bncompare.studies import background, registry
 from bncompare.studies.background import Background
 from bncompare.studies.budget import check_budget
@@ -381,7 +382,10 @@ def run_cells(spec: StudySpec, estimators: dict, plan: Plan, episodes: Episodes,
         n, name = cell
         bar.set_postfix_str(f"{name} N={n}")
         mirror = estimators[plan.mirror_of[name]] if plan.mirror_of[name] is not None else None
-        frame = evaluate_cell(episodes, estimators[name], spec.estimator(name), n, mirror)
+        # while the second process trains on one core, one thread here: two would fight it for that core
+        # (measured: this process's cells 1.35x slower, the training 1.3x)
+        with single_thread() if prep is not None and prep.job is not None else contextlib.nullcontext():
+            frame = evaluate_cell(episodes, estimators[name], spec.estimator(name), n, mirror)
         store.write(name, n, plan.keys[name], frame)
         bar.update(1)
         frames[cell] = frame
