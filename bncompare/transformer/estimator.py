@@ -34,17 +34,22 @@ class TransformerEstimator(Estimator):
                 f"but this graph needs {layout.d_in} and {layout.d_out}: it was built for another network"
             )
         self.contexts_ = contexts
+        self.context_states_ = {}  # filled by answer: the contexts' states, computed once for every query
         return self
 
     def predict_proba(self, queries, nodes=None):
         queries, nodes = self._check_queries(queries, nodes)
-        return answer(self.model, self.graph_, self.contexts_, queries, nodes, self.batch_size, self.max_query_tokens)
+        return answer(self.model, self.graph_, self.contexts_, queries, nodes, self.batch_size, self.max_query_tokens,
+                      self.context_states_)
 
 
 @torch.no_grad()
 def answer(model: InContextTransformer, graph, contexts: torch.Tensor, queries: torch.Tensor, nodes: list[int],
-           batch_size: int = 256, max_query_tokens: int = 256) -> list[torch.Tensor]:
-    """``model``'s probabilities of ``nodes`` for each query, (B, Q, card) float64 each, in chunks of contexts."""
+           batch_size: int = 256, max_query_tokens: int = 256, states: dict | None = None) -> list[torch.Tensor]:
+    """``model``'s probabilities of ``nodes`` for each query, (B, Q, card) float64 each, in chunks of contexts.
+
+    ``states``: a dict kept with these contexts (empty at first) that holds their :meth:`context_states`
+    between calls, so that asking again (generation asks once per node) computes only the query rows."""
     param = next(model.parameters())
     device, dtype = param.device, param.dtype
     ctx, queries = contexts.to(device), queries.to(device)
@@ -54,13 +59,15 @@ def answer(model: InContextTransformer, graph, contexts: torch.Tensor, queries: 
     # but bounds the memory of one forward pass.
     q_chunk = max(1, max(max_query_tokens, N) // T)
     model.eval()
+    states = {} if states is None else states
     out = torch.empty(B, Q, T, model.cfg.d_out, dtype=torch.float64, device=device)
-    for q0 in range(0, Q, q_chunk):
-        qs = queries[:, q0 : q0 + q_chunk]
-        for s in range(0, B, batch_size):
-            tokens = encode(graph, ctx[s : s + batch_size], qs[s : s + batch_size], nodes, dtype,
-                            view=model.cfg.query_view)
-            o = model(tokens, N)  # the query tokens
-            o = o.reshape(o.shape[0], qs.shape[1], T, -1)
-            out[s : s + batch_size, q0 : q0 + q_chunk] = o.to(torch.float64)
+    for s in range(0, B, batch_size):
+        c = ctx[s : s + batch_size]
+        for q0 in range(0, Q, q_chunk):
+            qs = queries[s : s + batch_size, q0 : q0 + q_chunk]
+            tokens = encode(graph, c, qs, nodes, dtype, view=model.cfg.query_view)
+            if (s, batch_size) not in states:  # the context rows' states: the same for every chunk of queries
+                states[(s, batch_size)] = model.context_states(tokens, N)
+            o = model(tokens, N, seen=states[(s, batch_size)])  # the query tokens
+            out[s : s + batch_size, q0 : q0 + q_chunk] = o.reshape(o.shape[0], qs.shape[1], T, -1).to(torch.float64)
     return [model.probabilities(out[:, :, j, : graph.cards[m]]) for j, m in enumerate(nodes)]

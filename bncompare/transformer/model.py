@@ -169,7 +169,7 @@ class SelfAttention(nn.Module):
         k, v = heads(self.k(h)), heads(self.v(h))
 
         # queries: keys are the sink, the context rows and the query itself
-        qq, kq, vq = q[:, :, -(L - n_seen):], k[:, :, n_seen:], v[:, :, n_seen:]  # (B, H, Lq, hs)
+        qq, kq, vq = q if queries_only else q[:, :, n_seen:], k[:, :, n_seen:], v[:, :, n_seen:]  # (B, H, Lq, hs)
         scale_q = self.scale(n_seen + 1)
         logits = torch.cat([qq @ k[:, :, :n_seen].transpose(-1, -2), (qq * kq).sum(-1, keepdim=True)], -1)
         logits = logits * scale_q  # (B, H, Lq, n_seen + 1)
@@ -260,19 +260,23 @@ class InContextTransformer(nn.Module):
         """The readout (:mod:`readouts`)."""
         return getattr(self, self._readout_name)
 
-    def forward(self, tokens: torch.Tensor, n_context: int, return_weights: bool = False):
+    def forward(self, tokens: torch.Tensor, n_context: int, return_weights: bool = False,
+                seen: list[torch.Tensor] | None = None):
         """(B, 1 + N + Lq, d_in) tokens -> (B, Lq, d_out) logits or probabilities of the query tokens; with
-        ``return_weights`` also a list over layers of the query rows' attention weights."""
+        ``return_weights`` also a list over layers of the query rows' attention weights. ``seen``: these
+        contexts' :meth:`context_states`, so that only the query rows are computed."""
         n_queries = tokens.shape[1] - 1 - n_context
         readout = self.readout_module
         tokens = readout.add_tokens(tokens)
-        h = self.embed(tokens)
+        h = self.embed(tokens if seen is None else tokens[:, 1 + n_context :])
         weights = []
         for i, block in enumerate(self.blocks):
+            if seen is not None:
+                h = torch.cat([seen[i], h], 1)
             h_seen = h[:, : 1 + n_context]  # the last block's input: what a mixture readout weighs
             # queries read the context rows' keys and values from a block's input, so after the
             # last block nothing reads a context row: it computes the query rows alone
-            h = block(h, n_context, return_weights, queries_only=i == len(self.blocks) - 1)
+            h = block(h, n_context, return_weights, queries_only=seen is not None or i == len(self.blocks) - 1)
             if return_weights:
                 h, w = h
                 weights.append(w[:, :, :n_queries])
@@ -280,6 +284,17 @@ class InContextTransformer(nn.Module):
         if w is not None:  # same layout as a block's weights: sink, rows, then a zero for "itself"
             weights.append(torch.cat([w, w.new_zeros(*w.shape[:-1], 1)], -1))
         return (out, weights) if return_weights else out
+
+    def context_states(self, tokens: torch.Tensor, n_context: int) -> list[torch.Tensor]:
+        """The sink's and context rows' states at the input of every block, each (B, 1 + N, d_model), from tokens
+        whose first 1 + N rows are the sink and the context. Context rows never attend to a query, so these serve
+        every chunk of queries of the same contexts (``forward(..., seen=)``): they are computed once."""
+        h = self.embed(tokens[:, : 1 + n_context])
+        states = [h]
+        for block in self.blocks[:-1]:
+            h = block(h, n_context)
+            states.append(h)
+        return states
 
     @property
     def n_attention_layers(self) -> int:
