@@ -142,8 +142,7 @@ class NaiveMLE(Estimator):
         self.contexts_ = self._start_fit(graph, contexts)
         return self
 
-    def predict_proba(self, queries, nodes=None):
-        queries, nodes = self._check_queries(queries, nodes)
+    def _predict_proba(self, queries, nodes):
         ctx = self.contexts_
         queries = queries.to(ctx.device)
         B, Q, M = queries.shape

@@ -36,8 +36,7 @@ class TransformerEstimator(Estimator):
         self.contexts_ = contexts
         return self
 
-    def predict_proba(self, queries, nodes=None):
-        queries, nodes = self._check_queries(queries, nodes)
+    def _predict_proba(self, queries, nodes):
         return answer(self.model, self.graph_, self.contexts_, queries, nodes, self.batch_size, self.max_query_tokens)
 
 
