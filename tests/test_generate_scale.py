@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bncompare.errors import BNError
-from bncompare.estimators import MLE
+from bncompare.estimators import MLE, NaiveMLE
 from bncompare.estimators.base import Estimator
 from bncompare.estimators.generate import generate
 from bncompare.networks import DirichletPrior, Graph, check_data, draw_categorical, get_graph, sample
@@ -93,3 +93,16 @@ def test_generate_validates_its_samples_once():
     assert CountingChecks.checks == 1
     per_node_loop(est, u)
     assert CountingChecks.checks == 1 + MIXED.n_nodes  # the public interface validates every call
+
+
+@pytest.mark.parametrize("graph", [get_graph("general-7"), MIXED], ids=["general-7", "mixed-cards"])
+@pytest.mark.parametrize("N", [0, 1, 4, 30])
+def test_naive_generation_carries_the_prefix_match_and_gives_the_same_samples(graph, N):
+    contexts, u = data(graph, B=4, N=N, n=50, seed=N)
+    est = NaiveMLE().fit(graph, contexts)
+    want = per_node_loop(est, u)
+    assert torch.equal(generate(est, 50, u=u), want)
+    assert torch.equal(generate(est, 50, u=u, chunk_size=7), want)
+    if N:  # the whole-prefix MLE resamples context rows
+        rows = [{tuple(r) for r in contexts[b].tolist()} for b in range(4)]
+        assert all(tuple(r) in rows[b] for b in range(4) for r in want[b].tolist())
