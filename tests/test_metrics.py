@@ -224,6 +224,8 @@ def test_pairwise_tv_matches_the_pair_loop(block):
     want = _pairwise_tv_loop(x, y, cards)
     assert torch.allclose(pairwise_tv(x, y, cards, block=block), want, rtol=0, atol=1e-12)
     assert torch.allclose(pairwise_tv(x, x, cards, block=block), torch.zeros(3, dtype=torch.float64), atol=1e-15)
+    # whole numbers summed in float64: however the pairs are cut into blocks, the same bits
+    assert torch.equal(pairwise_tv(x, y, cards, block=block), pairwise_tv(x, y, cards, block=1 << 22))
 
 
 def test_pairwise_tv_with_many_samples_counts_in_float64():

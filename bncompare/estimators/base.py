@@ -27,6 +27,12 @@ nodes before ``m`` (in topological order). Values at ``m`` and later are ignored
 An estimator that knows the graph uses only the parents; one that does not
 (naive, structure-agnostic transformer) may use the whole prefix.
 
+An estimator implements ``_predict_proba(queries, nodes)``: the same answer for queries that
+``predict_proba`` has validated (a long tensor of valid states, node indices in range). Generation
+(:func:`bncompare.estimators.generate.generate`) validates its own samples once and calls it, or an
+estimator's ``_generate``, directly. One that overrides the public ``predict_proba`` instead still works
+everywhere, paying its validation on every call.
+
 Every estimator declares what it is (``tags``, a :class:`Tags`) and its settings
 (``get_params()``, read from the ``__init__`` signature as in scikit-learn), so a
 study and its report read declarations instead of inspecting objects.
@@ -44,6 +50,7 @@ from bncompare.networks.autoregressive import check_states
 from bncompare.networks.gaussian import GaussianBatch, check_real_data
 from bncompare.networks.graph import Graph, check_data
 from bncompare.networks.network import CPTBatch
+from bncompare.networks.sampling import draw_categorical
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,26 @@ class Estimator:
         raise NotImplementedError
 
     def predict_proba(self, queries: torch.Tensor, nodes: Sequence[int] | None = None) -> list[torch.Tensor]:
-        raise NotImplementedError
+        """Validate the queries (fitted? states in range? shape? node indices?), then answer them."""
+        queries, nodes = self._check_queries(queries, nodes)
+        return self._predict_proba(queries, nodes)
+
+    def _predict_proba(self, queries: torch.Tensor, nodes: list[int]) -> list[torch.Tensor]:
+        """The answer to queries already validated by ``_check_queries``: what an estimator implements.
+
+        An estimator that implements only the public ``predict_proba`` (one written against the interface
+        before this method existed) is answered through it, so it still generates, validating each call."""
+        if type(self).predict_proba is Estimator.predict_proba:
+            raise NotImplementedError(f"{type(self).__name__} implements neither _predict_proba nor predict_proba")
+        return self.predict_proba(queries, nodes)
+
+    def _generate(self, x: torch.Tensor, u: torch.Tensor) -> None:
+        """Fill ``x`` (validated states, (B, n, M)) in topological order: ``x_m`` is the inverse-CDF draw from
+        ``u[..., m]`` of the predictive given the columns drawn before it. One prediction per node by default;
+        an estimator that can carry work from node to node (the naive prefix MLE) does it here."""
+        for m in range(x.shape[-1]):  # x[..., m:] are not drawn yet; the prediction of x_m ignores them
+            probs = self._predict_proba(x, [m])[0].to(u.device)
+            x[..., m] = draw_categorical(probs, u[..., m])
 
     def predict(self, queries: torch.Tensor, nodes: Sequence[int] | None = None) -> list[torch.Tensor]:
         """Each requested node's predictive distribution in its family's layout (see the module docstring)."""
@@ -195,8 +221,7 @@ class Estimator:
 class TableEstimator(Estimator):
     """An estimator that ends up with full CPTs; predictions are CPT look-ups."""
 
-    def predict_proba(self, queries, nodes=None):
-        queries, nodes = self._check_queries(queries, nodes)
+    def _predict_proba(self, queries, nodes):
         queries = queries.to(self.cpts_[0].device)
         batch = torch.arange(queries.shape[0], device=queries.device)[:, None]
         return [self.cpts_[m][batch, self.graph_.config_index(queries, m)] for m in nodes]

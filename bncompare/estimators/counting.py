@@ -20,6 +20,7 @@ import torch
 
 from bncompare.errors import BNError
 from bncompare.estimators.base import Estimator, TableEstimator, Tags
+from bncompare.networks.sampling import draw_categorical
 
 
 def count_tables(graph, contexts: torch.Tensor) -> list[torch.Tensor]:
@@ -142,8 +143,7 @@ class NaiveMLE(Estimator):
         self.contexts_ = self._start_fit(graph, contexts)
         return self
 
-    def predict_proba(self, queries, nodes=None):
-        queries, nodes = self._check_queries(queries, nodes)
+    def _predict_proba(self, queries, nodes):
         ctx = self.contexts_
         queries = queries.to(ctx.device)
         B, Q, M = queries.shape
@@ -161,6 +161,16 @@ class NaiveMLE(Estimator):
             onehot = torch.nn.functional.one_hot(ctx[..., m], self.graph_.cards[m]).to(torch.float64)
             out[m] = mle_rows(match @ onehot, self.graph_.cards[m])  # counts of matching rows per value
         return [out[m] for m in nodes]
+
+    def _generate(self, x, u):
+        # Which context rows agree with each sample on the columns drawn so far, carried from node to node:
+        # the per-node prediction compares the whole prefix again, O(M^2) columns per sample for M nodes.
+        ctx = self.contexts_.to(x.device)
+        match = torch.ones(x.shape[0], x.shape[1], ctx.shape[1], dtype=torch.float64, device=x.device)
+        for m, card in enumerate(self.graph_.cards):
+            onehot = torch.nn.functional.one_hot(ctx[..., m], card).to(torch.float64)
+            x[..., m] = draw_categorical(mle_rows(match @ onehot, card).to(u.device), u[..., m])
+            match = match * (ctx[:, None, :, m] == x[:, :, None, m])
 
     def unseen(self, queries, nodes=None) -> list[torch.Tensor]:
         queries, nodes = self._check_queries(queries, nodes)

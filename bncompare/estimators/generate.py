@@ -2,7 +2,10 @@
 
 New samples are drawn variable by variable in topological order: the estimator
 predicts ``x_m`` given the prefix drawn so far (``predict_proba(x, [m])``) and
-``x_m`` is drawn by inverse CDF from a uniform. With the same uniforms, an
+``x_m`` is drawn by inverse CDF from a uniform. The samples are states generate drew
+itself, so they are validated once, not at every node: the estimator's ``_generate``
+draws them (one validated ``_predict_proba(x, [m])`` per node unless it carries work
+from node to node, as the naive prefix MLE does). With the same uniforms, an
 estimator that knows the graph reproduces ancestral sampling from its CPTs
 exactly, which makes generation testable deterministically::
 
@@ -18,7 +21,6 @@ import torch
 
 from bncompare.errors import BNError
 from bncompare.estimators.base import Estimator
-from bncompare.networks.sampling import draw_categorical
 
 
 def generate(
@@ -58,9 +60,7 @@ def generate(
     x = torch.zeros(B, n, M, dtype=torch.long, device=u.device)
     if x.numel() == 0:
         return x
+    x, _ = estimator._check_queries(x, None)  # the one validation: every state drawn below is in range
     for s in range(0, n, chunk_size):  # samples are independent given the context: chunks change nothing
-        xs, us = x[:, s : s + chunk_size], u[:, s : s + chunk_size]
-        for m in range(M):  # xs[..., m:] are still 0; the estimator ignores them when predicting x_m
-            probs = estimator.predict_proba(xs, [m])[0].to(u.device)
-            xs[..., m] = draw_categorical(probs, us[..., m])
+        estimator._generate(x[:, s : s + chunk_size], u[:, s : s + chunk_size])
     return x

@@ -132,8 +132,7 @@ class StructureAveraging(Estimator):
         per_value = (torch.lgamma(a + counts) - math.lgamma(a)).sum(-1)
         return (per_row + per_value).sum(-1)
 
-    def predict_proba(self, queries, nodes=None):
-        queries, nodes = self._check_queries(queries, nodes)
+    def _predict_proba(self, queries, nodes):
         queries = queries.to(self.set_weights_[0].device)
         batch = torch.arange(queries.shape[0], device=queries.device)[:, None]
         out = []

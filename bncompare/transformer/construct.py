@@ -239,8 +239,7 @@ class ConstructedTransformer(Estimator):
         self.zero_below_ = bound if self.mode == "mle" and bound < 0.5 / max(n, 1) else 0.0
         return self
 
-    def predict_proba(self, queries, nodes=None):
-        queries, nodes = self._check_queries(queries, nodes)  # fitted? shapes? node range? (one-line errors)
+    def _predict_proba(self, queries, nodes):
         cards = self.graph_.cards
         by_shape: dict[tuple[int, ...], list[int]] = {}  # targets whose families have the same cardinalities
         for j, m in enumerate(nodes):

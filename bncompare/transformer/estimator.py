@@ -37,8 +37,7 @@ class TransformerEstimator(Estimator):
         self.context_states_ = {}  # filled by answer: the contexts' states, computed once for every query
         return self
 
-    def predict_proba(self, queries, nodes=None):
-        queries, nodes = self._check_queries(queries, nodes)
+    def _predict_proba(self, queries, nodes):
         return answer(self.model, self.graph_, self.contexts_, queries, nodes, self.batch_size, self.max_query_tokens,
                       self.context_states_)
 

@@ -137,4 +137,7 @@ class TrainedTransformer(Estimator):
     def predict_proba(self, queries, nodes=None):
         if not hasattr(self, "graph_"):
             raise BNError(f"{self.name}: call fit before predict_proba")
-        return self.estimator_.predict_proba(queries, nodes)
+        return super().predict_proba(queries, nodes)
+
+    def _predict_proba(self, queries, nodes):
+        return self.estimator_._predict_proba(queries, nodes)
