@@ -3,11 +3,12 @@ products with 0/1 matrices, and give the numbers the products gave (bit for bit 
 shipped reference tables compare to 1e-9)."""
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from bncompare.networks import DirichletPrior, get_graph, sample
-from bncompare.transformer.encoding import Layout, encode
+from bncompare.transformer.encoding import Layout, encode, onehots
 from bncompare.transformer.model import InContextTransformer, TransformerConfig
 from bncompare.transformer.readouts import MixtureReadout
 from bncompare.transformer.train import TrainConfig, train
@@ -67,3 +68,39 @@ def test_mixture_forward_and_gradients_match_the_products_on_mixed_cards():
     assert torch.equal(out, out_old)
     for g, g_old in zip(grads, grads_old):
         torch.testing.assert_close(g, g_old, rtol=1e-6, atol=1e-9)
+
+
+def loop_encode(graph, contexts, queries, nodes, dtype=torch.float32, view="prefix"):
+    """encode as it was: the query tokens filled one target node at a time."""
+    layout = Layout(graph.cards)
+    B, N, M = contexts.shape
+    Q, T = queries.shape[1], len(nodes)
+    sink = torch.zeros(B, 1, layout.d_in, dtype=dtype)
+    sink[..., layout.sink_flag] = 1
+    ctx = torch.zeros(B, N, layout.d_in, dtype=dtype)
+    ctx[..., : layout.n_onehot] = onehots(layout, contexts, dtype)
+    qry = torch.zeros(B, Q, T, layout.d_in, dtype=dtype)
+    x_q = onehots(layout, queries, dtype)
+    for j, m in enumerate(nodes):
+        if view == "parents":
+            for p in graph.parents[m]:
+                lo = layout.offsets[p]
+                qry[:, :, j, lo : lo + layout.cards[p]] = x_q[..., lo : lo + layout.cards[p]]
+        else:
+            qry[:, :, j, : layout.offsets[m]] = x_q[..., : layout.offsets[m]]
+        qry[:, :, j, layout.query_flag] = 1
+        qry[:, :, j, layout.target(m)] = 1
+    return torch.cat([sink, ctx, qry.reshape(B, Q * T, layout.d_in)], 1)
+
+
+@pytest.mark.parametrize("name", ["chain-2", "tree-7", "asia", "alarm"])
+@pytest.mark.parametrize("view", ["prefix", "parents"])
+def test_encode_gives_the_loops_tokens(name, view):
+    graph = get_graph(name)
+    gen = torch.Generator().manual_seed(2)
+    x = sample(graph, DirichletPrior(1.0).sample(graph, 2, gen), 9, gen)
+    M = graph.n_nodes
+    for nodes, dtype in [(range(M), torch.float32), ([M - 1, 0, M // 2, M - 1], torch.float64)]:
+        new = encode(graph, x[:, :6], x[:, 6:], nodes, dtype, view)
+        old = loop_encode(graph, x[:, :6], x[:, 6:], nodes, dtype, view)
+        assert new.dtype == old.dtype and torch.equal(new, old)
