@@ -113,19 +113,21 @@ def encode(
     B, N, M = contexts.shape
     Q, T = queries.shape[1], len(nodes)
     device = contexts.device
-    sink = torch.zeros(B, 1, layout.d_in, dtype=dtype, device=device)
-    sink[..., layout.sink_flag] = 1
-    ctx = torch.zeros(B, N, layout.d_in, dtype=dtype, device=device)
-    ctx[..., : layout.n_onehot] = onehots(layout, contexts, dtype)
+    # one allocation, every entry written once (a big network's tokens are hundreds of MB: no zero-fill, no cat)
+    out = torch.empty(B, 1 + N + Q * T, layout.d_in, dtype=dtype, device=device)
+    out[:, 0] = 0
+    out[:, 0, layout.sink_flag] = 1
+    out[:, 1 : 1 + N, : layout.n_onehot] = onehots(layout, contexts, dtype)
+    out[:, 1 : 1 + N, layout.n_onehot :] = 0
     # every query token at once (no loop over the targets): the slots each target shows, as one (T, S) mask
-    shown = shown_slots(graph, layout, nodes, view).to(device)
-    x_q = onehots(layout, queries, dtype)  # (B, Q, S)
+    qry = out[:, 1 + N :].view(B, Q, T, layout.d_in)
+    qry[..., : layout.n_onehot] = onehots(layout, queries, dtype)[:, :, None]
+    qry[..., : layout.n_onehot].masked_fill_(~shown_slots(graph, layout, nodes, view).to(device), 0)
     asks = torch.zeros(T, layout.d_in - layout.n_onehot, dtype=dtype, device=device)  # flags and target one-hot
     asks[:, 0] = 1
     asks[torch.arange(T), 1 + torch.as_tensor(list(nodes), dtype=torch.long)] = 1
-    qry = torch.cat([torch.where(shown, x_q[:, :, None], 0).to(dtype),
-                     asks.expand(B, Q, T, -1)], -1)  # (B, Q, T, d_in)
-    return torch.cat([sink, ctx, qry.reshape(B, Q * T, layout.d_in)], 1)
+    qry[..., layout.n_onehot :] = asks
+    return out
 
 
 def shown_slots(graph: Graph, layout: Layout, nodes: Sequence[int], view: str) -> torch.Tensor:
