@@ -3,6 +3,7 @@ in one line naming the amount and the setting to lower."""
 import pytest
 
 from bncompare.errors import BNError
+from bncompare.networks import get_graph
 from bncompare.studies.run import compose
 from bncompare.studies.runner import run_study
 
@@ -85,3 +86,13 @@ def test_a_bad_memory_limit_is_one_line(monkeypatch, value):
     monkeypatch.setenv("BNCOMPARE_MEMORY_GB", value)
     with pytest.raises(BNError, match=f"BNCOMPARE_MEMORY_GB must be a positive number.*got '{value}'"):
         memory_limit()
+
+
+def test_training_estimate_is_linear_in_the_query_tokens():
+    # queries attend to the sink, the context rows and themselves, never to each other: the activations grow
+    # linearly with the query tokens (Q * M), not with their square
+    from bncompare.studies.budget import _training
+
+    graph = get_graph("alarm")
+    need = [_training({"n_queries": q, "n_context_max": 20, "eval_every": 0}, graph, 0, 0)[1] for q in (16, 32, 64)]
+    assert need[2] - need[1] == pytest.approx(2 * (need[1] - need[0]), rel=0.05)

@@ -193,24 +193,59 @@ def _episode_cells(spec: StudySpec) -> int:
     return total
 
 
+# (B, Lq, S) float32 tensors a value readout (mixture, evidence) holds at once in a training step: the query
+# tokens' shown values times the gains, their product, the weighted values seen, and as many gradients
+VALUE_READOUT_COPIES = 8
+# float32 numbers a block keeps per token for the backward pass, per width unit: the norms, q, k, v, the
+# attention's output and projection, the residual sums (~12 d), and the MLP's hidden layers (3 d_ff: SwiGLU's
+# gate, up and their product)
+BLOCK_PER_D, BLOCK_PER_FF = 12, 3
+
+
 def _training(cfg: dict, graph: Graph, cpt: int, node: int) -> tuple[str, int, str, bool]:
+    """What training a transformer holds at its peak, from the shapes the code allocates: the weights and
+    Adam's state; one length group's forward and backward (each group of ``batch_size / length_groups``
+    contexts is its own pass) or one held-out evaluation (every ``eval_tasks`` context at once, no gradients),
+    whichever is bigger; and the task draws."""
+    from bncompare.transformer.readouts import READOUTS, Readout, _ValueReadout
     from bncompare.transformer.train import TrainConfig
 
     base = TrainConfig()
     model = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}  # a bad one: TrainConfig reports it
     get = lambda k: _num(cfg.get(k, getattr(base, k)))  # noqa: E731
-    get_model = lambda k: _num(cfg.get(k, model.get(k, getattr(base.model, k))))  # noqa: E731  flat, or under model
-    M, N = graph.n_nodes, get("n_context_max")
+    get_model = lambda k: cfg.get(k, model.get(k, getattr(base.model, k)))  # noqa: E731  flat, or under model
+    M, N, S = graph.n_nodes, get("n_context_max"), sum(graph.cards)
     lens = cfg.get("eval_lengths", base.eval_lengths)
     lens = [_num(n) for n in lens] if isinstance(lens, (list, tuple)) and lens else [N]
     Q, batch, d_out = get("n_queries"), get("batch_size"), max(graph.cards)
-    T = max(N, *lens) + Q * M + 1
-    d, layers, heads, ff = get_model("d_model"), get_model("n_layer"), get_model("n_head"), get_model("d_ff")
-    params = layers * (4 * d * d + 2 * d * ff) * 4 * 4  # weights, grads, two Adam moments (float32)
-    acts = layers * batch * T * (12 * d + 2 * ff + 2 * heads * T) * 4
+    d, layers, heads, ff = (_num(get_model(k)) for k in ("d_model", "n_layer", "n_head", "d_ff"))
+    readout = READOUTS.get(get_model("output"), READOUTS[base.model.output])
+    full = get_model("context_attention") == "full"
+    d_in, Lq = S + M + 2, Q * M + (M if readout.add_tokens is not Readout.add_tokens else 0)  # + its structure tokens
+    params = (layers * (4 * d * d + 3 * d * ff) + (d_in + M + 2 * d + d_out) * d) * 4 * 4  # weights, grads, Adam
+
+    def one_pass(B: int, n: int, grad: bool) -> int:
+        """Float32 numbers of one forward (and backward) of B contexts of n rows: the tokens; each block's
+        activations and attention scores (queries: on the sink, the rows and themselves; rows: on the sink and
+        themselves, or on every row), kept for the backward, or one block's alive at a time without it; the
+        readout's (B, Lq, S) tensors and its scores (B, Lq, 1 + n)."""
+        T = 1 + n + Lq
+        scores = heads * (Lq * (n + 3) + (1 + n) * ((n + 2) if full else 2))
+        if grad:
+            blocks = layers * (T * (BLOCK_PER_D * d + BLOCK_PER_FF * ff) + 3 * scores)  # logits, weights, grads
+            blocks += T * (BLOCK_PER_D * d + BLOCK_PER_FF * ff)  # the gradients of one block in the backward
+        else:
+            blocks = T * (4 * d + BLOCK_PER_FF * ff) + 2 * scores
+        copies = VALUE_READOUT_COPIES if grad else VALUE_READOUT_COPIES // 2
+        values = copies * Lq * S if issubclass(readout, _ValueReadout) else 0
+        return B * (2 * T * d_in + blocks + values + (8 if grad else 3) * Lq * (n + 1 + d_out))
+
+    group = -(-batch // max(1, get("length_groups")))
+    held_out = get("eval_tasks") if get("eval_every") > 0 else 0  # eval_every = 0: no held-out sets
+    acts = max(one_pass(group, N, True), one_pass(held_out, max(N, *lens), False)) * 4
     # the held-out task sets (CPTs, counts, five (Q, M, d_out) targets each) and one step's fresh draw
-    tasks = (get("eval_tasks") * len(lens) + batch) * (2 * cpt + 6 * Q * M * d_out * F64 + max(N, *lens) * M * F64)
-    draw = (GAMMA_TEMPS + 2) * max(get("eval_tasks"), batch) * node
+    tasks = (held_out * len(lens) + batch) * (2 * cpt + 6 * Q * M * d_out * F64 + max(N, *lens) * M * F64)
+    draw = (GAMMA_TEMPS + 2) * max(held_out, batch) * node
     return ("training the transformer", params + acts + tasks + draw,
             "context_lens (transformer.train.n_context_max), transformer.train.batch_size, "
             "transformer.train.eval_tasks or transformer.train.d_model",

@@ -112,20 +112,32 @@ def encode(
     layout = Layout(graph.cards)
     B, N, M = contexts.shape
     Q, T = queries.shape[1], len(nodes)
-    sink = torch.zeros(B, 1, layout.d_in, dtype=dtype, device=contexts.device)
-    sink[..., layout.sink_flag] = 1
-    ctx = torch.zeros(B, N, layout.d_in, dtype=dtype, device=contexts.device)
-    ctx[..., : layout.n_onehot] = onehots(layout, contexts, dtype)
-    qry = torch.zeros(B, Q, T, layout.d_in, dtype=dtype, device=contexts.device)
-    x_q = onehots(layout, queries, dtype)  # (B, Q, S)
-    for j, m in enumerate(nodes):
-        if view == "parents":
-            for p in graph.parents[m]:
-                lo = layout.offsets[p]
-                qry[:, :, j, lo : lo + layout.cards[p]] = x_q[..., lo : lo + layout.cards[p]]
-        else:
-            shown = layout.offsets[m]  # the one-hots of nodes before m end here (topological order)
-            qry[:, :, j, :shown] = x_q[..., :shown]
-        qry[:, :, j, layout.query_flag] = 1
-        qry[:, :, j, layout.target(m)] = 1
-    return torch.cat([sink, ctx, qry.reshape(B, Q * T, layout.d_in)], 1)
+    device = contexts.device
+    # one allocation, every entry written once (a big network's tokens are hundreds of MB: no zero-fill, no cat)
+    out = torch.empty(B, 1 + N + Q * T, layout.d_in, dtype=dtype, device=device)
+    out[:, 0] = 0
+    out[:, 0, layout.sink_flag] = 1
+    out[:, 1 : 1 + N, : layout.n_onehot] = onehots(layout, contexts, dtype)
+    out[:, 1 : 1 + N, layout.n_onehot :] = 0
+    # every query token at once (no loop over the targets): the slots each target shows, as one (T, S) mask
+    qry = out[:, 1 + N :].view(B, Q, T, layout.d_in)
+    qry[..., : layout.n_onehot] = onehots(layout, queries, dtype)[:, :, None]
+    qry[..., : layout.n_onehot].masked_fill_(~shown_slots(graph, layout, nodes, view).to(device), 0)
+    asks = torch.zeros(T, layout.d_in - layout.n_onehot, dtype=dtype, device=device)  # flags and target one-hot
+    asks[:, 0] = 1
+    asks[torch.arange(T), 1 + torch.as_tensor(list(nodes), dtype=torch.long)] = 1
+    qry[..., layout.n_onehot :] = asks
+    return out
+
+
+def shown_slots(graph: Graph, layout: Layout, nodes: Sequence[int], view: str) -> torch.Tensor:
+    """(T, S) bool: the one-hot slots a query token for each of ``nodes`` shows: those of the nodes before it
+    in topological order (``view="prefix"``) or of its parents (``"parents"``)."""
+    node_of_slot = torch.repeat_interleave(torch.arange(layout.n_nodes), torch.tensor(layout.cards))  # (S,)
+    targets = torch.as_tensor(list(nodes), dtype=torch.long)
+    if view == "parents":
+        is_parent = torch.zeros(layout.n_nodes, layout.n_nodes, dtype=torch.bool)  # [m, p]: p is a parent of m
+        for m, parents in enumerate(graph.parents):
+            is_parent[m, list(parents)] = True
+        return is_parent[targets][:, node_of_slot]
+    return node_of_slot[None, :] < targets[:, None]

@@ -129,17 +129,25 @@ class _ValueReadout(Readout):
 
 def slot_maps(cards: tuple[int, ...], d_out: int) -> dict[str, torch.Tensor]:
     """Where each node's values sit among the S one-hot slots of a token:
-    ``node_of_slot`` (M, S), ``state_of_slot`` (S, d_out) and ``valid`` (M, d_out), the states a node has."""
+    ``node_of_slot`` (M, S), ``state_of_slot`` (S, d_out) and ``valid`` (M, d_out), the states a node has;
+    as index tables, ``node_index_of_slot`` (S,) the node of each slot and ``slot_of_state`` (M, d_out) the
+    slot of each of a node's states (its first slot where it has no such state: ``valid`` masks it)."""
     S, M = sum(cards), len(cards)
     node_of_slot, state_of_slot = torch.zeros(M, S), torch.zeros(S, d_out)
     valid = torch.zeros(M, d_out, dtype=torch.bool)
+    node_index_of_slot = torch.zeros(S, dtype=torch.long)
+    slot_of_state = torch.zeros(M, d_out, dtype=torch.long)
     at = 0
     for m, c in enumerate(cards):
         node_of_slot[m, at : at + c] = 1
         state_of_slot[at : at + c, :c] = torch.eye(c)
         valid[m, :c] = True
+        node_index_of_slot[at : at + c] = m
+        slot_of_state[m] = at
+        slot_of_state[m, :c] = torch.arange(at, at + c)
         at += c
-    return {"node_of_slot": node_of_slot, "state_of_slot": state_of_slot, "valid": valid}
+    return {"node_of_slot": node_of_slot, "state_of_slot": state_of_slot, "valid": valid,
+            "node_index_of_slot": node_index_of_slot, "slot_of_state": slot_of_state}
 
 
 class MixtureReadout(_ValueReadout):
@@ -176,14 +184,18 @@ class MixtureReadout(_ValueReadout):
         q, k = self.q(h), self.k(self.norm_k(h_seen))
         scale = self.log_temp.exp() / math.sqrt(q.shape[-1])
         scores = (q @ k.transpose(-1, -2)) * scale  # (B, Lq, 1 + N)
+        # Slots are picked by index tables, not by products with the 0/1 maps of slot_maps (M x S dense:
+        # ~200 GFLOP a step at munin's size): each product's sum has one nonzero term, so the numbers are
+        # the same, bit for bit (tests/test_readouts.py compares them with the products').
         if self.gain is not None:  # + sum over nodes n of g_n [x_r[n] == the query's shown value of n]
-            shown = tokens[:, queries, values] * (self.gain(h) @ self.node_of_slot)  # (B, Lq, S)
+            shown = tokens[:, queries, values] * self.gain(h)[..., self.node_index_of_slot]  # (B, Lq, S)
             scores = scores + F.pad(shown @ tokens[:, rows, values].transpose(-1, -2), (1, 0))
         w = torch.softmax(scores, -1)  # (B, Lq, 1 + N)
-        target = tokens[:, queries, self.layout.targets]  # (B, Lq, M) one-hot of the target node
+        target = tokens[:, queries, self.layout.targets].argmax(-1)  # (B, Lq): each query's target node
+        valid = self.valid[target]  # (B, Lq, d_out): the target's states
         seen = w[..., 1:] @ tokens[:, rows, values]  # (B, Lq, S): weighted values of every node
-        from_rows = (seen * (target @ self.node_of_slot)) @ self.state_of_slot  # the target's slots only
-        prior = self.prior(h).masked_fill(~(target @ self.valid.to(target.dtype)).bool(), float("-inf"))
+        from_rows = torch.gather(seen, -1, self.slot_of_state[target]).masked_fill(~valid, 0)  # the target's slots
+        prior = self.prior(h).masked_fill(~valid, float("-inf"))
         probs = from_rows + w[..., :1] * torch.softmax(prior, -1)
         return torch.log(probs.clamp_min(1e-30)), w[:, None]
 
