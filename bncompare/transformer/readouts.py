@@ -188,7 +188,8 @@ class MixtureReadout(_ValueReadout):
         # ~200 GFLOP a step at munin's size): each product's sum has one nonzero term, so the numbers are
         # the same, bit for bit (tests/test_readouts.py compares them with the products').
         if self.gain is not None:  # + sum over nodes n of g_n [x_r[n] == the query's shown value of n]
-            shown = tokens[:, queries, values] * self.gain(h)[..., self.node_index_of_slot]  # (B, Lq, S)
+            # in place: one (B, Lq, S) tensor, not two (the gather's backward does not need its output)
+            shown = self.gain(h)[..., self.node_index_of_slot].mul_(tokens[:, queries, values])  # (B, Lq, S)
             scores = scores + F.pad(shown @ tokens[:, rows, values].transpose(-1, -2), (1, 0))
         w = torch.softmax(scores, -1)  # (B, Lq, 1 + N)
         target = tokens[:, queries, self.layout.targets].argmax(-1)  # (B, Lq): each query's target node
