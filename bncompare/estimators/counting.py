@@ -158,18 +158,22 @@ class NaiveMLE(Estimator):
                 e = min(m, s + width)
                 match = match * (ctx[:, None, :, s:e] == queries[:, :, None, s:e]).all(-1)
             done = m
-            onehot = torch.nn.functional.one_hot(ctx[..., m], self.graph_.cards[m]).to(torch.float64)
-            out[m] = mle_rows(match @ onehot, self.graph_.cards[m])  # counts of matching rows per value
+            out[m] = self._rows_given(match, m)
         return [out[m] for m in nodes]
+
+    def _rows_given(self, match: torch.Tensor, m: int) -> torch.Tensor:
+        """MLE rows of node m from ``match`` (B, Q, N): which context rows agree with each query's prefix."""
+        card = self.graph_.cards[m]
+        onehot = torch.nn.functional.one_hot(self.contexts_[..., m].to(match.device), card).to(torch.float64)
+        return mle_rows(match @ onehot, card)  # counts of matching rows per value
 
     def _generate(self, x, u):
         # Which context rows agree with each sample on the columns drawn so far, carried from node to node:
         # the per-node prediction compares the whole prefix again, O(M^2) columns per sample for M nodes.
         ctx = self.contexts_.to(x.device)
         match = torch.ones(x.shape[0], x.shape[1], ctx.shape[1], dtype=torch.float64, device=x.device)
-        for m, card in enumerate(self.graph_.cards):
-            onehot = torch.nn.functional.one_hot(ctx[..., m], card).to(torch.float64)
-            x[..., m] = draw_categorical(mle_rows(match @ onehot, card).to(u.device), u[..., m])
+        for m in range(self.graph_.n_nodes):
+            x[..., m] = draw_categorical(self._rows_given(match, m).to(u.device), u[..., m])
             match = match * (ctx[:, None, :, m] == x[:, :, None, m])
 
     def unseen(self, queries, nodes=None) -> list[torch.Tensor]:

@@ -65,8 +65,8 @@ def answer(model: InContextTransformer, graph, contexts: torch.Tensor, queries: 
         for q0 in range(0, Q, q_chunk):
             qs = queries[s : s + batch_size, q0 : q0 + q_chunk]
             tokens = encode(graph, c, qs, nodes, dtype, view=model.cfg.query_view)
-            if (s, batch_size) not in states:  # the context rows' states: the same for every chunk of queries
-                states[(s, batch_size)] = model.context_states(tokens, N)
-            o = model(tokens, N, seen=states[(s, batch_size)])  # the query tokens
+            if s not in states:  # the context rows' states: the same for every chunk of queries
+                states[s] = model.context_states(tokens, N)
+            o = model(tokens, N, seen=states[s])  # the query tokens
             out[s : s + batch_size, q0 : q0 + q_chunk] = o.reshape(o.shape[0], qs.shape[1], T, -1).to(torch.float64)
     return [model.probabilities(out[:, :, j, : graph.cards[m]]) for j, m in enumerate(nodes)]
