@@ -106,3 +106,22 @@ def test_naive_generation_carries_the_prefix_match_and_gives_the_same_samples(gr
     if N:  # the whole-prefix MLE resamples context rows
         rows = [{tuple(r) for r in contexts[b].tolist()} for b in range(4)]
         assert all(tuple(r) in rows[b] for b in range(4) for r in want[b].tolist())
+
+
+@pytest.mark.parametrize(("output", "view"), [("mixture", "prefix"), ("mixture", "parents"), ("logits", "prefix"),
+                                              ("logits", "parents"), ("evidence", "prefix")])
+def test_a_transformer_generates_the_loops_samples_in_chunks(view, output):
+    # tokens updated from node to node, in chunks of contexts (2 of 3) and of query rows (16 of 40): the
+    # samples of the per-node loop, bit for bit, on mixed cardinalities
+    from bncompare.transformer import InContextTransformer, TransformerConfig, TransformerEstimator
+    from bncompare.transformer.encoding import Layout
+
+    cfg = TransformerConfig(d_model=16, n_head=2, d_ff=32, query_view=view, output=output,
+                            match_scores=output == "mixture")
+    model = InContextTransformer(cfg.for_layout(Layout(MIXED.cards)), seed=1)
+    est = TransformerEstimator(model, batch_size=2, max_query_tokens=16)
+    contexts, u = data(MIXED, n=40)
+    est.fit(MIXED, contexts)
+    x = generate(est, u.shape[1], u=u)
+    assert torch.equal(x, per_node_loop(est, u))
+    assert len(est.context_states_) == 2  # each chunk of contexts' states computed once, for every node

@@ -104,3 +104,48 @@ def test_encode_gives_the_loops_tokens(name, view):
         new = encode(graph, x[:, :6], x[:, 6:], nodes, dtype, view)
         old = loop_encode(graph, x[:, :6], x[:, 6:], nodes, dtype, view)
         assert new.dtype == old.dtype and torch.equal(new, old)
+
+
+def test_onehots_are_the_per_node_one_hots():
+    graph = get_graph("alarm")  # cards 2 to 4
+    layout = Layout(graph.cards)
+    gen = torch.Generator().manual_seed(3)
+    x = sample(graph, DirichletPrior(1.0).sample(graph, 2, gen), 7, gen)
+    old = torch.cat([F.one_hot(x[..., m], c) for m, c in enumerate(graph.cards)], -1).to(torch.float64)
+    assert torch.equal(onehots(layout, x, torch.float64), old)
+    into = torch.full((2, 7, layout.d_in), 5.0)  # written into a strided view: its slots only, stale values cleared
+    onehots(layout, x, torch.float32, out=into[..., : layout.n_onehot])
+    assert torch.equal(into[..., : layout.n_onehot], old.float()) and (into[..., layout.n_onehot :] == 5).all()
+
+
+@pytest.mark.parametrize("m", [0, 5, 36])
+def test_a_one_target_readout_gives_the_products_numbers(m):
+    # generation asks one node per call: the readout weighs that node's slots alone, with the same bits
+    graph = get_graph("alarm")
+    cfg = TransformerConfig(d_model=16, n_head=2, d_ff=32).for_layout(Layout(graph.cards))
+    model = InContextTransformer(cfg, seed=0).eval()
+    gen = torch.Generator().manual_seed(4)
+    x = sample(graph, DirichletPrior(1.0).sample(graph, 3, gen), 30, gen)
+    tokens = encode(graph, x[:, :25], x[:, 25:], [m])
+    with torch.no_grad():
+        out = model(tokens, 25)
+        MixtureReadout.forward, kept = product_forward, MixtureReadout.forward
+        try:
+            out_old = model(tokens, 25)
+        finally:
+            MixtureReadout.forward = kept
+    assert torch.equal(out, out_old)
+
+
+def test_the_held_out_check_in_chunks_gives_the_numbers_of_one_pass():
+    # a munin-sized check held every task's tokens at once (3.5 GB); by a training group's tasks at a time
+    from bncompare.transformer.train import HeldOut, build_model
+
+    graph = get_graph("alarm")
+    cfg = TrainConfig(d_model=16, n_head=2, d_ff=32, eval_tasks=10, eval_lengths=(3, 20), batch_size=8)
+    model = build_model(graph, cfg)
+    held = HeldOut(graph, DirichletPrior(1.0), cfg)
+    assert held.chunk == 2  # 8 contexts in 4 length groups
+    chunked = held(model, torch.device("cpu"), False)
+    held.chunk = cfg.eval_tasks
+    assert chunked == held(model, torch.device("cpu"), False)

@@ -205,7 +205,7 @@ BLOCK_PER_D, BLOCK_PER_FF = 12, 3
 def _training(cfg: dict, graph: Graph, cpt: int, node: int) -> tuple[str, int, str, bool]:
     """What training a transformer holds at its peak, from the shapes the code allocates: the weights and
     Adam's state; one length group's forward and backward (each group of ``batch_size / length_groups``
-    contexts is its own pass) or one held-out evaluation (every ``eval_tasks`` context at once, no gradients),
+    contexts is its own pass) or one pass of the held-out evaluation (as many contexts as a group, no gradients),
     whichever is bigger; and the task draws."""
     from bncompare.transformer.readouts import READOUTS, Readout, _ValueReadout
     from bncompare.transformer.train import TrainConfig
@@ -242,7 +242,7 @@ def _training(cfg: dict, graph: Graph, cpt: int, node: int) -> tuple[str, int, s
 
     group = -(-batch // max(1, get("length_groups")))
     held_out = get("eval_tasks") if get("eval_every") > 0 else 0  # eval_every = 0: no held-out sets
-    acts = max(one_pass(group, N, True), one_pass(held_out, max(N, *lens), False)) * 4
+    acts = max(one_pass(group, N, True), one_pass(min(held_out, group), max(N, *lens), False)) * 4
     # the held-out task sets (CPTs, counts, five (Q, M, d_out) targets each) and one step's fresh draw
     tasks = (held_out * len(lens) + batch) * (2 * cpt + 6 * Q * M * d_out * F64 + max(N, *lens) * M * F64)
     draw = (GAMMA_TEMPS + 2) * max(held_out, batch) * node

@@ -10,7 +10,10 @@ A cell (one estimator at one context length) is priced as a sum of work units ti
   generated rows, node by node), per predict call, per Pyro plate and per draw or step of its budget;
 - a transformer's forward passes, layers x tokens x width x (8 x width + tokens) per sequence
   (:func:`forward_units`) at ``Cost.forward`` seconds per unit; its width and depth come from its settings
-  (the trained model's ``d_model`` and ``n_layer``; the construction's width follows from the graph).
+  (the trained model's ``d_model`` and ``n_layer``; the construction's width follows from the graph);
+- a trained transformer's query tokens x their one-hot width S (``Cost.query_slots``): its embedding and its
+  readout's value matching read every slot of a token, which on a network of a thousand nodes (S = 5651)
+  costs more than the blocks.
 
 Training a transformer is steps x seconds per step (:func:`training_seconds`), counted only when the model is
 not in the cache yet (the estimator says so: ``pending_training``) and once per cache entry (the checkpoint
@@ -53,7 +56,6 @@ class Cost:
     context_node: float = 0.0  # per context x node (a library fits a table per node per context)
     batch: float = 0.0  # per vectorized fit (a batch of episodes, or one DAG's episodes of it)
     call_node: float = 0.0  # per predict call x node asked, over a batch (the measures' per-node loops)
-    call_graph: float = 0.0  # per predict call x node of the graph (a transformer encodes and reads out all)
     rows: float = 0.0  # per context row x node (counting)
     params: float = 0.0  # per CPT parameter per context (estimates, posterior draws)
     values: float = 0.0  # per predicted probability (queries and fidelity rows, x the node's states)
@@ -61,6 +63,7 @@ class Cost:
     plate_node: float = 0.0  # per node of a Pyro plate of 32 contexts (one model, one chain or guide)
     draw: float = 0.0  # per draw (NUTS: samples + warmup; SVI: steps) x plate x graph size (nodes + params / 100)
     forward: float = 0.0  # per forward_units of a transformer
+    query_slots: float = 0.0  # per query token x one-hot slot (S): what a wide token costs to embed and to match
     model: Callable | None = field(default=None, compare=False)  # (params, graph) -> a transformer's (width, layers)
     by_family: bool = False  # the transformer answers each target with its family's model (width from the family)
     draws: Callable[[dict], float] = field(default=lambda p: 0.0, compare=False)  # the estimator's own budget
@@ -110,9 +113,8 @@ def _train_cfg(params: dict):
 # at 25+25 / 100+100 / 200+200 draws, SVI 0.9 / 1.9 / 5.4 s at 100 / 300 / 1000 steps, pgmpy 0.01 s per
 # context; evaluate_cell per cell, measured with other jobs on the cores (load 2-9: scaled down ~2x), on
 # that study and on graph=hailfinder study=smoke (56 nodes, 3741 parameters, Monte Carlo fidelity, 200 rows):
-# counting 0.1-0.2 s a cell on both, Pyro and pgmpy ~8-15x tree-7's per plate or context, the trained
-# transformer ~0.15 s per predict call on hailfinder (its per-node readout), the constructed one 108 s a
-# cell there (quiet; its generation: d_model 738, 56 calls of 200 rows). Kinds not listed cost GUESS.
+# counting 0.1-0.2 s a cell on both, Pyro and pgmpy ~8-15x tree-7's per plate or context; the transformers'
+# lines were measured again on 2026-12-04 (below). Kinds not listed cost GUESS.
 # One line per kind: update a line when its code gets faster (benchmarks/bench_time_estimate.py compares).
 MEASURES = Cost(context=1e-4, batch=2e-3, call_node=1e-3, values=2e-7, pairs=3e-5)
 COUNTING = Cost(context=5e-6, batch=1e-3, rows=2e-9, params=2e-8, values=1e-8)
@@ -133,9 +135,12 @@ COSTS: dict[str, Cost] = {
     # transformers: forward passes (the construction in float64, its width from the graph) and per-node readouts.
     # the construction answers by family (its width: the family's): on hailfinder, study=smoke, its two cells
     # 5.9 s estimated, 6-11 s each measured (load 7-9); bench_time_estimate.py compares
-    "constructed": Cost(batch=5e-3, call_graph=5e-4, forward=5e-11, model=_constructed_shape, by_family=True),
-    "trained": Cost(prepare=2.0, batch=5e-3, call_graph=1e-3, forward=6e-11, model=_trained_shape),
-    "transformer_agnostic": Cost(prepare=2.0, batch=5e-3, call_graph=1e-3, forward=6e-11, model=_trained_shape),
+    # 2026-12-04 (quiet): per node a generation call of 32 contexts x 200 rows at d_model 32 took 0.019 s on alarm
+    # (S = 105), 0.028 on hailfinder (223), 0.42 on munin (5651): the blocks (forward) plus ~1.1e-8 s per query
+    # token x slot. The construction asks one family model per target: its calls cost per node asked.
+    "constructed": Cost(batch=5e-3, call_node=5e-4, forward=5e-11, model=_constructed_shape, by_family=True),
+    "trained": Cost(prepare=2.0, batch=5e-3, forward=6e-11, query_slots=1.1e-8, model=_trained_shape),
+    "transformer_agnostic": Cost(prepare=2.0, batch=5e-3, forward=6e-11, query_slots=1.1e-8, model=_trained_shape),
     # linear-Gaussian kinds (graph=gaussian-tree study=smoke, under load: 0.1-0.3 s a cell of 32 episodes) and
     # autoregressive ones (not measured: guesses of the same size): per context and batch, measures included
     "gaussian_mle": Cost(context=3e-4, batch=5e-2), "gaussian_ridge": Cost(context=3e-4, batch=5e-2),
@@ -156,11 +161,14 @@ GUESS = Cost(context=1e-2, batch=1e-2)  # a kind from outside bncompare: 10 ms p
 # forward_units of the step's batch x 3 (forward and backward), x the recipe's factor; the held-out checks at
 # STEP_UNIT per forward unit. Calibrated 2026-12-03: tree-7, 2000 steps of batch 16, d_model 64 x 2 layers,
 # contexts up to 500: 149 s on the quiet machine (13.4 steps/s); hailfinder, study=smoke's 60 steps (d_model
-# 32): 25 s under load.
+# 32): 25 s under load. STEP_SLOT per query token x one-hot slot (S), forward and backward: 2026-12-04, munin at
+# study=smoke's sizes (16 x 4 query rows x 1041 nodes, S = 5651), 18.7 s a step with the mixture readout (its
+# value matching reads every slot), 6.7 s with the paper's linear head (x its factor, 0.45: 8.6 s estimated).
 TRAIN_FIXED = 2.0  # building the task sampler, the first held-out check (1-5 s before the first step, logged)
 STEP_FIXED = 0.01
 STEP_NODE = 2e-3
 STEP_UNIT = 3.3e-11
+STEP_SLOT = 3.9e-8
 # Trained kinds of other variables: seconds per step at their default sizes. gaussian_trained: study=smoke's
 # 20 steps ran at 5.3 steps/s under load (2026-12-03); ar_trained is not measured (a guess of the same size).
 # ar_trained_linear trains one linear layer in its own cache and declares no pending training: not counted.
@@ -202,14 +210,14 @@ def cell_units(spec: StudySpec, graph: Graph, e: EstimatorSpec, N: int, per_epis
     exact_chunk = max(1, min(states, EXACT_QUERY_TOKENS // M))
     # predict calls over a batch: the queries; then the states' chunks, or M nodes per chunk of generated rows
     fid_calls = -(-states // exact_chunk) if exact else M * -(-spec.mc_samples // GENERATE_CHUNK)
-    calls = batches + f_batches * fid_calls
     asked = batches * M + f_batches * (fid_calls * M if exact else fid_calls)  # generation asks one node a call
     plates = -(-n // BLOCK)
     own = COSTS.get(e.kind, GUESS)
-    units = {"context": n, "context_node": n * M, "batch": fits, "call_node": asked, "call_graph": calls * M,
+    units = {"context": n, "context_node": n * M, "batch": fits, "call_node": asked,
              "rows": n * N * M, "params": n * P, "values": (n * Q + f * fid_rows) * width,
              "pairs": 0 if exact else f_batches * M * (M - 1) / 2, "plate_node": plates * M,
-             "draw": plates * own.draws(e.params) * (M + P / 100), "forward": 0.0}
+             "draw": plates * own.draws(e.params) * (M + P / 100), "forward": 0.0,
+             "query_slots": (n * Q + f * fid_rows) * M * width}  # a token per row and node, S slots each
     if own.model is not None:  # a transformer: its forward passes
         d, layers = own.model(e.params, graph)
         targets, apart = (1, M) if own.by_family else (M, 1)  # targets per sequence, sequences per target set
@@ -240,10 +248,13 @@ def training_seconds(kind: str, params: dict, graph: Graph) -> float:
     cfg = _train_cfg(params)
     d, layers, M = int(cfg.model.d_model), int(cfg.model.n_layer), graph.n_nodes
     tokens = 1 + cfg.n_context_max / 2 + cfg.n_queries * M  # contexts drawn up to n_context_max
-    step = STEP_FIXED + STEP_NODE * M + STEP_UNIT * 3 * forward_units(cfg.batch_size, tokens, d, layers)
+    slots = cfg.n_queries * M * sum(graph.cards)  # per task: its query tokens x their one-hot width
+    step = (STEP_FIXED + STEP_NODE * M + STEP_UNIT * 3 * forward_units(cfg.batch_size, tokens, d, layers)
+            + STEP_SLOT * cfg.batch_size * slots)
     checks = (cfg.steps // cfg.eval_every + 1) if cfg.eval_every > 0 else 0
     held_out = checks * sum(STEP_NODE * M + STEP_UNIT * forward_units(cfg.eval_tasks, 1 + n + cfg.n_queries * M, d,
-                                                                      layers) for n in cfg.eval_lengths)
+                                                                      layers) + STEP_SLOT / 3 * cfg.eval_tasks * slots
+                            for n in cfg.eval_lengths)
     return TRAIN_FIXED + (cfg.steps * step + held_out) * _train_factor(params)
 
 

@@ -91,10 +91,15 @@ class Layout:
         return max(self.cards)
 
 
-def onehots(layout: Layout, x: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
-    """Concatenated one-hots of samples ``x`` (..., M) -> (..., S)."""
-    parts = [torch.nn.functional.one_hot(x[..., m], c) for m, c in enumerate(layout.cards)]
-    return torch.cat(parts, -1).to(dtype)
+def onehots(layout: Layout, x: torch.Tensor, dtype=torch.float32, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Concatenated one-hots of samples ``x`` (..., M) -> (..., S), written into ``out`` when given.
+
+    One scatter of ones at each node's offset plus its value: no per-node tensors to concatenate and no
+    integer copy to convert (on munin's 1041 nodes that was 2082 small tensors per call, most of a
+    generation step)."""
+    out = torch.empty(*x.shape[:-1], layout.n_onehot, dtype=dtype, device=x.device) if out is None else out
+    offsets = torch.tensor(layout.offsets, dtype=torch.long, device=x.device)
+    return out.zero_().scatter_(-1, x + offsets, 1.0)
 
 
 def encode(
@@ -117,7 +122,7 @@ def encode(
     out = torch.empty(B, 1 + N + Q * T, layout.d_in, dtype=dtype, device=device)
     out[:, 0] = 0
     out[:, 0, layout.sink_flag] = 1
-    out[:, 1 : 1 + N, : layout.n_onehot] = onehots(layout, contexts, dtype)
+    onehots(layout, contexts, dtype, out=out[:, 1 : 1 + N, : layout.n_onehot])
     out[:, 1 : 1 + N, layout.n_onehot :] = 0
     # every query token at once (no loop over the targets): the slots each target shows, as one (T, S) mask
     qry = out[:, 1 + N :].view(B, Q, T, layout.d_in)

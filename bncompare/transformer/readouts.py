@@ -194,8 +194,13 @@ class MixtureReadout(_ValueReadout):
         w = torch.softmax(scores, -1)  # (B, Lq, 1 + N)
         target = tokens[:, queries, self.layout.targets].argmax(-1)  # (B, Lq): each query's target node
         valid = self.valid[target]  # (B, Lq, d_out): the target's states
-        seen = w[..., 1:] @ tokens[:, rows, values]  # (B, Lq, S): weighted values of every node
-        from_rows = torch.gather(seen, -1, self.slot_of_state[target]).masked_fill(~valid, 0)  # the target's slots
+        one = target[0, 0]
+        if bool((target == one).all()):  # one target node (generation asks one node a call): its slots alone
+            from_rows = w[..., 1:] @ tokens[:, rows, self.slot_of_state[one]]
+        else:  # (B, Lq, S): weighted values of every node, then each query's target's slots
+            seen = w[..., 1:] @ tokens[:, rows, values]
+            from_rows = torch.gather(seen, -1, self.slot_of_state[target])
+        from_rows = from_rows.masked_fill(~valid, 0)
         prior = self.prior(h).masked_fill(~valid, float("-inf"))
         probs = from_rows + w[..., :1] * torch.softmax(prior, -1)
         return torch.log(probs.clamp_min(1e-30)), w[:, None]

@@ -249,6 +249,11 @@ class Tasks:
     bayes: torch.Tensor | None  # Dirichlet posterior mean (None when the prior is not Dirichlet)
     support: torch.Tensor  # (B, Q, M): context rows that match the query on the target's parents
 
+    def part(self, rows: slice) -> Tasks:
+        """The tasks ``rows`` of the batch."""
+        return Tasks(*(None if t is None else t[rows] for t in (
+            self.contexts, self.queries, self.true, self.sampled, self.mle, self.bayes, self.support)))
+
 
 def make_tasks(graph: Graph, prior, n_tasks: int, n_context: int, n_queries: int, gen: torch.Generator) -> Tasks:
     cpts = prior.sample(graph, n_tasks, gen)
@@ -562,6 +567,7 @@ class HeldOut:
         gen = torch.Generator().manual_seed(stream_seed(cfg.seed, STREAM_EVAL))
         self.graph = graph
         self.sets = {n: make_tasks(graph, prior, cfg.eval_tasks, n, cfg.n_queries, gen) for n in cfg.eval_lengths}
+        self.chunk = max(group_sizes(cfg))  # tasks per forward pass: a training group's, not all at once (memory)
 
     @torch.no_grad()
     @flush_denormals()
@@ -569,7 +575,9 @@ class HeldOut:
         model.eval()
         out = {}
         for n, tasks in self.sets.items():
-            log_probs = query_log_probs(model, self.graph, tasks, device, autocast).double().cpu()
+            B = tasks.contexts.shape[0]
+            log_probs = torch.cat([query_log_probs(model, self.graph, tasks.part(slice(s, s + self.chunk)), device,
+                                                   autocast).double().cpu() for s in range(0, B, self.chunk)])
             out[f"eval_ce@{n}"] = float(-(tasks.true * log_probs).sum(-1).mean())
             out[f"eval_tv@{n}"] = total_variation(log_probs.exp(), tasks.true)
             out[f"eval_mle_tv@{n}"] = total_variation(tasks.mle, tasks.true)

@@ -141,3 +141,6 @@ class TrainedTransformer(Estimator):
 
     def _predict_proba(self, queries, nodes):
         return self.estimator_._predict_proba(queries, nodes)
+
+    def _generate(self, x, u):
+        self.estimator_._generate(x, u)
