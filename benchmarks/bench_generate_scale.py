@@ -2,11 +2,13 @@
 
     python benchmarks/bench_generate_scale.py              # from the repository root
     python benchmarks/bench_generate_scale.py --loop 1     # also the per-node public predict_proba loop
+    python benchmarks/bench_generate_scale.py --network hailfinder --estimators trained --loop 1
 
 What it measures, torch on one thread (``--threads``), wall clock of one run each:
 
 - B = 32 contexts of N = 20 rows sampled from munin's bundled CPTs (seed 0); MLE and the naive prefix MLE
-  fitted on them;
+  fitted on them, and with ``--estimators trained`` a transformer of study=smoke's size (d_model 32, 2 heads,
+  d_ff 64, the default recipe's mixture readout), untrained (seeded weights: generation costs the same);
 - ``generate(est, 200, u=u)`` for each, with fixed float64 uniforms u of shape (32, 200, 1041);
 - with ``--loop 1``: the same samples drawn by the public loop, one ``predict_proba(xs, [m])`` per node
   (what ``generate`` did before it validated once), on the first ``--loop-n`` samples; the table gives its
@@ -35,6 +37,8 @@ from bncompare.estimators import MLE, NaiveMLE  # noqa: E402
 from bncompare.estimators.generate import generate  # noqa: E402
 from bncompare.metrics.joint import pairwise_tv  # noqa: E402
 from bncompare.networks import draw_categorical, load_network, sample, sample_with_uniforms  # noqa: E402
+from bncompare.transformer import TrainConfig, TransformerEstimator  # noqa: E402
+from bncompare.transformer.train import build_model  # noqa: E402
 
 
 def timed(run, *args):
@@ -75,7 +79,8 @@ def main(argv=None) -> None:
           f"B={B} contexts of N={args.rows} rows, n={args.samples} samples, {torch.get_num_threads()} thread(s)")
 
     rows, samples = [], {}
-    kinds = {"mle": MLE, "naive": NaiveMLE}
+    smoke_size = TrainConfig(d_model=32, n_head=2, d_ff=64)
+    kinds = {"mle": MLE, "naive": NaiveMLE, "trained": lambda: TransformerEstimator(build_model(graph, smoke_size))}
     for name in args.estimators.split(","):
         t_fit, est = timed(kinds[name]().fit, graph, contexts)
         t_gen, x = timed(generate, est, args.samples, None, u)

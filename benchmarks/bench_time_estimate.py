@@ -8,7 +8,9 @@
 Measured 2026-12-03 on 2 cores shared with other jobs (load 5-12): the default tree-7 study (models cached)
 3.9 min estimated, 731 s in run_study (load 9-12; 168 s on the quiet machine); graph=hailfinder study=smoke,
 mle/naive/trained/pgmpy/Pyro: 44 s of cells estimated, 39 s measured, training 11 s against 21 s; the
-constructed transformer's hailfinder cell 169 s against 139 s.
+constructed transformer's hailfinder cell 169 s against 139 s. 2026-12-04, after the transformers' lines were
+measured again (query_slots, STEP_SLOT), ``graph=munin study=smoke only=trained_plain context_lens=[2]``: training
+526 s estimated, 308 s measured; the cell 461 s estimated, 232 s measured (another job on the other core).
 
 Takes the study command's overrides (``only=NAME``, repeatable, keeps some estimators). For every cell it
 prints the estimate, the seconds ``evaluate_cell`` took and their ratio; for every estimator that prepares
